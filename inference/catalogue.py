@@ -1,0 +1,129 @@
+"""Discover models on every Ollama node and keep the Node / Model tables in step.
+
+Runs in Celery (beat, and once when a worker starts) and from `manage.py syncmodels`, so it uses
+the synchronous ollama client; it never runs on the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import httpx
+import ollama
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from inference.models import Model, Node, NodeModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeReport:
+    url: str
+    healthy: bool
+    models: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def normalise_node_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    return url
+
+
+def seed_nodes_from_settings() -> None:
+    """Create a Node for each OLLAMA_NODES entry; never touch nodes an admin added or edited."""
+    for url in settings.OLLAMA_NODES:
+        Node.objects.get_or_create(url=normalise_node_url(url))
+
+
+def sync_catalogue() -> list[NodeReport]:
+    seed_nodes_from_settings()
+    return [sync_node(node) for node in Node.objects.all()]
+
+
+def _node_client(node: Node) -> ollama.Client:
+    timeout = httpx.Timeout(30.0, connect=settings.OLLAMA_CONNECT_TIMEOUT)
+    return ollama.Client(host=node.url, timeout=timeout)
+
+
+def _node_version(node: Node) -> str:
+    timeout = httpx.Timeout(10.0, connect=settings.OLLAMA_CONNECT_TIMEOUT)
+    response = httpx.get(f"{node.url}/api/version", timeout=timeout)
+    response.raise_for_status()
+    return str(response.json().get("version", ""))
+
+
+def _context_length(show: ollama.ShowResponse) -> int:
+    for key, value in (show.modelinfo or {}).items():
+        if key.endswith(".context_length") and isinstance(value, int):
+            return value
+    return 0
+
+
+def sync_node(node: Node) -> NodeReport:
+    client = _node_client(node)
+    try:
+        version = _node_version(node)
+        listing = client.list()
+        shown = {entry.model: client.show(entry.model) for entry in listing.models if entry.model}
+    except (ConnectionError, httpx.HTTPError, ollama.ResponseError, ValueError) as exc:
+        # Unhealthy, not deleted: the node and its models come back when it answers again.
+        message = str(exc) or exc.__class__.__name__
+        Node.objects.filter(pk=node.pk).update(healthy=False, last_error=message[:2000])
+        log.warning("Ollama node %s did not answer: %s", node.url, message)
+        return NodeReport(url=node.url, healthy=False, error=message)
+
+    with transaction.atomic():
+        present: list[int] = []
+        for entry in listing.models:
+            if not entry.model:
+                continue
+            model = _upsert_model(entry, shown[entry.model])
+            NodeModel.objects.update_or_create(
+                node=node, model=model, defaults={"digest": entry.digest or "", "size_bytes": entry.size or 0}
+            )
+            present.append(model.pk)
+        NodeModel.objects.filter(node=node).exclude(model_id__in=present).delete()
+        Node.objects.filter(pk=node.pk).update(
+            healthy=True, last_seen_at=timezone.now(), last_error="", version=str(version)[:40]
+        )
+    return NodeReport(url=node.url, healthy=True, models=[e.model for e in listing.models if e.model])
+
+
+def _upsert_model(entry: ollama.ListResponse.Model, show: ollama.ShowResponse) -> Model:
+    capabilities = list(show.capabilities or ["completion"])
+    trained_context = _context_length(show)
+    details = entry.details
+    derived = {
+        "capabilities": capabilities,
+        "max_context_length": trained_context,
+        "size_bytes": entry.size or 0,
+        "family": (details.family if details else "") or "",
+        "parameter_size": (details.parameter_size if details else "") or "",
+        "quantization": (details.quantization_level if details else "") or "",
+    }
+    model = Model.objects.filter(ollama_name=entry.model).first()
+    if model is not None:
+        # Only what Ollama reports is refreshed; public id, kind, limits and context stay as the admin set them.
+        for name, value in derived.items():
+            setattr(model, name, value)
+        model.save(update_fields=[*derived, "updated_at"])
+        return model
+    context = settings.DEFAULT_CONTEXT_LENGTH
+    if trained_context:
+        context = min(context, trained_context)
+    public_id = entry.model
+    if Model.objects.filter(public_id=public_id).exists():
+        public_id = f"{entry.model}@{Model.objects.count()}"
+    return Model.objects.create(
+        ollama_name=entry.model,
+        public_id=public_id,
+        kind=Model.kind_from_capabilities(capabilities),
+        context_length=context,
+        **derived,
+    )

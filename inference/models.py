@@ -1,0 +1,91 @@
+"""Ollama nodes and the models they serve. Filled by the catalogue sync (inference/catalogue.py)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+def _default_concurrency() -> int:
+    return settings.DEFAULT_MODEL_CONCURRENCY
+
+
+def _default_max_queue() -> int:
+    return settings.DEFAULT_MAX_QUEUE
+
+
+def _default_context_length() -> int:
+    return settings.DEFAULT_CONTEXT_LENGTH
+
+
+class Node(models.Model):
+    url = models.URLField(unique=True, help_text="Base URL of the Ollama server, e.g. http://gpu1:11434")
+    name = models.CharField(max_length=100, blank=True)
+    gpu_memory_bytes = models.BigIntegerField(default=0, help_text="GPU memory budget in bytes; 0 = unknown")
+    enabled = models.BooleanField(default=True, help_text="Disabled nodes get no new requests")
+    healthy = models.BooleanField(default=False)
+    version = models.CharField(max_length=40, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["url"]
+
+    def __str__(self) -> str:
+        return self.name or self.url
+
+
+class Model(models.Model):
+    class Kind(models.TextChoices):
+        CHAT = "chat", "Chat"
+        COMPLETION = "completion", "Completion (code / fill-in-the-middle)"
+        EMBEDDING = "embedding", "Embedding"
+
+    public_id = models.CharField(max_length=200, unique=True, help_text="The id clients send as `model`")
+    ollama_name = models.CharField(max_length=200, unique=True, help_text="The name on the Ollama nodes")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CHAT)
+    capabilities = models.JSONField(default=list, blank=True)
+    context_length = models.PositiveIntegerField(
+        default=_default_context_length,
+        help_text="num_ctx sent with every request, so all callers share one and Ollama never reloads",
+    )
+    max_context_length = models.PositiveIntegerField(default=0, help_text="Training context reported by Ollama")
+    concurrency = models.PositiveIntegerField(default=_default_concurrency, help_text="Requests in flight per node")
+    max_queue = models.PositiveIntegerField(default=_default_max_queue, help_text="Requests allowed to wait")
+    enabled = models.BooleanField(default=True)
+    size_bytes = models.BigIntegerField(default=0)
+    family = models.CharField(max_length=100, blank=True)
+    parameter_size = models.CharField(max_length=40, blank=True)
+    quantization = models.CharField(max_length=40, blank=True)
+    nodes = models.ManyToManyField(Node, through="NodeModel", related_name="models", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["public_id"]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @staticmethod
+    def kind_from_capabilities(capabilities: list[str]) -> str:
+        caps = set(capabilities)
+        if "embedding" in caps and "completion" not in caps:
+            return Model.Kind.EMBEDDING
+        if "insert" in caps:
+            return Model.Kind.COMPLETION
+        return Model.Kind.CHAT
+
+
+class NodeModel(models.Model):
+    """A model present on a node (from its /api/tags)."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE)
+    model = models.ForeignKey(Model, on_delete=models.CASCADE)
+    digest = models.CharField(max_length=80, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    seen_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "model"], name="unique_node_model")]
