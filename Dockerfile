@@ -1,0 +1,19 @@
+# One image for web, worker, beat and the simulator; compose.yaml picks the command.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY pyproject.toml ./
+COPY portal ./portal
+COPY apiaccess ./apiaccess
+COPY inference ./inference
+COPY ollamasim ./ollamasim
+COPY templates ./templates
+COPY manage.py ./
+RUN pip install . && python manage.py collectstatic --noinput \
+    && useradd --system --home /app gatehouse && chown -R gatehouse /app
+USER gatehouse
+
+EXPOSE 8000
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "portal.asgi:application"]

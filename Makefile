@@ -1,0 +1,36 @@
+# Gatehouse: `make run` serves the portal on http://127.0.0.1:8000; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	@bash scripts/bootstrap-python.sh $(PYTHON) $(VENV)
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-run
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+run: $(VENV)/.installed-run
+	@bash scripts/ensure-redis.sh
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py ensureadmin
+	$(BIN)/python manage.py runstack
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .run db.sqlite3 .test-db.sqlite3

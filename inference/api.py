@@ -1,0 +1,89 @@
+"""Plumbing shared by the OpenAI-compatible views: method checks, body limits, JSON and error responses."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from inference.errors import SERVER_ERROR, ApiError
+
+log = logging.getLogger(__name__)
+
+API_PREFIXES = ("/v1/", "/api/")
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return HttpResponse(body, status=status, headers=headers, content_type="application/json")
+
+
+def error_response(error: ApiError) -> HttpResponse:
+    return json_response(error.as_dict(), status=error.status, headers=error.headers)
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES) or path in ("/v1", "/api")
+
+
+def read_body(request) -> bytes:
+    declared = request.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > settings.MAX_REQUEST_BODY_BYTES:
+        raise ApiError.payload_too_large(settings.MAX_REQUEST_BODY_BYTES)
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise ApiError.payload_too_large(settings.MAX_REQUEST_BODY_BYTES) from None
+    if len(body) > settings.MAX_REQUEST_BODY_BYTES:
+        raise ApiError.payload_too_large(settings.MAX_REQUEST_BODY_BYTES)
+    return body
+
+
+def api_endpoint(*methods: str):
+    """Wrap an async API view: reject other methods with a JSON 405 and render ApiError as OpenAI errors.
+
+    Anything unexpected is logged with the request id and answered as a JSON 500, never an HTML page.
+    """
+
+    def decorator(view):
+        @csrf_exempt  # bearer-key API: no cookies, so no CSRF
+        @functools.wraps(view)
+        async def wrapper(request, *args, **kwargs):
+            if request.method not in methods:
+                return error_response(ApiError.method_not_allowed(request.method, request.path, methods))
+            try:
+                return await view(request, *args, **kwargs)
+            except ApiError as error:
+                return error_response(error)
+
+        return wrapper
+
+    return decorator
+
+
+def api_not_found(request, *args, **kwargs) -> HttpResponse:
+    return error_response(ApiError.not_found(f"Unknown request URL: {request.method} {request.path}."))
+
+
+def handler404(request, exception=None):
+    if is_api_path(request.path):
+        return api_not_found(request)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if is_api_path(request.path):
+        request_id = getattr(request, "request_id", "")
+        message = f"The server had an error processing your request (request id {request_id})."
+        return error_response(ApiError(500, message, type=SERVER_ERROR))
+    from django.views.defaults import server_error
+
+    return server_error(request)

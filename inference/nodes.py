@@ -1,0 +1,23 @@
+"""One `ollama.AsyncClient` per Ollama node per event loop, reused so connections are pooled."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import ollama
+from django.conf import settings
+
+_clients: dict[tuple[int, str], ollama.AsyncClient] = {}
+
+
+def client_for(node_url: str) -> ollama.AsyncClient:
+    # httpx connection pools belong to the loop that created them; daphne has one loop, tests may have many.
+    key = (id(asyncio.get_running_loop()), node_url)
+    client = _clients.get(key)
+    if client is None:
+        timeout = httpx.Timeout(settings.OLLAMA_READ_TIMEOUT, connect=settings.OLLAMA_CONNECT_TIMEOUT)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        client = ollama.AsyncClient(host=node_url, timeout=timeout, limits=limits)
+        _clients[key] = client
+    return client

@@ -1,0 +1,112 @@
+"""Run the whole Gatehouse stack in the foreground for `make run`: web (daphne), Celery worker and
+beat, plus the Ollama simulator when no Ollama node is configured. Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from inference.catalogue import sync_catalogue
+from inference.models import Node
+
+BANNER = """
+==========================================================================
+  SIMULATED BACKEND: no Ollama node is configured (OLLAMA_NODES is empty),
+  so Gatehouse is using the bundled Ollama simulator at {url}
+  with a small demo catalogue. Answers are generated text, not a real
+  model. Set OLLAMA_NODES=http://your-gpu-host:11434 to use real Ollama.
+==========================================================================
+"""
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+class Command(BaseCommand):
+    help = "Run web, worker, beat (and the simulator when no node is configured) until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8000")))
+
+    def handle(self, *args, host: str, port: int, **options):
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        env = dict(os.environ)
+        run_dir = os.path.join(settings.BASE_DIR, ".run")
+        os.makedirs(run_dir, exist_ok=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            sim_url = f"http://127.0.0.1:{int(os.environ.get('SIMULATOR_PORT', '11435'))}"
+            # Nodes an admin added in the admin count as configured too; a simulator node from an earlier run does not.
+            if not settings.OLLAMA_NODES and not Node.objects.filter(enabled=True).exclude(url=sim_url).exists():
+                env["OLLAMA_NODES"] = self._start_simulator(sim_url)
+                settings.OLLAMA_NODES = [sim_url]
+            for report in sync_catalogue():
+                state = f"{len(report.models)} model(s)" if report.healthy else f"NOT ANSWERING: {report.error}"
+                self.stdout.write(f"Ollama node {report.url}: {state}")
+            if not _port_free(host, port):
+                self.stderr.write(f"Port {port} on {host} is taken; set WEB_PORT to another port.")
+                return
+            python = sys.executable
+            self._spawn("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "portal.asgi:application"], env)
+            self._spawn("worker", [python, "-m", "celery", "-A", "portal", "worker", "--loglevel=INFO",
+                                   "--concurrency=2"], env)
+            self._spawn("beat", [python, "-m", "celery", "-A", "portal", "beat", "--loglevel=INFO",
+                                 "--schedule", os.path.join(run_dir, "celerybeat-schedule")], env)
+            self.stdout.write(self.style.SUCCESS(f"Gatehouse is running on http://{host}:{port}  (Ctrl-C stops it)"))
+            self._watch()
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping...")
+        finally:
+            self._stop_all()
+
+    def _start_simulator(self, url: str) -> str:
+        sim_port = int(url.rsplit(":", 1)[1])
+        if _port_free("127.0.0.1", sim_port):
+            self._spawn("simulator", [sys.executable, "-m", "ollamasim", "--host", "127.0.0.1",
+                                      "--port", str(sim_port)], dict(os.environ))
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "/", timeout=1):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the Ollama simulator did not start") from None
+                    time.sleep(0.1)
+        self.stdout.write(self.style.WARNING(BANNER.format(url=url)))
+        return url
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        # Own process group, so a Ctrl-C reaches us once and we stop the children in order.
+        proc = subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, start_new_session=True)
+        self.children.append((name, proc))
+
+    def _watch(self) -> None:
+        while True:
+            for name, proc in self.children:
+                if proc.poll() is not None:
+                    self.stderr.write(f"{name} exited with code {proc.returncode}; stopping the others.")
+                    return
+            time.sleep(0.5)
+
+    def _stop_all(self) -> None:
+        for _, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for _, proc in self.children:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()

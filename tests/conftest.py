@@ -1,0 +1,127 @@
+"""The shared test world: a real redis-server, real simulator processes, a real daphne web process,
+and the people alice (any model), bob (limited to one model) and charlie (no key of his own).
+
+Everything starts once per session on free ports; nothing depends on a server started by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+
+from tests.support.processes import DaphneServer, RedisServer
+
+# The e2e catalogue: a chat model with tools, a code model with fill-in-the-middle, an embedder.
+CHAT_MODEL = "llama3.2:3b"
+CODE_MODEL = "qwen2.5-coder:1.5b"
+EMBED_MODEL = "all-minilm:latest"
+SIM_CONFIG = {
+    "server": {
+        "num_parallel": 4,
+        "tokens_per_second": 2000,
+        "time_to_first_token_ms": 5,
+        "load_seconds_per_gib": 0.02,
+        "gpu_memory": "24GiB",
+    },
+    "models": [
+        {"name": CHAT_MODEL, "size": 2_019_393_189, "family": "llama", "parameter_size": "3.2B",
+         "quantization_level": "Q4_K_M", "capabilities": ["completion", "tools"], "context_length": 131072},
+        {"name": CODE_MODEL, "size": 986_061_892, "family": "qwen2", "parameter_size": "1.5B",
+         "quantization_level": "Q4_K_M", "capabilities": ["completion", "insert"], "context_length": 32768},
+        {"name": EMBED_MODEL, "size": 45_960_996, "family": "bert", "parameter_size": "23M",
+         "quantization_level": "F16", "capabilities": ["embedding"], "context_length": 512,
+         "embedding_length": 384},
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer()
+    os.environ["REDIS_URL"] = server.url
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    from tests.support.simulator import SimulatorProcess
+
+    with SimulatorProcess(SIM_CONFIG) as sim:
+        yield sim
+
+
+def _database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL for the test database pytest-django created, for processes started beside pytest."""
+    engine = settings_dict["ENGINE"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or ""
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+
+
+@dataclass
+class World:
+    """Committed rows the live server can see, and the plain keys handed out."""
+
+    alice_key: str = ""
+    bob_key: str = ""  # may use only CHAT_MODEL
+    expired_key: str = ""
+    revoked_key: str = ""
+    users: dict = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def world(django_db_setup, django_db_blocker, simulator) -> World:
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from apiaccess.models import ApiKey
+    from inference.catalogue import sync_node
+    from inference.models import Model, Node
+
+    with django_db_blocker.unblock():
+        node, _ = Node.objects.get_or_create(url=simulator.url)
+        report = sync_node(node)
+        assert report.healthy, report.error
+        users = {name: get_user_model().objects.create_user(name, password="pw-" + name)
+                 for name in ("alice", "bob", "charlie")}
+        world = World(users=users)
+        _, world.alice_key = ApiKey.issue(users["alice"], name="laptop")
+        _, world.bob_key = ApiKey.issue(users["bob"], allowed_models=[Model.objects.get(public_id=CHAT_MODEL)])
+        _, world.expired_key = ApiKey.issue(users["alice"], expires_at=timezone.now() - timedelta(days=1))
+        revoked, world.revoked_key = ApiKey.issue(users["alice"])
+        revoked.revoked_at = timezone.now()
+        revoked.save()
+    return world
+
+
+@pytest.fixture(scope="session")
+def gatehouse(world, redis_server, django_db_blocker):
+    """The real web process serving the world above."""
+    from django.db import connection
+
+    env = {
+        "DATABASE_URL": _database_url(connection.settings_dict),
+        "REDIS_URL": redis_server.url,
+        "DEBUG": "false",
+        "SECRET_KEY": "test-secret-key-for-the-live-server",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "MAX_REQUEST_BODY_BYTES": str(1024 * 1024),
+        "LOG_LEVEL": "WARNING",
+    }
+    server = DaphneServer(env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def base_url(gatehouse) -> str:
+    return gatehouse.url + "/v1"
