@@ -71,6 +71,13 @@ def api_not_found(request, *args, **kwargs) -> HttpResponse:
     return error_response(ApiError.not_found(f"Unknown request URL: {request.method} {request.path}."))
 
 
+def missing_v1_prefix(request, *args, **kwargs) -> HttpResponse:
+    """An OpenAI route called without /v1: say how to fix the base URL (Continue shows this text)."""
+    message = (f"Unknown request URL: {request.method} {request.path}. The API base URL must end in /v1, "
+               f"e.g. {request.scheme}://{request.get_host()}/v1{request.path}.")
+    return error_response(ApiError.not_found(message))
+
+
 def handler404(request, exception=None):
     if is_api_path(request.path):
         return api_not_found(request)

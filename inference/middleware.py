@@ -6,15 +6,43 @@ import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
+from inference.api import error_response, is_api_path
+from inference.errors import SERVER_ERROR, ApiError
+
 
 def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex
 
 
-class RequestIdMiddleware:
-    """Give every request an id, expose it as `request.request_id` and the `x-request-id` header.
+def _as_api_error(request, response):
+    """Framework error pages (404, 405, 500, even DEBUG's HTML ones) under /v1 and /api become JSON.
 
-    The OpenAI SDKs surface this header on errors (`APIStatusError.request_id`), so users can quote
+    OpenAI clients parse error bodies as JSON (Continue calls JSON.parse on 404 bodies), so an HTML
+    page there is a second failure on top of the first.
+    """
+    if response.status_code < 400 or not is_api_path(request.path):
+        return response
+    if response.get("Content-Type", "").startswith("application/json"):
+        return response
+    status = response.status_code
+    if status >= 500:
+        error = ApiError(status, f"The server had an error processing your request (request id "
+                         f"{request.request_id}).", type=SERVER_ERROR)
+    elif status == 404:
+        error = ApiError.not_found(f"Unknown request URL: {request.method} {request.path}.")
+    else:
+        error = ApiError(status, response.reason_phrase or "Request failed.")
+    replacement = error_response(error)
+    if response.has_header("Allow"):
+        replacement["Allow"] = response["Allow"]
+    return replacement
+
+
+class RequestIdMiddleware:
+    """Give every request an id, expose it as `request.request_id` and the `x-request-id` header,
+    and make sure API error responses are OpenAI error objects.
+
+    The OpenAI SDKs surface the header on errors (`APIStatusError.request_id`), so users can quote
     it in bug reports and we can find the request in our logs.
     """
 
@@ -31,12 +59,12 @@ class RequestIdMiddleware:
         if self.is_async:
             return self._acall(request)
         request.request_id = new_request_id()
-        response = self.get_response(request)
+        response = _as_api_error(request, self.get_response(request))
         response["x-request-id"] = request.request_id
         return response
 
     async def _acall(self, request):
         request.request_id = new_request_id()
-        response = await self.get_response(request)
+        response = _as_api_error(request, await self.get_response(request))
         response["x-request-id"] = request.request_id
         return response

@@ -24,6 +24,8 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
+# Where `make run` keeps its runtime files (first admin password, beat schedule, local Redis log).
+RUN_DIR = Path(envstr("RUN_DIR", str(BASE_DIR / ".run")))
 
 INSTALLED_APPS = [
     # daphne first, so runserver is the ASGI server too (STYLE.md §7.2).

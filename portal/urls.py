@@ -1,6 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from inference.api import missing_v1_prefix
 from portal import views
 
 urlpatterns = [
@@ -9,6 +10,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("inference.urls")),
     path("api/", include("inference.urls")),
+    # Clients configured with http://host instead of http://host/v1 get a JSON 404 that says so.
+    re_path(r"^(chat/completions|completions|embeddings|models(/.*)?)$", missing_v1_prefix),
 ]
 
 # JSON errors for API paths, HTML pages elsewhere.

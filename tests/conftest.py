@@ -18,6 +18,7 @@ from tests.support.processes import DaphneServer, RedisServer
 CHAT_MODEL = "llama3.2:3b"
 CODE_MODEL = "qwen2.5-coder:1.5b"
 EMBED_MODEL = "all-minilm:latest"
+BROKEN_MODEL = "broken:latest"  # fails after a few tokens, to test errors in the middle of a stream
 SIM_CONFIG = {
     "server": {
         "num_parallel": 4,
@@ -34,6 +35,8 @@ SIM_CONFIG = {
         {"name": EMBED_MODEL, "size": 45_960_996, "family": "bert", "parameter_size": "23M",
          "quantization_level": "F16", "capabilities": ["embedding"], "context_length": 512,
          "embedding_length": 384},
+        {"name": BROKEN_MODEL, "size": 500_000_000, "capabilities": ["completion"], "context_length": 8192,
+         "fail_after_tokens": 3, "error_message": "model runner has unexpectedly stopped"},
     ],
 }
 

@@ -20,17 +20,17 @@ class Command(BaseCommand):
         existing = users.filter(is_superuser=True).order_by("pk").first()
         if existing is not None:
             self.stdout.write(f"Admin: sign in at {sign_in} as '{existing.get_username()}'.")
-            saved = Path(settings.BASE_DIR, ".run", "admin-password.txt")
+            saved = Path(settings.RUN_DIR, "admin-password.txt")
             if saved.exists():
-                self.stdout.write(f"       (first-run password saved in {saved.relative_to(settings.BASE_DIR)})")
+                self.stdout.write(f"       (first-run password saved in {saved})")
             return
         username = os.environ.get("ADMIN_USERNAME", "admin")
         password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         users.create_superuser(username=username, email="", password=password)
-        run_dir = Path(settings.BASE_DIR, ".run")
-        run_dir.mkdir(exist_ok=True)
+        run_dir = Path(settings.RUN_DIR)
+        run_dir.mkdir(parents=True, exist_ok=True)
         saved = run_dir / "admin-password.txt"
         saved.write_text(password + "\n")
         saved.chmod(0o600)
         self.stdout.write(self.style.SUCCESS(f"Created the admin account. Sign in at {sign_in}"))
-        self.stdout.write(f"    username: {username}\n    password: {password}\n    (also saved in .run/admin-password.txt)")
+        self.stdout.write(f"    username: {username}\n    password: {password}\n    (also saved in {saved})")

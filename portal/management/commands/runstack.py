@@ -42,7 +42,7 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, **options):
         self.children: list[tuple[str, subprocess.Popen]] = []
         env = dict(os.environ)
-        run_dir = os.path.join(settings.BASE_DIR, ".run")
+        run_dir = str(settings.RUN_DIR)
         os.makedirs(run_dir, exist_ok=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
@@ -63,6 +63,8 @@ class Command(BaseCommand):
                                    "--concurrency=2"], env)
             self._spawn("beat", [python, "-m", "celery", "-A", "portal", "beat", "--loglevel=INFO",
                                  "--schedule", os.path.join(run_dir, "celerybeat-schedule")], env)
+            with open(os.path.join(run_dir, "stack.pids"), "w") as fh:  # for tools and tests that check shutdown
+                fh.write("".join(f"{name} {proc.pid}\n" for name, proc in self.children))
             self.stdout.write(self.style.SUCCESS(f"Gatehouse is running on http://{host}:{port}  (Ctrl-C stops it)"))
             self._watch()
         except KeyboardInterrupt:

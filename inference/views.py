@@ -1,0 +1,60 @@
+"""OpenAI-compatible API views. Thin: authenticate, parse, resolve the model, call a function, render.
+
+All of them are async and run on daphne's event loop: no sync ORM, Redis or HTTP here (STYLE.md §7).
+"""
+
+from __future__ import annotations
+
+import time
+
+from apiaccess.auth import authenticate
+from inference import registry
+from inference.api import api_endpoint, json_response, read_body
+from inference.generation import (
+    create_chat_completion,
+    create_embeddings,
+    create_text_completion,
+    resolve_model,
+)
+from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, parse_body
+
+
+def model_object(route: registry.ModelRoute) -> dict:
+    return {"id": route.public_id, "object": "model", "created": route.created, "owned_by": route.owned_by}
+
+
+@api_endpoint("GET")
+async def list_models(request):
+    principal = await authenticate(request)
+    routes = [r for r in await registry.all_models() if principal.may_use(r.public_id)]
+    return json_response({"object": "list", "data": [model_object(r) for r in routes]})
+
+
+@api_endpoint("GET")
+async def retrieve_model(request, model_id: str):
+    principal = await authenticate(request)
+    return json_response(model_object(await resolve_model(principal, model_id)))
+
+
+@api_endpoint("POST")
+async def chat_completions(request):
+    principal = await authenticate(request)
+    body = parse_body(ChatCompletionRequest, read_body(request))
+    route = await resolve_model(principal, body.model)
+    return await create_chat_completion(body, route, created=int(time.time()))
+
+
+@api_endpoint("POST")
+async def completions(request):
+    principal = await authenticate(request)
+    body = parse_body(CompletionRequest, read_body(request))
+    route = await resolve_model(principal, body.model)
+    return await create_text_completion(body, route, created=int(time.time()))
+
+
+@api_endpoint("POST")
+async def embeddings(request):
+    principal = await authenticate(request)
+    body = parse_body(EmbeddingRequest, read_body(request))
+    route = await resolve_model(principal, body.model)
+    return json_response(await create_embeddings(body, route))

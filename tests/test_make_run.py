@@ -1,0 +1,104 @@
+"""`make run` on a fresh database: it serves the portal, the admin sign-in works in a real browser,
+the simulator's models appear in the admin, and Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.support.processes import REPO, free_port, port_open, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+class Output:
+    """Collects a process's output from a thread so the pipe never fills up."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.text = ""
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self.text += line
+
+
+@pytest.fixture
+def stack(tmp_path, redis_server):
+    web_port, sim_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("OLLAMA_NODES", "DATABASE_URL", "DEBUG", "SECRET_KEY")}
+    env.update({
+        "REDIS_URL": redis_server.url,
+        "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+        "RUN_DIR": str(tmp_path / "run"),
+        "WEB_PORT": str(web_port),
+        "SIMULATOR_PORT": str(sim_port),
+        "SITE_URL": f"http://127.0.0.1:{web_port}",
+        "PYTHONUNBUFFERED": "1",
+    })
+    proc = subprocess.Popen(["make", "run"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    output = Output(proc)
+    try:
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{web_port}/healthz").status_code == 200,
+                   timeout=120, what="make run", proc=proc)
+    except Exception:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("make run did not serve the portal:\n" + output.text) from None
+    yield proc, output, web_port, sim_port, tmp_path
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_it_serves_the_portal_signs_in_the_admin_and_stops_on_ctrl_c(stack):
+    proc, output, web_port, sim_port, stack_dir = stack
+    assert "SIMULATED BACKEND" in output.text
+    password = re.search(r"password: (\S+)", output.text).group(1)
+    sim_models = {m["name"] for m in httpx.get(f"http://127.0.0.1:{sim_port}/api/tags").json()["models"]}
+    assert sim_models
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{web_port}/admin/")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", password)
+        page.click("input[type=submit]")
+        page.wait_for_selector("text=Site administration")
+        page.goto(f"http://127.0.0.1:{web_port}/admin/inference/model/")
+        listed = page.inner_text("#result_list")
+        browser.close()
+    for name in sim_models:
+        assert name in listed, f"{name} from the simulator is not in the admin's model list"
+
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while port_open(web_port) or port_open(sim_port):
+        assert time.monotonic() < deadline, "a process make run started is still listening after Ctrl-C"
+        time.sleep(0.1)
+    started = (stack_dir / "run" / "stack.pids").read_text().split()
+    pids = dict(zip(started[::2], map(int, started[1::2]), strict=True))
+    assert {"web", "worker", "beat", "simulator"} <= set(pids)
+    for name, pid in pids.items():
+        assert not _alive(pid), f"{name} (pid {pid}) survived Ctrl-C"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie awaiting its parent's wait() is gone in every way that matters.
+    return "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
