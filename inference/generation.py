@@ -14,7 +14,7 @@ from inference import registry
 from inference.api import json_response
 from inference.embeddings import embedding_inputs, embeddings_response
 from inference.errors import ApiError
-from inference.nodes import client_for
+from inference.nodes import client_for, native_chat
 from inference.openai_format import (
     ChatChunker,
     CompletionChunker,
@@ -69,7 +69,7 @@ async def create_chat_completion(body: ChatCompletionRequest, route: ModelRoute,
     per_choice = [kwargs_for_choice(base, body.seed, i) for i in range(body.choice_count)]
     if body.stream:
         merged = await MergedStream.open(
-            [lambda kw=kw: client.chat(**kw, stream=True) for kw in per_choice], body.model
+            [lambda kw=kw: native_chat(client, kw, stream=True) for kw in per_choice], body.model
         )
         chunker = ChatChunker(
             completion_id=new_chat_id(), created=created, model=body.model,
@@ -77,7 +77,7 @@ async def create_chat_completion(body: ChatCompletionRequest, route: ModelRoute,
             parallel_tool_calls=body.parallel_tool_calls is not False,
         )
         return event_stream_response(merged, chunker, body.model)
-    results = await gather_choices([lambda kw=kw: client.chat(**kw, stream=False) for kw in per_choice], body.model)
+    results = await gather_choices([lambda kw=kw: native_chat(client, kw, stream=False) for kw in per_choice], body.model)
     return json_response(
         chat_completion(
             completion_id=new_chat_id(), created=created, model=body.model, choices=results,

@@ -21,3 +21,15 @@ def client_for(node_url: str) -> ollama.AsyncClient:
         client = ollama.AsyncClient(host=node_url, timeout=timeout, limits=limits)
         _clients[key] = client
     return client
+
+
+async def native_chat(client: ollama.AsyncClient, kwargs: dict, *, stream: bool):
+    """POST /api/chat with our translated body exactly as built.
+
+    `AsyncClient.chat()` re-validates `tools` through ollama-python's `Tool` model, which drops
+    nested object `properties`, `anyOf` and `additionalProperties` from each tool's JSON schema, so
+    the model would see incomplete schemas. The client's request method sends the body untouched
+    and still gives us its streaming, error mapping (`ResponseError`) and response parsing.
+    """
+    body = {**kwargs, "stream": stream}
+    return await client._request(ollama.ChatResponse, "POST", "/api/chat", json=body, stream=stream)
