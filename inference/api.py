@@ -67,10 +67,12 @@ def api_endpoint(*methods: str):
     return decorator
 
 
+@csrf_exempt  # a POST to an unknown API URL must get its JSON 404, not the CSRF failure page
 def api_not_found(request, *args, **kwargs) -> HttpResponse:
     return error_response(ApiError.not_found(f"Unknown request URL: {request.method} {request.path}."))
 
 
+@csrf_exempt
 def missing_v1_prefix(request, *args, **kwargs) -> HttpResponse:
     """An OpenAI route called without /v1: say how to fix the base URL (Continue shows this text)."""
     message = (f"Unknown request URL: {request.method} {request.path}. The API base URL must end in /v1, "

@@ -41,11 +41,17 @@ async def translated_errors(model: str):
 
 
 async def gather_choices(calls: list[Callable[[], Awaitable[Any]]], model: str) -> list[Any]:
-    """Run non-streaming upstream calls concurrently; if one fails, cancel the rest."""
-    async with translated_errors(model):
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call()) for call in calls]
-    return [task.result() for task in tasks]
+    """Run non-streaming upstream calls concurrently; if one fails (or we are cancelled), cancel the rest."""
+    tasks = [asyncio.ensure_future(call()) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException as exc:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if isinstance(exc, (ollama.ResponseError, httpx.HTTPError, ConnectionError)):
+            raise upstream_error(exc, model) from exc
+        raise
 
 
 class MergedStream:

@@ -42,6 +42,23 @@ SIM_CONFIG = {
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_test_environment, django_db_blocker):
+    """Always create the test database.
+
+    pytest-django creates it only when some collected test is marked django_db; the live-server
+    tests are not (their rows must be committed so the daphne process sees them), so running them
+    alone would otherwise write the test world into the developer's own database.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture(scope="session")
 def redis_server():
     server = RedisServer()
     os.environ["REDIS_URL"] = server.url

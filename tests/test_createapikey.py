@@ -15,8 +15,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def alice():
-    return get_user_model().objects.create_user("alice", password="pw")
+def dora():
+    return get_user_model().objects.create_user("dora", password="pw")
 
 
 def run(*args: str) -> str:
@@ -25,28 +25,28 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def test_it_prints_only_the_new_key(alice):
-    output = run("alice", "--name", "laptop")
+def test_it_prints_only_the_new_key(dora):
+    output = run("dora", "--name", "laptop")
     plain = output.strip()
     assert output == plain + "\n", "stdout must hold the key and nothing else"
     assert keys.lookup_of(plain) is not None
-    stored = ApiKey.objects.get(user=alice)
+    stored = ApiKey.objects.get(user=dora)
     assert stored.name == "laptop"
     assert keys.matches(plain, stored.digest)
     assert plain not in (stored.digest, stored.lookup), "the plain key is never stored"
     assert stored.expires_at is None and stored.allowed_models.count() == 0
 
 
-def test_it_limits_the_key_to_models(alice):
+def test_it_limits_the_key_to_models(dora):
     a = Model.objects.create(public_id="a", ollama_name="a:latest")
     Model.objects.create(public_id="b", ollama_name="b:latest")
-    plain = run("alice", "--models", "a").strip()
+    plain = run("dora", "--models", "a").strip()
     stored = ApiKey.objects.get(lookup=keys.lookup_of(plain))
     assert list(stored.allowed_models.all()) == [a]
 
 
-def test_it_sets_an_expiry(alice):
-    plain = run("alice", "--expires-in-days", "7").strip()
+def test_it_sets_an_expiry(dora):
+    plain = run("dora", "--expires-in-days", "7").strip()
     stored = ApiKey.objects.get(lookup=keys.lookup_of(plain))
     days = (stored.expires_at - timezone.now()).total_seconds() / 86400
     assert 6.99 < days <= 7
@@ -58,16 +58,16 @@ def test_it_rejects_an_unknown_user():
     assert ApiKey.objects.count() == 0
 
 
-def test_it_rejects_unknown_models_without_creating_a_key(alice):
+def test_it_rejects_unknown_models_without_creating_a_key(dora):
     with pytest.raises(CommandError, match="Unknown model"):
-        run("alice", "--models", "missing")
+        run("dora", "--models", "missing")
     assert ApiKey.objects.count() == 0
 
 
-def test_it_rejects_a_non_positive_expiry(alice):
+def test_it_rejects_a_non_positive_expiry(dora):
     with pytest.raises(CommandError, match="positive"):
-        run("alice", "--expires-in-days", "0")
+        run("dora", "--expires-in-days", "0")
 
 
-def test_it_makes_keys_that_differ_each_time(alice):
-    assert run("alice") != run("alice")
+def test_it_makes_keys_that_differ_each_time(dora):
+    assert run("dora") != run("dora")

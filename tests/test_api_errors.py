@@ -1,0 +1,90 @@
+"""Every error under /v1 and /api is an OpenAI error object with the right status (§9 items 7-9),
+never an HTML page or a 500 for bad input."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import CHAT_MODEL
+from tests.test_api_auth import assert_openai_error
+
+
+@pytest.fixture
+def auth(world) -> dict:
+    return {"Authorization": f"Bearer {world.alice_key}"}
+
+
+@pytest.mark.parametrize("path", ["/v1/nothing-here", "/v1/responses", "/api/unknown/deep/path", "/v1/chat/completions/",
+                                  "/chat/completions"])
+def test_it_answers_unknown_routes_with_a_json_404(gatehouse, auth, path):
+    # Includes a base URL without /v1: Continue JSON.parses that 404 body to tell the user to add /v1.
+    error = assert_openai_error(httpx.post(gatehouse.url + path, headers=auth, json={}), 404)
+    if path == "/chat/completions":
+        assert "/v1/chat/completions" in error["message"]
+
+
+def test_it_answers_a_wrong_method_with_a_json_405(base_url, auth):
+    error = assert_openai_error(httpx.get(base_url + "/chat/completions", headers=auth), 405)
+    assert "GET" in error["message"]
+    assert_openai_error(httpx.post(base_url + "/models", headers=auth), 405)
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+    ({"model": CHAT_MODEL}, "messages"),
+    ({"model": CHAT_MODEL, "messages": []}, "messages"),
+    ({"model": CHAT_MODEL, "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+    ({"model": CHAT_MODEL, "messages": [{"role": "user"}]}, "messages.0.content"),
+    ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}], "temperature": 5}, "temperature"),
+    ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
+    ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": "many"}, "max_tokens"),
+    ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]},
+     "tools.0.function"),
+])
+def test_it_rejects_a_malformed_body_with_400_naming_the_field(base_url, auth, body, param):
+    response = httpx.post(base_url + "/chat/completions", headers=auth, json=body)
+    error = assert_openai_error(response, 400)
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("raw", [b"", b"{not json", b"[1, 2]", b"\xff\xfe", b"null"])
+def test_it_rejects_a_body_that_is_not_a_json_object(base_url, auth, raw):
+    response = httpx.post(base_url + "/chat/completions", headers={**auth, "Content-Type": "application/json"},
+                          content=raw)
+    assert_openai_error(response, 400)
+
+
+def test_it_rejects_a_body_over_the_size_limit_with_413(base_url, auth):
+    huge = "x" * (1024 * 1024 + 10)  # the live server's limit is 1 MiB
+    response = httpx.post(base_url + "/chat/completions", headers=auth,
+                          json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": huge}]})
+    assert_openai_error(response, 413)
+
+
+def test_it_answers_503_with_retry_after_when_no_node_serves_the_model(base_url, auth, django_db_blocker, simulator):
+    import time
+
+    from inference.models import Node
+
+    with django_db_blocker.unblock():
+        Node.objects.filter(url=simulator.url).update(healthy=False)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            response = httpx.post(base_url + "/chat/completions", headers=auth,
+                                  json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}]})
+            if response.status_code != 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert_openai_error(response, 503)
+        assert 0 < int(response.headers["Retry-After"]) <= 60
+    finally:
+        with django_db_blocker.unblock():
+            Node.objects.filter(url=simulator.url).update(healthy=True)
+        deadline = time.monotonic() + 10  # let the server's catalogue snapshot see the node again
+        while httpx.get(base_url + "/models", headers=auth).status_code != 200 or httpx.post(
+                base_url + "/chat/completions", headers=auth, json={"model": CHAT_MODEL, "max_tokens": 1,
+                "messages": [{"role": "user", "content": "x"}]}).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)

@@ -1,0 +1,80 @@
+"""GET /v1/models and /v1/models/{id} through the real OpenAI SDK and raw HTTP against a live server."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import BROKEN_MODEL, CHAT_MODEL, CODE_MODEL, EMBED_MODEL
+
+
+def test_it_lists_every_model_with_the_openai_shape(base_url, world):
+    client = openai.OpenAI(base_url=base_url, api_key=world.alice_key)
+    models = list(client.models.list())
+    assert {m.id for m in models} == {CHAT_MODEL, CODE_MODEL, EMBED_MODEL, BROKEN_MODEL}
+    for model in models:
+        assert model.object == "model" and isinstance(model.created, int) and model.owned_by == "library"
+
+
+def test_it_lists_only_the_models_a_limited_key_may_use(base_url, world):
+    client = openai.OpenAI(base_url=base_url, api_key=world.bob_key)
+    assert [m.id for m in client.models.list()] == [CHAT_MODEL]
+
+
+def test_it_retrieves_one_model(base_url, world):
+    client = openai.OpenAI(base_url=base_url, api_key=world.alice_key)
+    model = client.models.retrieve(CHAT_MODEL)
+    assert model.id == CHAT_MODEL and model.object == "model"
+
+
+def test_it_answers_404_model_not_found_for_an_unknown_model(base_url, world):
+    client = openai.OpenAI(base_url=base_url, api_key=world.alice_key, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    assert caught.value.code == "model_not_found"
+
+
+def test_it_accepts_ids_with_a_slash_raw_and_encoded(base_url, world, django_db_blocker):
+    from inference import registry  # noqa: F401  (the live server has its own snapshot)
+    from inference.models import Model
+
+    with django_db_blocker.unblock():
+        Model.objects.filter(public_id=CODE_MODEL).update(public_id="team/coder")
+    try:
+        headers = {"Authorization": f"Bearer {world.alice_key}"}
+        for path in ("/models/team/coder", "/models/team%2Fcoder"):
+            response = _get_eventually(base_url + path, headers)
+            assert response.status_code == 200, response.text
+            assert response.json()["id"] == "team/coder"
+    finally:
+        with django_db_blocker.unblock():
+            Model.objects.filter(public_id="team/coder").update(public_id=CODE_MODEL)
+
+
+def _get_eventually(url: str, headers: dict) -> httpx.Response:
+    # The live server refreshes its catalogue snapshot every couple of seconds.
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.get(url, headers=headers)
+        if response.status_code != 404 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
+
+
+def test_it_gives_403_for_a_model_the_key_may_not_use(base_url, world):
+    client = openai.OpenAI(base_url=base_url, api_key=world.bob_key, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError):
+        client.models.retrieve(EMBED_MODEL)
+
+
+def test_it_serves_the_same_routes_under_api(gatehouse, world):
+    client = openai.OpenAI(base_url=gatehouse.url + "/api", api_key=world.alice_key)
+    assert CHAT_MODEL in {m.id for m in client.models.list()}
+
+
+def test_it_works_with_a_trailing_slash_base_url(base_url, world):
+    client = openai.OpenAI(base_url=base_url + "/", api_key=world.alice_key)
+    assert CHAT_MODEL in {m.id for m in client.models.list()}

@@ -1,0 +1,91 @@
+"""Model discovery from real simulator processes: /api/tags + /api/show fill the Model table."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.catalogue import sync_catalogue, sync_node
+from inference.models import Model, Node, NodeModel
+from inference.tasks import sync_catalogue as sync_catalogue_task
+from tests.support.simulator import SimulatorProcess
+
+pytestmark = pytest.mark.django_db
+
+CONFIG = {
+    "server": {"load_seconds_per_gib": 0},
+    "models": [
+        {"name": "chatty:7b", "capabilities": ["completion", "tools"], "context_length": 131072, "family": "llama"},
+        {"name": "coder:1b", "capabilities": ["completion", "insert"], "context_length": 4096},
+        {"name": "embedder:latest", "capabilities": ["embedding"], "context_length": 512},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with SimulatorProcess(CONFIG) as process:
+        yield process
+
+
+def test_it_discovers_models_with_kind_capabilities_and_context(sim, settings):
+    settings.DEFAULT_CONTEXT_LENGTH = 8192
+    node = Node.objects.create(url=sim.url)
+    report = sync_node(node)
+    assert report.healthy and sorted(report.models) == ["chatty:7b", "coder:1b", "embedder:latest"]
+    models = {m.public_id: m for m in Model.objects.all()}
+    assert models["chatty:7b"].kind == Model.Kind.CHAT
+    assert models["coder:1b"].kind == Model.Kind.COMPLETION
+    assert models["embedder:latest"].kind == Model.Kind.EMBEDDING
+    assert "tools" in models["chatty:7b"].capabilities
+    # The default context, but never more than the model was trained for.
+    assert models["chatty:7b"].context_length == 8192
+    assert models["coder:1b"].context_length == 4096
+    assert models["embedder:latest"].context_length == 512
+    assert models["chatty:7b"].family == "llama" and models["chatty:7b"].size_bytes > 0
+    assert models["chatty:7b"].concurrency == 4
+    node.refresh_from_db()
+    assert node.healthy and node.version and node.last_seen_at is not None
+    assert NodeModel.objects.filter(node=node).count() == 3
+
+
+def test_it_keeps_what_an_admin_edited(sim):
+    node = Node.objects.create(url=sim.url)
+    sync_node(node)
+    Model.objects.filter(ollama_name="chatty:7b").update(public_id="chat", context_length=2048, concurrency=2,
+                                                         enabled=False)
+    sync_node(node)
+    model = Model.objects.get(ollama_name="chatty:7b")
+    assert (model.public_id, model.context_length, model.concurrency, model.enabled) == ("chat", 2048, 2, False)
+    assert Model.objects.count() == 3
+
+
+def test_it_marks_a_silent_node_unhealthy_without_deleting_it():
+    with SimulatorProcess(CONFIG) as sim:
+        node = Node.objects.create(url=sim.url)
+        assert sync_node(node).healthy
+    report = sync_node(node)  # the process is gone now
+    assert not report.healthy and report.error
+    node.refresh_from_db()
+    assert not node.healthy and node.last_error
+    assert Model.objects.count() == 3, "models stay in the catalogue"
+
+
+def test_it_forgets_a_model_removed_from_a_node():
+    import httpx
+
+    with SimulatorProcess(CONFIG) as sim:
+        node = Node.objects.create(url=sim.url)
+        sync_node(node)
+        httpx.request("DELETE", sim.url + "/api/delete", json={"model": "coder:1b"}).raise_for_status()
+        sync_node(node)
+    assert set(NodeModel.objects.filter(node=node).values_list("model__ollama_name", flat=True)) == {
+        "chatty:7b", "embedder:latest"}
+    assert Model.objects.filter(ollama_name="coder:1b").exists(), "the model row stays for the admin"
+
+
+def test_it_seeds_nodes_from_settings_and_runs_as_a_celery_task(sim, settings):
+    settings.OLLAMA_NODES = [sim.url + "/", "127.0.0.1:1"]
+    reports = sync_catalogue_task.apply().get()
+    assert {r["url"]: r["healthy"] for r in reports} == {sim.url: True, "http://127.0.0.1:1": False}
+    assert Node.objects.count() == 2
+    assert sync_catalogue() and Node.objects.count() == 2, "seeding twice creates no duplicates"
