@@ -25,9 +25,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.simulator import SimulatorProcess  # noqa: E402
-
 from tests.support.processes import DaphneServer, RedisServer  # noqa: E402
+from tests.support.simulator import SimulatorProcess  # noqa: E402
 
 MODEL = "bench-model:latest"
 SIM_CONFIG = {
@@ -46,7 +45,7 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 def prepare(sim_url: str, redis_url: str, workdir: str) -> tuple[dict[str, str], str]:
     env = {**os.environ, "SQLITE_PATH": f"{workdir}/bench.sqlite3", "REDIS_URL": redis_url,
-           "OLLAMA_NODES": sim_url, "DEBUG": "false", "SECRET_KEY": "bench-secret", "LOG_LEVEL": "WARNING"}
+           "OLLAMA_NODES": sim_url, "DEBUG": "false", "ALLOWED_HOSTS": "127.0.0.1", "SECRET_KEY": "bench-secret", "LOG_LEVEL": "WARNING"}
     env.pop("DATABASE_URL", None)
     manage(env, "migrate", "--noinput")
     manage(env, "syncmodels")
@@ -61,16 +60,18 @@ async def timed_call(client: httpx.AsyncClient, url: str, headers: dict, stream:
     start = time.perf_counter()
     if not stream:
         response = await client.post(url, json=BODY, headers=headers)
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise RuntimeError(f"{url} answered {response.status_code}: {response.text}")
         return time.perf_counter() - start
     async with client.stream("POST", url, json={**BODY, "stream": True}, headers=headers) as response:
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise RuntimeError(f"{url} answered {response.status_code}: {(await response.aread())!r}")
+        first = None
         async for line in response.aiter_lines():
-            if '"content":"' in line and '"content":""' not in line:
+            if first is None and '"content":"' in line and '"content":""' not in line:
                 first = time.perf_counter() - start
-                async for _ in response.aiter_lines():
-                    pass
-                return first
+        if first is not None:
+            return first
     raise RuntimeError("stream ended without content")
 
 
@@ -101,7 +102,7 @@ async def run(args) -> None:
         with SimulatorProcess(SIM_CONFIG) as sim:
             env, key = prepare(sim.url, redis.url, workdir)
             web = DaphneServer({k: env[k] for k in ("SQLITE_PATH", "REDIS_URL", "OLLAMA_NODES", "DEBUG", "SECRET_KEY",
-                                                     "LOG_LEVEL")})
+                                                     "LOG_LEVEL", "ALLOWED_HOSTS")})
             try:
                 direct = (sim.url + "/v1/chat/completions", {"Authorization": "Bearer ollama"})
                 gateway = (web.url + "/v1/chat/completions", {"Authorization": f"Bearer {key}"})

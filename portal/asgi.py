@@ -1,4 +1,11 @@
-"""ASGI entry point: daphne serves HTTP (Django, async views for /v1) and websockets (channels)."""
+"""ASGI entry point: daphne serves HTTP (Django, async views for the API) and websockets (channels).
+
+API paths get their own Django handler with a one-entry middleware stack. Django's stock
+middlewares (sessions, CSRF, auth, messages...) are MiddlewareMixin classes, and under ASGI each of
+their hooks runs through sync_to_async in the one shared sync thread: a dozen thread hops per
+request, serialised across all requests. The API needs none of them (bearer keys, no cookies), so
+skipping them is most of what keeps Gatehouse's added latency small (bench/overhead.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,38 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+
+class ApiASGIHandler(ASGIHandler):
+    """Django's ASGI handler with settings.API_MIDDLEWARE instead of settings.MIDDLEWARE."""
+
+    def load_middleware(self, is_async=False):
+        from django.conf import settings
+
+        site_middleware = settings.MIDDLEWARE
+        settings.MIDDLEWARE = settings.API_MIDDLEWARE
+        try:
+            super().load_middleware(is_async=is_async)
+        finally:
+            settings.MIDDLEWARE = site_middleware
+
+    async def __call__(self, scope, receive, send):
+        # Django wraps each request in a ThreadSensitiveContext, which starts a fresh thread for the
+        # request's first sync call (the request_started signal sends one on every request). API views
+        # make sync calls only to refresh caches, so they share the process's one sync thread instead.
+        await self.handle(scope, receive, send)
+
+
+api_asgi_app = ApiASGIHandler()
+API_PREFIXES = ("/v1/", "/api/")
+
+
+async def http_app(scope, receive, send):
+    app = api_asgi_app if scope["path"].startswith(API_PREFIXES) else django_asgi_app
+    await app(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http_app})

@@ -3,6 +3,8 @@ the README's configuration table lists them all."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -54,6 +56,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The OpenAI-compatible API (/v1/, /api/) runs with only this (portal/asgi.py explains why).
+API_MIDDLEWARE = ["inference.middleware.RequestIdMiddleware"]
+
 ROOT_URLCONF = "portal.urls"
 ASGI_APPLICATION = "portal.asgi.application"
 
@@ -85,9 +90,10 @@ else:
             "OPTIONS": {"timeout": 20},
         }
     }
-# The test suite runs a real daphne process beside pytest, so the test database must be a file it can open.
+# The test suite runs a real daphne process beside pytest, so the test database must be a file it can
+# open; one per test run, so two runs on one machine never share (and delete) each other's.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(tempfile.gettempdir(), f"gatehouse-test-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -30,8 +32,8 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, proc
         try:
             if condition():
                 return
-        except OSError:
-            pass
+        except (OSError, httpx.HTTPError):
+            pass  # not up yet
         time.sleep(0.05)
     raise TimeoutError(f"{what}: not ready after {timeout}s")
 
