@@ -19,6 +19,7 @@ CHAT_MODEL = "llama3.2:3b"
 CODE_MODEL = "qwen2.5-coder:1.5b"
 EMBED_MODEL = "all-minilm:latest"
 BROKEN_MODEL = "broken:latest"  # fails after a few tokens, to test errors in the middle of a stream
+SLOW_MODEL = "slow:latest"  # 20 tokens a second, to watch tokens arrive one by one
 SIM_CONFIG = {
     "server": {
         "num_parallel": 4,
@@ -37,6 +38,8 @@ SIM_CONFIG = {
          "embedding_length": 384},
         {"name": BROKEN_MODEL, "size": 500_000_000, "capabilities": ["completion"], "context_length": 8192,
          "fail_after_tokens": 3, "error_message": "model runner has unexpectedly stopped"},
+        {"name": SLOW_MODEL, "size": 500_000_000, "capabilities": ["completion"], "context_length": 8192,
+         "tokens_per_second": 20},
     ],
 }
 

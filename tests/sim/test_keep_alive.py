@@ -1,0 +1,126 @@
+"""keep_alive: per model, last explicit value wins, idle timers, forever, explicit unload (reference §1.6)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime
+
+import httpx
+import ollama
+import pytest
+
+from tests.sim.simkit import CHAT, CODER, clean, eventually, loaded_names, sim_config, wait_for
+from tests.support.simulator import SimulatorProcess
+
+pytestmark = pytest.mark.timeout(60)
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def ka_sim() -> Iterator[SimulatorProcess]:
+    with SimulatorProcess(sim_config({"keep_alive": "700ms", "tokens_per_second": 100,
+                                      "response_tokens": [100, 200]})) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(ka_sim: SimulatorProcess) -> SimulatorProcess:
+    return clean(ka_sim)
+
+
+def seconds_left(sim: SimulatorProcess, model: str = CHAT) -> float:
+    row = next(m for m in httpx.get(sim.url + "/api/ps").json()["models"] if m["name"] == model)
+    return (datetime.fromisoformat(row["expires_at"]) - datetime.now().astimezone()).total_seconds()
+
+
+def generate(sim: SimulatorProcess, **body) -> dict:
+    payload = {"model": CHAT, "prompt": "x", "stream": False, "options": {"num_predict": 1}, **body}
+    response = httpx.post(sim.url + "/api/generate", json=payload, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_it_unloads_an_idle_model_after_the_default_keep_alive(sim):
+    generate(sim)
+    assert 0.3 < seconds_left(sim) <= 0.7
+    wait_for(lambda: loaded_names(sim) == [], timeout=3, what="idle unload")
+    stats = sim.model_stats(CHAT)
+    assert stats["unloads"] == 1 and stats["evictions"] == 0
+
+
+def test_it_reads_numbers_as_seconds_and_strings_as_go_durations(sim):
+    generate(sim, keep_alive="1h30m")
+    assert 5390 < seconds_left(sim) <= 5400
+    generate(sim, keep_alive=90)
+    assert 80 < seconds_left(sim) <= 90
+    generate(sim, keep_alive="1.5m")
+    assert 80 < seconds_left(sim) <= 90
+    generate(sim, keep_alive=0.3)
+    wait_for(lambda: loaded_names(sim) == [], timeout=3, what="unload after 0.3 s")
+
+
+def test_it_keeps_negative_keep_alive_forever(sim):
+    client = ollama.Client(host=sim.url)
+    assert client.generate(model=CHAT, keep_alive=-1).done_reason == "load"
+    assert client.ps().models[0].expires_at.year >= 2300  # now + MaxInt64 ns, about 2318
+    generate(sim, model=CODER, keep_alive="-5m")
+    years = sorted(m.expires_at.year for m in client.ps().models)
+    assert years[0] >= 2300
+
+
+def test_it_lets_the_last_explicit_keep_alive_win_and_absent_ones_leave_it(sim):
+    generate(sim, keep_alive="2m")
+    assert 110 < seconds_left(sim) <= 120
+    generate(sim)  # no keep_alive: the runner keeps 2m, not the 700ms default
+    assert 110 < seconds_left(sim) <= 120
+    # The OpenAI layer cannot express keep_alive (and drops it if sent), so it never resets it.
+    response = httpx.post(sim.url + "/v1/chat/completions", json={
+        "model": CHAT, "messages": HI, "max_tokens": 1, "keep_alive": 0}, timeout=30)
+    assert response.status_code == 200
+    assert 110 < seconds_left(sim) <= 120
+    generate(sim, keep_alive="10m")
+    assert 590 < seconds_left(sim) <= 600
+    assert sim.stats()["loaded"][0]["keep_alive"] == 600
+
+
+def test_it_unloads_as_soon_as_a_keep_alive_zero_request_ends(sim):
+    reply = generate(sim, keep_alive=0)
+    assert reply["done"] is True and reply["eval_count"] == 1
+    wait_for(lambda: loaded_names(sim) == [], timeout=2, what="unload at idle")
+    assert sim.model_stats(CHAT)["unloads"] == 1
+
+
+@pytest.mark.asyncio
+async def test_it_starts_the_idle_timer_only_when_the_last_request_ends(sim):
+    async with ollama.AsyncClient(host=sim.url) as client:
+        long = asyncio.create_task(client.generate(model=CHAT, prompt="x", keep_alive=0.2,
+                                                   options={"num_predict": 60}))
+        await eventually(lambda: sim.model_stats(CHAT).get("generating") == 1, what="generating")
+        await asyncio.sleep(0.4)  # twice the keep_alive, while the request is still running
+        assert CHAT in await asyncio.to_thread(loaded_names, sim)
+        reply = await long
+        assert reply.eval_count == 60
+        assert CHAT in await asyncio.to_thread(loaded_names, sim)  # the 0.2 s timer has only just started
+        await eventually(lambda: loaded_names(sim) == [], within=2, what="unload 0.2 s after the end")
+
+
+@pytest.mark.asyncio
+async def test_it_unloads_a_busy_model_only_after_its_requests_finish(sim):
+    async with ollama.AsyncClient(host=sim.url) as client:
+        parts = []
+
+        async def stream() -> None:
+            async for part in await client.chat(model=CHAT, messages=HI, stream=True, options={"num_predict": 50}):
+                parts.append(part)
+
+        task = asyncio.create_task(stream())
+        await eventually(lambda: len(parts) >= 3, what="stream started")
+        unload = await client.chat(model=CHAT, messages=[], keep_alive=0)
+        assert unload.done_reason == "unload"  # answered at once, while the stream goes on
+        assert not parts[-1].done
+        assert CHAT in await asyncio.to_thread(loaded_names, sim)
+        await task
+    assert parts[-1].done and parts[-1].eval_count == 50
+    await eventually(lambda: loaded_names(sim) == [], within=2, what="unload after the stream")
