@@ -27,6 +27,10 @@ BANNER = """
 """
 
 
+def _stop_on_signal(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) != 0
@@ -44,7 +48,10 @@ class Command(BaseCommand):
         env = dict(os.environ)
         run_dir = str(settings.RUN_DIR)
         os.makedirs(run_dir, exist_ok=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        # Ctrl-C, `kill` or a supervisor: stop everything. Set SIGINT explicitly too, because a shell
+        # that starts us in the background hands us SIGINT ignored.
+        signal.signal(signal.SIGINT, _stop_on_signal)
+        signal.signal(signal.SIGTERM, _stop_on_signal)
         try:
             sim_url = f"http://127.0.0.1:{int(os.environ.get('SIMULATOR_PORT', '11435'))}"
             # Nodes an admin added in the admin count as configured too; a simulator node from an earlier run does not.
