@@ -66,6 +66,8 @@ def test_it_serves_the_portal_signs_in_the_admin_and_stops_on_ctrl_c(stack):
     assert "SIMULATED BACKEND" in output.text
     password = re.search(r"password: (\S+)", output.text).group(1)
     sim_models = {m["name"] for m in httpx.get(f"http://127.0.0.1:{sim_port}/api/tags").json()["models"]}
+    css = httpx.get(f"http://127.0.0.1:{web_port}/static/admin/css/base.css")
+    assert css.status_code == 200 and "text/css" in css.headers["content-type"], "the admin would be unstyled"
     assert sim_models
 
     with sync_playwright() as pw:
@@ -78,7 +80,15 @@ def test_it_serves_the_portal_signs_in_the_admin_and_stops_on_ctrl_c(stack):
         page.wait_for_selector("text=Site administration")
         page.goto(f"http://127.0.0.1:{web_port}/admin/inference/model/")
         listed = page.inner_text("#result_list")
+        # Models are editable in the admin: give the first one a smaller context.
+        first = sorted(sim_models)[0]
+        page.click(f"#result_list a:text-is('{first}')")
+        page.fill("#id_context_length", "2048")
+        page.click("input[name=_save]")
+        page.wait_for_selector("text=was changed successfully")
+        row = page.inner_text(f"#result_list tr:has(a:text-is('{first}'))")
         browser.close()
+    assert "2048" in row
     for name in sim_models:
         assert name in listed, f"{name} from the simulator is not in the admin's model list"
 
