@@ -42,6 +42,9 @@ class Principal:
 
 
 _cache: dict[str, tuple[float, Principal | None, str]] = {}
+# Failed keys are cached too (a client retrying a bad key must not hit the database each time), so
+# bound the cache: random keys from a misbehaving client must not grow it without limit.
+CACHE_LIMIT = 10_000
 _background: set[asyncio.Task] = set()
 
 
@@ -93,6 +96,8 @@ async def authenticate(request) -> Principal:
         lookup = keys.lookup_of(plain)
         principal, reason = (None, "Incorrect API key provided.") if lookup is None else await _load(lookup, plain)
         cached = (now, principal, reason)
+        if len(_cache) >= CACHE_LIMIT:
+            _cache.clear()
         _cache[digest] = cached
     _, principal, reason = cached
     if principal is None:

@@ -39,7 +39,7 @@ async def resolve_model(principal: Principal, model_id: str) -> ModelRoute:
     route = await registry.get_model(model_id)
     if route is None:
         raise ApiError.model_not_found(model_id)
-    if not principal.may_use(model_id):
+    if not principal.may_use(route.public_id):
         raise ApiError.permission_denied(f"Your API key is not allowed to use the model `{model_id}`.")
     return route
 

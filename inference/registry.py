@@ -89,7 +89,12 @@ async def all_models() -> list[ModelRoute]:
 
 
 async def get_model(public_id: str) -> ModelRoute | None:
-    return (await _snapshot.get()).get(public_id)
+    routes = await _snapshot.get()
+    route = routes.get(public_id)
+    if route is None and ":" not in public_id.rpartition("/")[2]:
+        # As in Ollama, a name without a tag means the `latest` tag ("all-minilm" is "all-minilm:latest").
+        route = routes.get(public_id + ":latest")
+    return route
 
 
 # Until the Redis scheduler lands, spread requests over a model's nodes in turn (per process).

@@ -81,6 +81,11 @@ def test_it_rejects_bad_input_with_400(base_url, world, body, param):
     assert response.json()["error"]["param"] == param
 
 
+def test_it_takes_a_name_without_a_tag_as_latest_like_ollama(client):
+    reply = client.embeddings.create(model=EMBED_MODEL.removesuffix(":latest"), input="hello")
+    assert len(reply.data[0].embedding) == 384
+
+
 def test_it_embeds_an_empty_string(base_url, world):
     response = post(base_url, world, {"input": "", "encoding_format": "float"})
     assert response.status_code == 200
