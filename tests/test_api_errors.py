@@ -88,3 +88,32 @@ def test_it_answers_503_with_retry_after_when_no_node_serves_the_model(base_url,
                 "messages": [{"role": "user", "content": "x"}]}).status_code != 200:
             assert time.monotonic() < deadline
             time.sleep(0.2)
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/completions", {"prompt": "x"}),
+    ("/embeddings", {"input": "x"}),
+])
+def test_it_answers_404_model_not_found_on_every_post_endpoint(base_url, auth, path, body):
+    response = httpx.post(base_url + path, headers=auth, json={"model": "no-such-model:7b", **body})
+    assert_openai_error(response, 404, "model_not_found")
+
+
+def test_it_turns_framework_error_pages_under_the_api_into_json():
+    """A crash (or DEBUG's HTML 500 page) under /v1 still reaches clients as an OpenAI error object."""
+    import json
+
+    from django.http import HttpResponseServerError
+    from django.test import RequestFactory
+
+    from inference.middleware import RequestIdMiddleware
+
+    middleware = RequestIdMiddleware(lambda request: HttpResponseServerError("<h1>Server Error (500)</h1>"))
+    for path, json_expected in (("/v1/chat/completions", True), ("/api/embeddings", True), ("/admin/", False)):
+        response = middleware(RequestFactory().post(path))
+        assert response.status_code == 500 and response["x-request-id"].startswith("req_")
+        if json_expected:
+            error = json.loads(response.content)["error"]
+            assert error["type"] == "server_error" and response["x-request-id"] in error["message"]
+        else:
+            assert response.content.startswith(b"<h1>")
