@@ -104,18 +104,16 @@ async def authenticate(request) -> Principal:
         raise ApiError.invalid_api_key(reason)
     if principal.expires_at is not None and principal.expires_at <= timezone.now():
         raise ApiError.invalid_api_key("This API key has expired.")
-    _touch(principal)
+    _touch(digest, principal)
     return principal
 
 
-def _touch(principal: Principal) -> None:
+def _touch(digest: str, principal: Principal) -> None:
     now = timezone.now()
     if principal.last_used_at is not None and now - principal.last_used_at < LAST_USED_RESOLUTION:
         return
-    cached = [digest for digest, (_, p, _) in _cache.items() if p is principal]
-    for digest in cached:
-        stamp, _, reason = _cache[digest]
-        _cache[digest] = (stamp, _with_last_used(principal, now), reason)
+    stamp, _, reason = _cache[digest]
+    _cache[digest] = (stamp, _with_last_used(principal, now), reason)
     task = asyncio.get_running_loop().create_task(_write_last_used(principal.key_id, now))
     _background.add(task)  # keep a reference so the task is not garbage-collected mid-flight
     task.add_done_callback(_background.discard)

@@ -12,7 +12,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from inference.errors import SERVER_ERROR, ApiError
+from inference.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +67,9 @@ def api_endpoint(*methods: str):
     return decorator
 
 
-@csrf_exempt  # a POST to an unknown API URL must get its JSON 404, not the CSRF failure page
-def api_not_found(request, *args, **kwargs) -> HttpResponse:
-    return error_response(ApiError.not_found(f"Unknown request URL: {request.method} {request.path}."))
-
-
 @csrf_exempt
 def missing_v1_prefix(request, *args, **kwargs) -> HttpResponse:
     """An OpenAI route called without /v1: say how to fix the base URL (Continue shows this text)."""
     message = (f"Unknown request URL: {request.method} {request.path}. The API base URL must end in /v1, "
                f"e.g. {request.scheme}://{request.get_host()}/v1{request.path}.")
     return error_response(ApiError.not_found(message))
-
-
-def handler404(request, exception=None):
-    if is_api_path(request.path):
-        return api_not_found(request)
-    from django.views.defaults import page_not_found
-
-    return page_not_found(request, exception)
-
-
-def handler500(request):
-    if is_api_path(request.path):
-        request_id = getattr(request, "request_id", "")
-        message = f"The server had an error processing your request (request id {request_id})."
-        return error_response(ApiError(500, message, type=SERVER_ERROR))
-    from django.views.defaults import server_error
-
-    return server_error(request)

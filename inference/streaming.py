@@ -10,12 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import httpx
-import ollama
 from django.http import StreamingHttpResponse
 
 from inference.openai_format import SSE_DONE, sse_error, sse_event
-from inference.upstream import MergedStream, upstream_error
+from inference.upstream import UPSTREAM_ERRORS, MergedStream, upstream_error
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +26,7 @@ async def _events(merged: MergedStream, chunker, model: str) -> AsyncIterator[by
         for chunk in chunker.finish():
             yield sse_event(chunk)
         yield SSE_DONE
-    except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
+    except UPSTREAM_ERRORS as exc:
         # The status line is long gone: report the failure in-stream, as OpenAI does, then close.
         log.warning("upstream failed mid-stream for %s: %s", model, exc)
         yield sse_error(upstream_error(exc, model))

@@ -19,6 +19,10 @@ from inference.errors import ApiError
 
 StreamFactory = Callable[[], Awaitable[AsyncIterator[Any]]]
 
+# What a call to a node can fail with: Ollama's own errors (HTTP status or an error line in a stream),
+# transport errors, and the ConnectionError ollama-python raises when it cannot connect.
+UPSTREAM_ERRORS = (ollama.ResponseError, httpx.HTTPError, ConnectionError)
+
 
 def upstream_error(exc: BaseException, model: str) -> ApiError:
     if isinstance(exc, ApiError):
@@ -36,7 +40,7 @@ def upstream_error(exc: BaseException, model: str) -> ApiError:
 async def translated_errors(model: str):
     try:
         yield
-    except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
+    except UPSTREAM_ERRORS as exc:
         raise upstream_error(exc, model) from exc
 
 
@@ -49,7 +53,7 @@ async def gather_choices(calls: list[Callable[[], Awaitable[Any]]], model: str) 
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if isinstance(exc, (ollama.ResponseError, httpx.HTTPError, ConnectionError)):
+        if isinstance(exc, UPSTREAM_ERRORS):
             raise upstream_error(exc, model) from exc
         raise
 

@@ -1,9 +1,12 @@
-"""OpenAI-compatible routes, mounted under both /v1/ and /api/ (the base URL some portals publish)."""
+"""OpenAI-compatible routes, mounted under both /v1/ and /api/ (the base URL some portals publish).
 
-from django.urls import path, re_path
+Anything else under those prefixes is a JSON 404 (inference/middleware.py). The API handler has no
+CommonMiddleware, so APPEND_SLASH never redirects an API call (httpx would turn a POST into a GET).
+"""
+
+from django.urls import path
 
 from inference import views
-from inference.api import api_not_found
 
 urlpatterns = [
     path("models", views.list_models),
@@ -12,7 +15,4 @@ urlpatterns = [
     path("chat/completions", views.chat_completions),
     path("completions", views.completions),
     path("embeddings", views.embeddings),
-    # Anything else under the API prefixes is a JSON 404. No match on a trailing "/", so Django's
-    # APPEND_SLASH never redirects an API call (httpx would turn a redirected POST into a GET).
-    re_path(r"^.*[^/]$", api_not_found),
 ]

@@ -13,7 +13,5 @@ urlpatterns = [
     # Clients configured with http://host instead of http://host/v1 get a JSON 404 that says so.
     re_path(r"^(chat/completions|completions|embeddings|models(/.*)?)$", missing_v1_prefix),
 ]
-
-# JSON errors for API paths, HTML pages elsewhere.
-handler404 = "inference.api.handler404"
-handler500 = "inference.api.handler500"
+# Unknown URLs and crashes under /v1 and /api become OpenAI error objects in
+# inference.middleware.RequestIdMiddleware, whatever page Django rendered (DEBUG's included).
