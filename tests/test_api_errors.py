@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from tests.conftest import CHAT_MODEL
+from tests.support.processes import eventually
 from tests.test_api_auth import assert_openai_error
 
 
@@ -63,31 +64,22 @@ def test_it_rejects_a_body_over_the_size_limit_with_413(base_url, auth):
 
 
 def test_it_answers_503_with_retry_after_when_no_node_serves_the_model(base_url, auth, django_db_blocker, simulator):
-    import time
-
     from inference.models import Node
 
+    chat = {"model": CHAT_MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
     with django_db_blocker.unblock():
         Node.objects.filter(url=simulator.url).update(healthy=False)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            response = httpx.post(base_url + "/chat/completions", headers=auth,
-                                  json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}]})
-            if response.status_code != 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        # The live server's catalogue snapshot is up to a couple of seconds old.
+        response = eventually(lambda: (r := httpx.post(base_url + "/chat/completions", headers=auth, json=chat))
+                              .status_code != 200 and r, what="the unhealthy node kept serving", interval=0.2)
         assert_openai_error(response, 503)
         assert 0 < int(response.headers["Retry-After"]) <= 60
     finally:
         with django_db_blocker.unblock():
             Node.objects.filter(url=simulator.url).update(healthy=True)
-        deadline = time.monotonic() + 10  # let the server's catalogue snapshot see the node again
-        while httpx.get(base_url + "/models", headers=auth).status_code != 200 or httpx.post(
-                base_url + "/chat/completions", headers=auth, json={"model": CHAT_MODEL, "max_tokens": 1,
-                "messages": [{"role": "user", "content": "x"}]}).status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        eventually(lambda: httpx.post(base_url + "/chat/completions", headers=auth, json=chat).status_code == 200,
+                   what="the node never came back for the next tests", interval=0.2)
 
 
 @pytest.mark.parametrize("path,body", [

@@ -7,6 +7,7 @@ import openai
 import pytest
 
 from tests.conftest import BROKEN_MODEL, CHAT_MODEL, CODE_MODEL, EMBED_MODEL, SLOW_MODEL
+from tests.support.processes import eventually
 
 
 def test_it_lists_every_model_with_the_openai_shape(base_url, world):
@@ -41,27 +42,19 @@ def test_it_accepts_ids_with_a_slash_raw_and_encoded(base_url, world, django_db_
 
     with django_db_blocker.unblock():
         Model.objects.filter(public_id=CODE_MODEL).update(public_id="team/coder")
+    headers = {"Authorization": f"Bearer {world.alice_key}"}
     try:
-        headers = {"Authorization": f"Bearer {world.alice_key}"}
         for path in ("/models/team/coder", "/models/team%2Fcoder"):
-            response = _get_eventually(base_url + path, headers)
+            # The live server refreshes its catalogue snapshot every couple of seconds.
+            response = eventually(lambda path=path: (r := httpx.get(base_url + path, headers=headers)).status_code != 404 and r,
+                                  what=f"{path} stayed 404 after the rename", interval=0.2)
             assert response.status_code == 200, response.text
             assert response.json()["id"] == "team/coder"
     finally:
         with django_db_blocker.unblock():
             Model.objects.filter(public_id="team/coder").update(public_id=CODE_MODEL)
-
-
-def _get_eventually(url: str, headers: dict) -> httpx.Response:
-    # The live server refreshes its catalogue snapshot every couple of seconds.
-    import time
-
-    deadline = time.monotonic() + 10
-    while True:
-        response = httpx.get(url, headers=headers)
-        if response.status_code != 404 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
+        eventually(lambda: httpx.get(f"{base_url}/models/{CODE_MODEL}", headers=headers).status_code == 200,
+                   what="the server never served the original id again", interval=0.2)
 
 
 def test_it_gives_403_for_a_model_the_key_may_not_use(base_url, world):

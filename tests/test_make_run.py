@@ -8,13 +8,12 @@ import re
 import signal
 import subprocess
 import threading
-import time
 
 import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.support.processes import REPO, free_port, port_open, wait_until
+from tests.support.processes import REPO, eventually, free_port, port_open, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -94,10 +93,8 @@ def test_it_serves_the_portal_signs_in_the_admin_and_stops_on_ctrl_c(stack):
 
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     proc.wait(timeout=30)
-    deadline = time.monotonic() + 10
-    while port_open(web_port) or port_open(sim_port):
-        assert time.monotonic() < deadline, "a process make run started is still listening after Ctrl-C"
-        time.sleep(0.1)
+    eventually(lambda: not port_open(web_port) and not port_open(sim_port),
+               what="a process make run started is still listening after Ctrl-C")
     started = (stack_dir / "run" / "stack.pids").read_text().split()
     pids = dict(zip(started[::2], map(int, started[1::2]), strict=True))
     assert {"web", "worker", "beat", "simulator"} <= set(pids)

@@ -13,15 +13,9 @@ import ollama
 import openai
 
 from tests.conftest import CHAT_MODEL, CODE_MODEL, SLOW_MODEL
+from tests.support.processes import eventually
 
 USER = [{"role": "user", "content": "Tell me about mountains."}]
-
-
-def wait_for(condition, what: str, timeout: float = 10):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 def test_it_pins_one_context_length_so_different_callers_never_reload_the_model(base_url, world, simulator):
@@ -63,9 +57,9 @@ def test_it_cancels_a_non_streaming_generation_when_the_client_gives_up(base_url
         pass
     else:
         raise AssertionError("a 50 s generation finished within the 0.5 s timeout")
-    wait_for(lambda: simulator.stats()["models"][SLOW_MODEL]["cancellations"] > before
-             and simulator.stats()["models"][SLOW_MODEL]["in_flight"] == 0,
-             "the upstream generation went on after the client left")
+    eventually(lambda: simulator.stats()["models"][SLOW_MODEL]["cancellations"] > before
+               and simulator.stats()["models"][SLOW_MODEL]["in_flight"] == 0,
+               what="the upstream generation went on after the client left")
 
 
 def test_it_keeps_serving_many_concurrent_streams(base_url, world):
@@ -93,22 +87,22 @@ def test_it_answers_503_when_the_node_does_not_answer(base_url, world, django_db
         NodeModel.objects.create(node=dead, model=ghost)
     try:
         client = openai.OpenAI(base_url=base_url, api_key=world.alice_key, max_retries=0)
-        deadline = time.monotonic() + 10
-        while True:
+
+        def failure():
             try:
                 client.chat.completions.create(model="ghost:latest", messages=USER)
             except openai.NotFoundError:  # the server's catalogue snapshot is a moment old
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
-                continue
+                return None
             except openai.InternalServerError as error:
-                assert error.status_code == 503
-                assert "not reachable" in error.message
-                break
+                return error
             raise AssertionError("a request to a dead node succeeded")
+
+        error = eventually(failure, what="the server never saw the dead node's model", interval=0.2)
+        assert error.status_code == 503
+        assert "not reachable" in error.message
     finally:
         with django_db_blocker.unblock():
             ghost.delete()
             dead.delete()
         listed = lambda: {m.id for m in openai.OpenAI(base_url=base_url, api_key=world.alice_key).models.list()}  # noqa: E731
-        wait_for(lambda: "ghost:latest" not in listed(), "the server kept listing a deleted model")
+        eventually(lambda: "ghost:latest" not in listed(), what="the server kept listing a deleted model")

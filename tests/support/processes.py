@@ -11,10 +11,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -23,19 +25,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, proc: subprocess.Popen | None = None):
-    """Poll `condition` until it holds; fail with a clear message (and the process output) otherwise."""
+def eventually(probe: Callable[[], T], *, what: str, timeout: float = 10, interval: float = 0.05,
+               proc: subprocess.Popen | None = None, ignore: tuple[type[BaseException], ...] = ()) -> T:
+    """Call `probe` until it returns something truthy and return that; fail with `what` after `timeout`.
+
+    The suite's one way to wait for a condition: never a bare sleep. `ignore` lists exceptions that
+    mean "not yet"; with `proc`, a process that exits while we wait fails at once.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what}: process exited with {proc.returncode}")
         try:
-            if condition():
-                return
-        except (OSError, httpx.HTTPError):
-            pass  # not up yet
-        time.sleep(0.05)
-    raise TimeoutError(f"{what}: not ready after {timeout}s")
+            result = probe()
+        except ignore:
+            result = None
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} (still not so after {timeout}s)")
+        time.sleep(interval)
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    """Wait for a server to come up: connection errors mean "not yet"."""
+    eventually(condition, what=f"{what}: not ready", timeout=timeout, proc=proc, ignore=(OSError, httpx.HTTPError))
 
 
 def port_open(port: int) -> bool:
