@@ -168,16 +168,17 @@ class Call:
             if emitted % 32 == 0:
                 await asyncio.sleep(0)  # stay fair to other streams at very high speeds
 
-        def fault() -> dict[str, Any] | None:
+        async def step(n: int = 1) -> dict[str, Any] | None:
+            """Before emitting n tokens: an injected fault (returned as an error line), an injected
+            stall (hangs until the client goes away), then pacing."""
             if fail_after is not None and emitted >= fail_after:
                 state.stats.count(entry.name.short, "injected_faults")
                 self.trace.errored = True
                 return {"error": entry.setting("error_message") or RUNNER_STOPPED}
-            return None
-
-        async def stall() -> None:
             if stall_after is not None and emitted >= stall_after:
-                await asyncio.Event().wait()  # hangs until the client goes away
+                await asyncio.Event().wait()
+            await tick(n)
+            return None
 
         def logprobs_for(pieces: list[str]) -> list[dict[str, Any]]:
             return generation.logprobs(lp_rng, pieces, self.top_logprobs) if self.want_logprobs else []
@@ -186,11 +187,9 @@ class Call:
             if emitted >= budget:
                 done_reason = "length"
                 break
-            if error := fault():
+            if error := await step():
                 yield error
                 return
-            await stall()
-            await tick()
             yield self._chunk(thinking=piece, logprobs=logprobs_for([piece]))
         else:
             if plan.tool_calls:
@@ -198,22 +197,18 @@ class Call:
                     await tick(int(budget - emitted))  # the call was cut off: no tool call is parsed
                     done_reason = "length"
                 else:
-                    if error := fault():
+                    if error := await step(plan.tool_call_tokens):
                         yield error
                         return
-                    await stall()
-                    await tick(plan.tool_call_tokens)
                     yield self._chunk(tool_calls=plan.tool_calls)
             stopped = False
             for piece in plan.content:
                 if emitted >= budget:
                     done_reason = "length"
                     break
-                if error := fault():
+                if error := await step():
                     yield error
                     return
-                await stall()
-                await tick()
                 self.output_ids.append(generation.token_id(piece))
                 held_logprobs.extend(logprobs_for([piece]))
                 text, stopped = stops.feed(piece)

@@ -55,6 +55,33 @@ def _rng(call: Call, resolved: Resolved, *parts: Any) -> Any:
                                temperature=resolved.get("temperature"))
 
 
+def _unload_now(call: Call) -> Call:
+    """`keep_alive: 0` with nothing to generate: unload (after in-flight requests) and answer at once,
+    200 even when the model was not loaded (ollama.md §1.6)."""
+    call.state.scheduler.expire_model(call.entry)
+    call.immediate = done_response(call.model, "unload", chat=call.chat)
+    return call
+
+
+async def _load_for(call: Call, req: dict[str, Any], *, top: int, has_images: bool,
+                    preload_only: bool) -> tuple[Resolved, Any] | None:
+    """Checks shared by chat and generate, then wait for a runner (the load queue, a load, a slot).
+
+    Returns the resolved options and format, or None when the request only asked for a preload.
+    """
+    if has_images and not call.entry.has("vision"):
+        raise ApiError(400, f"{call.entry.name.full} does not support vision")
+    resolved = resolve(call.entry, call.state.config.server, req.get("options") or {})
+    await call.schedule(resolved, req.get("keep_alive"))
+    if preload_only:
+        call.immediate = done_response(call.model, "load", chat=call.chat)
+        return None
+    fmt, call.format_error = _format(req.get("format"))
+    call.top_logprobs, call.want_logprobs = top, bool(req.get("logprobs"))
+    call.shift = req.get("shift", True)
+    return resolved, fmt
+
+
 async def start_chat(state: State, raw: bytes, trace: Trace) -> Call:
     req = decode(raw, "ChatRequest", CHAT)
     top = _top_logprobs(req)
@@ -67,29 +94,21 @@ async def start_chat(state: State, raw: bytes, trace: Trace) -> Call:
         raise ApiError(404, f"model '{model}' not found")
     state.begin(trace, entry)
     messages = [dict(m, role=str(m.get("role", "")).lower()) for m in req.get("messages") or []]
-    keep_alive = req.get("keep_alive")
     call = Call(state, trace, entry, model)
     call.stream = req.get("stream", True)
-    if not messages and keep_alive == 0:
-        state.scheduler.expire_model(entry)
-        call.immediate = done_response(model, "unload", chat=True)
-        return call
+    if not messages and req.get("keep_alive") == 0:
+        return _unload_now(call)
     if not entry.has("completion"):
         raise ApiError(400, f"{go_quote(model)} does not support chat")
     tools = req.get("tools") or []
     if tools and not entry.has("tools"):
         raise ApiError(400, f"{entry.name.full} does not support tools")
     think = _wants_thinking(entry, req.get("think"), model)
-    if any(m.get("images") for m in messages) and not entry.has("vision"):
-        raise ApiError(400, f"{entry.name.full} does not support vision")
-    resolved = resolve(entry, state.config.server, req.get("options") or {})
-    await call.schedule(resolved, keep_alive)
-    if not messages:
-        call.immediate = done_response(model, "load", chat=True)
+    loaded = await _load_for(call, req, top=top, has_images=any(m.get("images") for m in messages),
+                             preload_only=not messages)
+    if loaded is None:
         return call
-    fmt, call.format_error = _format(req.get("format"))
-    call.top_logprobs, call.want_logprobs = top, bool(req.get("logprobs"))
-    call.shift = req.get("shift", True)
+    resolved, fmt = loaded
     call.rng = _rng(call, resolved, messages, tools, fmt)
     length = state.config.server.response_tokens
     call.planner = lambda rng: generation.plan_chat(entry, messages, tools, fmt, think, rng, length)
@@ -105,14 +124,11 @@ async def start_generate(state: State, raw: bytes, trace: Trace) -> Call:
         raise ApiError(404, f"model '{model}' not found")
     state.begin(trace, entry)
     prompt, suffix, system = req.get("prompt", ""), req.get("suffix", ""), req.get("system", "")
-    keep_alive = req.get("keep_alive")
     call = Call(state, trace, entry, model)
     call.chat = False
     call.stream = req.get("stream", True)
-    if not prompt and keep_alive == 0:
-        state.scheduler.expire_model(entry)
-        call.immediate = done_response(model, "unload", chat=False)
-        return call
+    if not prompt and req.get("keep_alive") == 0:
+        return _unload_now(call)
     raw_mode = bool(req.get("raw"))
     if raw_mode and (req.get("template") or system or req.get("context")):
         raise ApiError(400, "raw mode does not support template, system, or context")
@@ -121,16 +137,10 @@ async def start_generate(state: State, raw: bytes, trace: Trace) -> Call:
     if suffix and not entry.has("insert"):
         raise ApiError(400, f"{entry.name.full} does not support insert")
     think = _wants_thinking(entry, req.get("think"), model)
-    if req.get("images") and not entry.has("vision"):
-        raise ApiError(400, f"{entry.name.full} does not support vision")
-    resolved = resolve(entry, state.config.server, req.get("options") or {})
-    await call.schedule(resolved, keep_alive)
-    if not prompt:
-        call.immediate = done_response(model, "load", chat=False)
+    loaded = await _load_for(call, req, top=top, has_images=bool(req.get("images")), preload_only=not prompt)
+    if loaded is None:
         return call
-    fmt, call.format_error = _format(req.get("format"))
-    call.top_logprobs, call.want_logprobs = top, bool(req.get("logprobs"))
-    call.shift = req.get("shift", True)
+    resolved, fmt = loaded
     context = [int(t) for t in req.get("context") or []]
     call.context_in = None if raw_mode else context
     call.prompt_pieces = generation.tokenize(system) + generation.tokenize(prompt) + generation.tokenize(suffix)
