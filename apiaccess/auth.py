@@ -17,8 +17,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from apiaccess import keys
-from apiaccess.models import ApiKey
-from inference.errors import ApiError
+from apiaccess.models import ApiKey, Priority
+from portal.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,11 @@ class Principal:
     allowed_models: frozenset[str]  # public model ids; empty = every model
     expires_at: datetime | None
     last_used_at: datetime | None
+    priority: str = "interactive"  # or "batch": served only when no interactive request waits
+
+    @property
+    def is_batch(self) -> bool:
+        return self.priority == "batch"
 
     def may_use(self, public_id: str) -> bool:
         return not self.allowed_models or public_id in self.allowed_models
@@ -62,7 +67,7 @@ def bearer_token(request) -> str | None:
 
 
 async def _load(lookup: str, plain: str) -> tuple[Principal | None, str]:
-    api_key = await ApiKey.objects.select_related("user").filter(lookup=lookup).afirst()
+    api_key = await ApiKey.objects.select_related("user", "user__gatehouse_account").filter(lookup=lookup).afirst()
     if api_key is None or not keys.matches(plain, api_key.digest):
         return None, "Incorrect API key provided."
     if api_key.revoked_at is not None:
@@ -77,8 +82,16 @@ async def _load(lookup: str, plain: str) -> tuple[Principal | None, str]:
         allowed_models=allowed,
         expires_at=api_key.expires_at,
         last_used_at=api_key.last_used_at,
+        priority=_priority(api_key),
     )
     return principal, ""
+
+
+def _priority(api_key: ApiKey) -> str:
+    account = getattr(api_key.user, "gatehouse_account", None)
+    if api_key.priority == Priority.BATCH or (account is not None and account.priority == Priority.BATCH):
+        return Priority.BATCH
+    return Priority.INTERACTIVE
 
 
 async def authenticate(request) -> Principal:
