@@ -3,10 +3,12 @@ from django.urls import include, path, re_path
 
 from inference.api import missing_v1_prefix
 from portal import views
+from portal.status_api import SchedulerStatus
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("portal/api/status", SchedulerStatus.as_view(), name="scheduler-status"),
     path("admin/", admin.site.urls),
     path("v1/", include("inference.urls")),
     path("api/", include("inference.urls")),

@@ -63,6 +63,8 @@ class Stack:
             _, self.keys[username] = ApiKey.issue(user, name="sched", priority=priority)
         self.env = env or {}
         self.webs = [DaphneServer(web_env(self.redis.url, **self.env)) for _ in range(webs)]
+        for web in self.webs:  # as a load balancer's health check would: starts each scheduler at once
+            httpx.get(web.url + "/healthz", timeout=10)
         self.kv = redis.Redis.from_url(self.redis.url, decode_responses=True)
 
     def __enter__(self) -> Stack:
@@ -106,6 +108,21 @@ class Stack:
 
     def ps(self, sim: str) -> list[str]:
         return [m["name"] for m in httpx.get(self.sims[sim].url + "/api/ps", timeout=5).json()["models"]]
+
+    def staff_session(self, web: int = 0) -> httpx.Client:
+        """An httpx client signed in to the site as a staff member (through the admin's login form)."""
+        from django.contrib.auth import get_user_model
+
+        username = f"ops-{self.redis.port}"
+        if not get_user_model().objects.filter(username=username).exists():
+            get_user_model().objects.create_user(username, password="ops-password-1", is_staff=True)
+        client = httpx.Client(base_url=self.webs[web].url, timeout=10)
+        client.get("/admin/login/")
+        response = client.post("/admin/login/?next=/admin/", data={
+            "username": username, "password": "ops-password-1", "next": "/admin/",
+            "csrfmiddlewaretoken": client.cookies["csrftoken"]}, headers={"Referer": self.webs[web].url})
+        assert response.status_code == 302, response.text
+        return client
 
     def stop(self) -> None:
         from inference.models import Model, Node
