@@ -2,7 +2,7 @@
 
 Both SDKs ask for base64 unless the caller chose a format, and the Node SDK decodes every item as
 base64 without checking its type, so ignoring `encoding_format` silently corrupts Continue's
-vectors (reference/openai.md §6). Pure Python (no numpy) so production needs no extra dependency.
+vectors (openai-python `resources/embeddings.py`, openai-node `resources/embeddings.ts`). Pure Python (no numpy) so production needs no extra dependency.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def embed_request_to_ollama(
     """kwargs for `AsyncClient.embed(**kwargs)`.
 
     `num_ctx` is pinned like for chat: an embed call with another context size on the same model
-    makes Ollama reload it (ollama.md §1.10). `dimensions` is not sent: `embeddings_response` applies
+    makes Ollama reload it (`needsReload`, Ollama's server/sched.go). `dimensions` is not sent: `embeddings_response` applies
     it, so a value larger than the model's is a 400 instead of being silently ignored by Ollama.
     """
     kwargs: dict[str, Any] = {"model": ollama_model, "input": texts, "options": {"num_ctx": num_ctx}}

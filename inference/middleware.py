@@ -1,4 +1,4 @@
-"""Middleware that is safe on the async hot path (STYLE.md §7.5): no ORM, no blocking I/O."""
+"""Middleware that is safe on the async hot path (portal/asgi.py explains why the API path avoids sync middleware): no ORM, no blocking I/O."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Ollama native responses -> OpenAI response bodies, stream chunks and SSE bytes.
 
-Shapes follow reference/openai.md §4.2-§4.4 and §5 exactly, because clients break on small
+Shapes follow OpenAI's API reference (chat completion, chunk and completion objects) exactly, because clients break on small
 deviations: the Python stream helper concatenates a repeated `role` into "assistantassistant",
 LangChain silently drops tool-call deltas without `index`/`function`, Continue holds back every
 chunk with a truthy `usage`, and `chunk.choices[0]` crashes on an unrequested empty `choices`.

@@ -1,7 +1,7 @@
 """Pydantic models of the OpenAI request bodies we accept, and `parse_body`.
 
 Lenient where real clients need it, strict where a wrong value would silently change the result
-(reference/openai.md §1, §4.1, §5, §6):
+(OpenAI's API reference for chat completions, completions and embeddings):
 - unknown fields are ignored (Continue adds `stream_options`, SDK users add `extra_body`);
 - an explicit `null` means "absent" (LangChain sends `seed: null`, `logprobs: null`);
 - old and new names both work (`max_tokens` / `max_completion_tokens`, `system` / `developer`);

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that call plain functions (STYLE.md: keep tasks thin, like views)."""
+"""Celery tasks: thin wrappers that call plain functions, kept thin like views."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 We translate ourselves instead of proxying to Ollama's own /v1 layer because that layer injects
 `temperature=1.0`/`top_p=1.0` when they are absent (overriding the Modelfile), ignores
 `max_completion_tokens`, `n` and `tool_choice`, and cannot carry `num_ctx` or `keep_alive`
-(reference/ollama.md §3.2, §3.6). The dicts returned here never contain `stream`: the caller
+(Ollama's docs/api.md and openai/openai.go). The dicts returned here never contain `stream`: the caller
 decides how it talks to Ollama, whatever the client asked for.
 """
 
@@ -61,7 +61,7 @@ def _options(
     req: ChatCompletionRequest | CompletionRequest, *, num_ctx: int, max_tokens: int | None
 ) -> dict[str, Any]:
     # num_ctx is always sent: a request without it loads the model with a different context size
-    # than everyone else's, and Ollama reloads the model on every such mismatch (ollama.md §1.10).
+    # than everyone else's, and Ollama reloads the model on every such mismatch (`needsReload`, Ollama's server/sched.go).
     options: dict[str, Any] = {"num_ctx": num_ctx}
     if max_tokens is not None:
         options["num_predict"] = max_tokens

@@ -103,6 +103,6 @@ class ApiError(Exception):
     @classmethod
     def bad_gateway(cls, message: str, *, permanent: bool = False) -> ApiError:
         # The SDKs retry every 5xx unless `x-should-retry: false` says the same request would fail
-        # again (reference/openai.md §2, checklist item 11).
+        # again (openai-python `_base_client.py` `_should_retry`).
         headers = {"x-should-retry": "false"} if permanent else {}
         return cls(502, message, type=SERVER_ERROR, headers=headers)

@@ -30,7 +30,7 @@ SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
 RUN_DIR = Path(envstr("RUN_DIR", str(BASE_DIR / ".run")))
 
 INSTALLED_APPS = [
-    # daphne first, so runserver is the ASGI server too (STYLE.md §7.2).
+    # daphne first, so runserver is the ASGI server too (channels installation docs).
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -79,7 +79,7 @@ TEMPLATES = [
     },
 ]
 
-# SQLite unless DATABASE_URL is set. CONN_MAX_AGE=0 under ASGI (STYLE.md §7.6).
+# SQLite unless DATABASE_URL is set. CONN_MAX_AGE=0 under ASGI (Django's async docs: persistent connections are not safe under ASGI).
 DATABASE_URL = envstr("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}

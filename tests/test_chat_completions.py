@@ -1,5 +1,5 @@
 """POST /v1/chat/completions, non-streaming, with the real OpenAI SDK against a live server
-(reference/openai.md §9, items 4-6, 16-23)."""
+(what the OpenAI SDKs check)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Streaming chat completions: the exact SSE shape clients rely on (reference/openai.md §4.3, §9 items
-12, 24-31), errors before and after the first byte, and cancellation when the client goes away."""
+"""Streaming chat completions: the exact SSE shape clients rely on (OpenAI's streaming format),
+errors before and after the first byte, and cancellation when the client goes away."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Continue sends some of these with raw `fetch` and reads streams with its own line parser
 (`packages/fetch/src/stream.ts`): HTTP 200 exactly, one `data:` JSON per line, `data: [DONE]` at the
 end, and a line starting with `: ping` taken as the end of the stream. The requests below are the
-bodies and headers Continue builds (reference/openai.md §7), sent with httpx.
+bodies and headers Continue builds (Continue's openai adapter), sent with httpx.
 """
 
 from __future__ import annotations

@@ -27,6 +27,11 @@ BANNER = """
 """
 
 
+# The demo catalogue needs about 12 GB at the default context (8192) and concurrency (4); in 8 GiB
+# llama3.2:3b fits beside qwen2.5-coder but not beside qwen3, so asking for both makes a swap.
+DEMO_GPU_GIB = 8
+
+
 def _stop_on_signal(signum, frame):
     raise KeyboardInterrupt
 
@@ -72,6 +77,7 @@ class Command(BaseCommand):
                                  "--schedule", os.path.join(run_dir, "celerybeat-schedule")], env)
             with open(os.path.join(run_dir, "stack.pids"), "w") as fh:  # for tools and tests that check shutdown
                 fh.write("".join(f"{name} {proc.pid}\n" for name, proc in self.children))
+            self._ping_web(host, port)
             self.stdout.write(self.style.SUCCESS(f"Gatehouse is running on http://{host}:{port}  (Ctrl-C stops it)"))
             self._watch()
         except KeyboardInterrupt:
@@ -82,8 +88,11 @@ class Command(BaseCommand):
     def _start_simulator(self, url: str) -> str:
         sim_port = int(url.rsplit(":", 1)[1])
         if _port_free("127.0.0.1", sim_port):
+            # One slot per request Gatehouse lets through, and too little memory for the whole demo
+            # catalogue at once, so the queue and model swaps can be seen working.
             self._spawn("simulator", [sys.executable, "-m", "ollamasim", "--host", "127.0.0.1",
-                                      "--port", str(sim_port)], dict(os.environ))
+                                      "--port", str(sim_port), "--num-parallel", str(settings.DEFAULT_MODEL_CONCURRENCY),
+                                      "--gpu-memory", f"{DEMO_GPU_GIB}GiB"], dict(os.environ))
             deadline = time.monotonic() + 20
             while True:
                 try:
@@ -93,8 +102,21 @@ class Command(BaseCommand):
                     if time.monotonic() > deadline:
                         raise RuntimeError("the Ollama simulator did not start") from None
                     time.sleep(0.1)
+        # Gatehouse swaps models to stay within a node's budget; the simulator's GPU is this big.
+        Node.objects.update_or_create(url=url, defaults={"gpu_memory_bytes": DEMO_GPU_GIB << 30})
         self.stdout.write(self.style.WARNING(BANNER.format(url=url)))
         return url
+
+    def _ping_web(self, host: str, port: int) -> None:
+        """Wait for the web server and call /healthz once, as a load balancer would: that starts its
+        scheduler, which loads pinned models and watches the nodes before the first API call."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         # Own process group, so a Ctrl-C reaches us once and we stop the children in order.
