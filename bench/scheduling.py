@@ -150,6 +150,8 @@ async def fairness_run(url: str, headers_a: dict, headers_b: dict, native: bool)
              "messages": [{"role": "user", "content": "x"}]} if native else chat_body(FAIR_MODEL))
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=100)) as client:
         await timed(client, url, body, headers_a)  # loaded
+        start, end, _ = await timed(client, url, body, headers_a)
+        service = end - start  # every request here takes the same time once it has a slot
         done: list[tuple[str, float]] = []
 
         async def one(who: str, headers: dict) -> None:
@@ -161,14 +163,16 @@ async def fairness_run(url: str, headers_a: dict, headers_b: dict, native: bool)
         b_start = time.perf_counter()
         few = [asyncio.create_task(one("B", headers_b)) for _ in range(4)]
         await asyncio.gather(*flood, *few)
-    b_end = max(t for who, t in done if who == "B")
-    window = [who for who, t in done if b_start <= t <= b_end]
+    # Requests that got a slot while B had work waiting (start = end - service time): a fair scheduler
+    # shares those slots equally between A and B. Requests already running when B arrived do not count.
+    b_last_start = max(t for who, t in done if who == "B") - service
+    window = [who for who, t in done if b_start <= t - service + 0.05 <= b_last_start + 0.1]
     order = [who for who, _ in sorted(done, key=lambda x: x[1])]
     last_b = max(i for i, who in enumerate(order) if who == "B")
-    # While B has work, a fair scheduler gives A and B equal shares of the completions.
     return {"jain_index": round(jain([window.count("A"), window.count("B")]), 3),
+            "slots_while_b_waited": {"A": window.count("A"), "B": window.count("B")},
             "b_last_completion_rank": last_b + 1, "completions": len(order),
-            "b_wait_s": round(b_end - b_start, 2)}
+            "b_wait_s": round(b_last_start + service - b_start, 2)}
 
 
 async def bench_fairness(workdir: str) -> dict:

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 
 import httpx
@@ -55,13 +56,13 @@ def stack(tmp_path, redis_server):
     except Exception:
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("make run did not serve the portal:\n" + output.text) from None
-    yield proc, output, web_port, sim_port, tmp_path
+    yield proc, output, web_port, sim_port, tmp_path, env
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_it_serves_the_portal_signs_in_the_admin_and_stops_on_ctrl_c(stack):
-    proc, output, web_port, sim_port, stack_dir = stack
+    proc, output, web_port, sim_port, stack_dir, env = stack
     assert "SIMULATED BACKEND" in output.text
     password = re.search(r"password: (\S+)", output.text).group(1)
     sim_models = {m["name"] for m in httpx.get(f"http://127.0.0.1:{sim_port}/api/tags").json()["models"]}
@@ -90,6 +91,18 @@ def test_it_serves_the_portal_signs_in_the_admin_and_stops_on_ctrl_c(stack):
     assert "2048" in row
     for name in sim_models:
         assert name in listed, f"{name} from the simulator is not in the admin's model list"
+
+    # The demo node swaps: its slots match the model concurrency, and llama3.2 and qwen3 do not fit together.
+    key = subprocess.run([sys.executable, "manage.py", "createapikey", "admin"], cwd=REPO, env=env, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    for model in ("llama3.2:3b", "qwen3:0.6b"):
+        reply = httpx.post(f"http://127.0.0.1:{web_port}/v1/chat/completions", timeout=60,
+                           headers={"Authorization": f"Bearer {key}"},
+                           json={"model": model, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status_code == 200, reply.text
+    loaded = {m["model"]: m for m in httpx.get(f"http://127.0.0.1:{sim_port}/sim/stats").json()["loaded"]}
+    assert "qwen3:0.6b" in loaded and "llama3.2:3b" not in loaded
+    assert loaded["qwen3:0.6b"]["num_parallel"] == 4
 
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     proc.wait(timeout=30)
