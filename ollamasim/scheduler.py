@@ -7,7 +7,7 @@ Three waits, as in Ollama:
    When the queue is full the request fails at once with 503.
 2. Requests for a loaded runner with matching load options skip that queue (the v0.11.5 fast path).
 3. Each runner has NUM_PARALLEL slots; waiting for one is FIFO, unbounded and not counted in MAX_QUEUE.
-   That wait lives in the request handlers (engine.py), not here.
+   That wait lives in the request handlers (call.py), not here.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from ollamasim.catalogue import ModelEntry
 from ollamasim.config import ServerConfig
 from ollamasim.options import Resolved, needs_reload
+from ollamasim.queues import PendingQueue, Slots
 from ollamasim.stats import Stats
 from ollamasim.wire import MAX_DURATION_NS, ApiError, rfc3339nano_local
 
@@ -42,48 +42,6 @@ class Trace:
     stage: str = "queue"
     errored: bool = False
     started_ns: int = field(default_factory=time.monotonic_ns)  # handler start, for the durations
-
-
-class Slots:
-    """A FIFO semaphore: the runner's `semaphore.NewWeighted(numParallel)`."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.busy = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for fut in self._waiters if not fut.done())
-
-    def try_acquire(self) -> bool:
-        if self.busy < self.size and not self._waiters:
-            self.busy += 1
-            return True
-        return False
-
-    async def acquire(self) -> None:
-        if self.try_acquire():
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # granted just as the client left: pass the slot on
-            else:
-                self._waiters.remove(fut)
-            raise
-
-    def release(self) -> None:
-        self.busy -= 1
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                self.busy += 1
-                fut.set_result(None)
-                return
 
 
 class Runner:
@@ -128,38 +86,12 @@ class Pending:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class PendingQueue:
-    """A Go buffered channel with a non-blocking send: the receiver, when waiting, takes an item
-    directly; otherwise up to `capacity` items wait. Cancelled items keep their place until taken."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.items: deque[Pending] = deque()
-        self._getter: asyncio.Future[Pending] | None = None
-
-    def offer(self, item: Pending) -> bool:
-        if self._getter is not None and not self._getter.done():
-            self._getter.set_result(item)
-            self._getter = None
-            return True
-        if len(self.items) >= self.capacity:
-            return False
-        self.items.append(item)
-        return True
-
-    async def take(self) -> Pending:
-        if self.items:
-            return self.items.popleft()
-        self._getter = asyncio.get_running_loop().create_future()
-        return await self._getter
-
-
 class Scheduler:
     def __init__(self, config: ServerConfig, stats: Stats) -> None:
         self.config = config
         self.stats = stats
         self.loaded: dict[str, Runner] = {}
-        self.queue = PendingQueue(config.max_queue)
+        self.queue: PendingQueue[Pending] = PendingQueue(config.max_queue)
         self._unloaded = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
