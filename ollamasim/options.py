@@ -85,7 +85,7 @@ def resolve(entry: ModelEntry, server: ServerConfig, request_options: dict[str, 
     modelfile = check(dict(entry.config.parameters))
     requested = check(request_options)
     values = {**modelfile, **requested}
-    num_ctx = values.get("num_ctx") or server.num_ctx
+    num_ctx = values.get("num_ctx") or server.default_num_ctx
     # effectiveContext: never beyond what the model was trained for, and at least 4 (2048 for vision).
     num_ctx = max(4, min(num_ctx, entry.config.context_length))
     if entry.has("vision"):

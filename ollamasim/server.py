@@ -96,6 +96,7 @@ async def sim_stats(request: web.Request) -> web.Response:
         if math.isinf(server[key]):
             server[key] = -1  # forever, as Ollama writes it
     server["max_runners"] = state.config.server.max_runners
+    server["default_num_ctx"] = state.config.server.default_num_ctx
     snapshot["config"] = server
     return web.json_response(snapshot)
 

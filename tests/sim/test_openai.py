@@ -107,7 +107,7 @@ def test_it_ignores_native_only_fields(sim, http):
     data = response.json()
     assert response.status_code == 200 and len(data["choices"]) == 1
     assert data["usage"]["completion_tokens"] > 1
-    assert http.get("/api/ps").json()["models"][0]["context_length"] == 4096
+    assert http.get("/api/ps").json()["models"][0]["context_length"] == 32768  # the default, not 999
 
 
 def test_it_returns_whole_tool_calls_with_string_arguments(sdk, http):
