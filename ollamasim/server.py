@@ -124,6 +124,7 @@ async def sim_reset(request: web.Request) -> web.Response:
     if body.get("faults"):
         for entry in state.catalogue.entries():
             entry.faults.clear()
+        state.scheduler.faults_changed()
     state.stats.reset()
     return web.json_response({"status": "ok", "loaded": [r["model"] for r in state.scheduler.loaded_summary()]})
 
@@ -146,6 +147,7 @@ async def sim_faults(request: web.Request) -> web.Response:
                 entry.faults.pop(key, None)
             else:
                 entry.faults[key] = body[key]
+        state.scheduler.faults_changed()
     return web.json_response({e.name.short: dict(e.faults) for e in state.catalogue.entries() if e.faults})
 
 

@@ -37,6 +37,13 @@ class Behaviour:
     def of(cls, version: str) -> Behaviour:
         return cls(parse(version))
 
+    @property
+    def llama_server_runners(self) -> bool:
+        """Since v0.30.0 models run as upstream llama-server processes, and the scheduler lists a runner
+        only once its load finished: a loading model is invisible to the fast path, to /api/ps and
+        to unload requests."""
+        return self.version >= (0, 30, 0)
+
     def default_num_ctx(self, total_vram: int) -> int:
         """num_ctx when neither the request, the Modelfile nor OLLAMA_CONTEXT_LENGTH set it.
 

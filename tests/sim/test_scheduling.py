@@ -1,4 +1,4 @@
-"""Slots, the fast path, one-load-at-a-time and reloads (reference/ollama.md §1.1, §1.4, §1.10, §6)."""
+"""Slots, the fast path, one-load-at-a-time and reloads (Ollama server/sched.go; loading models: test_loading.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 import ollama
 import pytest
 
-from tests.sim.simkit import CHAT, CODER, EMBEDDER, clean, eventually, loaded_names, sim_config
+from tests.sim.simkit import CHAT, CODER, EMBEDDER, clean, eventually, loading_names, sim_config
 from tests.support.simulator import SimulatorProcess
 
 pytestmark = pytest.mark.timeout(60)
@@ -138,28 +138,12 @@ def test_it_clamps_num_ctx_to_the_training_context(sim):
 
 
 @pytest.mark.asyncio
-async def test_it_shares_one_load_between_concurrent_requests(sim):
-    sim.set_faults(CHAT, load_seconds=0.4)
-    async with ollama.AsyncClient(host=sim.url) as client:
-        first = asyncio.create_task(client.generate(model=CHAT, prompt="x", options={"num_predict": 2}))
-        await eventually(lambda: CHAT in loaded_names(sim), what="chat loading")
-        # The runner is listed while it loads, so these wait for that load instead of queueing their own.
-        others = await asyncio.gather(*(client.generate(model=CHAT, prompt="x", options={"num_predict": 2})
-                                        for _ in range(4)))
-        replies = [await first, *others]
-    assert all(r.done_reason == "length" for r in replies)
-    assert all(r.load_duration >= 100_000_000 for r in others)
-    stats = sim.model_stats(CHAT)
-    assert stats["loads"] == 1 and stats["fast_path"] == 4 and stats["queue_full_rejections"] == 0
-
-
-@pytest.mark.asyncio
 async def test_it_loads_one_model_at_a_time_and_counts_the_queue_in_load_duration(sim):
     sim.set_faults(CHAT, load_seconds=0.3)
     sim.set_faults(CODER, load_seconds=0.3)
     async with ollama.AsyncClient(host=sim.url) as client:
         first = asyncio.create_task(client.generate(model=CHAT, prompt="x", options={"num_predict": 1}))
-        await eventually(lambda: CHAT in loaded_names(sim), what="chat loading")
+        await eventually(lambda: CHAT in loading_names(sim), what="chat loading")
         second = await client.generate(model=CODER, prompt="x", options={"num_predict": 1})
         first_reply = await first
     assert first_reply.load_duration >= 280_000_000
@@ -172,7 +156,7 @@ async def test_it_serves_a_loaded_model_while_another_one_loads(sim):
     sim.set_faults(CODER, load_seconds=0.8)
     async with ollama.AsyncClient(host=sim.url) as client:
         slow = asyncio.create_task(client.generate(model=CODER, prompt="x", options={"num_predict": 1}))
-        await eventually(lambda: CODER in loaded_names(sim), what="coder loading")
+        await eventually(lambda: CODER in loading_names(sim), what="coder loading")
         started = time.monotonic()
         quick = await client.generate(model=CHAT, prompt="x", options={"num_predict": 1})
         elapsed = time.monotonic() - started
@@ -189,7 +173,7 @@ async def test_it_queues_every_request_behind_loads_without_the_fast_path():
         sim.set_faults(CODER, load_seconds=0.8)
         async with ollama.AsyncClient(host=sim.url) as client:
             slow = asyncio.create_task(client.generate(model=CODER, prompt="x", options={"num_predict": 1}))
-            await eventually(lambda: CODER in loaded_names(sim), what="coder loading")
+            await eventually(lambda: CODER in loading_names(sim), what="coder loading")
             blocked = await client.generate(model=CHAT, prompt="x", options={"num_predict": 1})
             await slow
         assert blocked.load_duration > 400_000_000
