@@ -71,7 +71,7 @@ async def _load_for(call: Call, req: dict[str, Any], *, top: int, has_images: bo
     """
     if has_images and not call.entry.has("vision"):
         raise ApiError(400, f"{call.entry.name.full} does not support vision")
-    resolved = resolve(call.entry, call.state.config.server, req.get("options") or {})
+    resolved = resolve(call.entry, call.state.config.server, req.get("options") or {}, req.get("shift"))
     await call.schedule(resolved, req.get("keep_alive"))
     if preload_only:
         call.immediate = done_response(call.model, "load", chat=call.chat)

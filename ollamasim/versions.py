@@ -39,9 +39,10 @@ class Behaviour:
 
     @property
     def llama_server_runners(self) -> bool:
-        """Since v0.30.0 models run as upstream llama-server processes, and the scheduler lists a runner
-        only once its load finished: a loading model is invisible to the fast path, to /api/ps and
-        to unload requests."""
+        """Since v0.30.0 models run as upstream llama-server processes. What follows from that here:
+        the scheduler lists a runner only once its load finished (a loading model is invisible to the
+        fast path, to /api/ps and to unload requests), and context shift is a launch option, so a
+        request with a different `shift` reloads the model."""
         return self.version >= (0, 30, 0)
 
     def default_num_ctx(self, total_vram: int) -> int:
