@@ -27,6 +27,9 @@ _SIM_INT = {"sim_fail_after_tokens", "sim_stall_after_tokens"}
 # The fields of Ollama's api.Runner (api/types.go): whatever differs among these reloads the model.
 LOAD_KEYS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread", "draft_num_predict")
 
+# Architectures Ollama runs with one slot whatever OLLAMA_NUM_PARALLEL says (Ollama server/sched.go `load`).
+SINGLE_SLOT_FAMILIES = frozenset({"mllama", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe", "qwen3next", "lfm2",
+                                  "lfm2moe", "nemotron_h", "nemotron_h_moe", "nemotron_h_omni"})
 # Families whose llama-server cannot shift its context, so `shift` defaults to off for them.
 NO_CONTEXT_SHIFT_FAMILIES = frozenset({"deepseek2"})
 
@@ -112,8 +115,8 @@ def resolve(entry: ModelEntry, server: ServerConfig, request_options: dict[str, 
     if entry.has("vision"):
         num_ctx = max(num_ctx, 2048)
     num_parallel = entry.config.num_parallel or server.num_parallel
-    if entry.embedding_only:
-        num_parallel = 1  # embedding-only models are forced to one slot (sched.go `load`)
+    if not entry.has("completion") or entry.config.family in SINGLE_SLOT_FAMILIES:
+        num_parallel = 1  # models without completion, and some architectures, get one slot
     context_shift = None
     if server.behaviour.llama_server_runners:
         context_shift = supports_context_shift(entry) if shift is None else shift

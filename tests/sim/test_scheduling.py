@@ -15,6 +15,8 @@ from tests.support.simulator import SimulatorProcess
 
 pytestmark = pytest.mark.timeout(60)
 
+GIB = 2**30
+
 HI = [{"role": "user", "content": "hi"}]
 # Natural replies are longer than any num_predict used here, so every request decodes exactly that many.
 CONFIG = sim_config({"num_parallel": 2, "max_queue": 1, "tokens_per_second": 200, "response_tokens": [100, 200]})
@@ -97,6 +99,23 @@ async def test_it_gives_embedding_models_a_single_slot(sim):
     stats = sim.model_stats(EMBEDDER)
     assert stats["max_generating"] == 1 and stats["max_waiting_for_slot"] == 3
     assert sim.stats()["loaded"][0]["num_parallel"] == 1
+
+
+def test_it_gives_architectures_ollama_cannot_batch_a_single_slot():
+    """Ollama server/sched.go `load` forces num_parallel to 1 for these, whatever OLLAMA_NUM_PARALLEL says."""
+    families = {"one-a:1b": "qwen3next", "one-b:1b": "qwen35", "one-c:1b": "lfm2", "many:1b": "llama"}
+    models = [{"name": name, "family": family, "size": GIB, "capabilities": ["completion"],
+               "kv_bytes_per_token": 1024} for name, family in families.items()]
+    config = sim_config({"num_parallel": 4, "num_ctx": 4096, "max_loaded_models": 4}, models=models, pullable=[])
+    with SimulatorProcess(config) as sim:
+        client = ollama.Client(host=sim.url)
+        for name in families:
+            client.generate(model=name, keep_alive=-1)
+        parallel = {row["model"]: row["num_parallel"] for row in sim.stats()["loaded"]}
+        sizes = {m.model: m.size for m in client.ps().models}
+    assert parallel == {"one-a:1b": 1, "one-b:1b": 1, "one-c:1b": 1, "many:1b": 4}
+    assert sizes["one-a:1b"] == GIB + 4096 * 1 * 1024  # the KV cache holds one slot, not four
+    assert sizes["many:1b"] == GIB + 4096 * 4 * 1024
 
 
 @pytest.mark.asyncio
