@@ -278,8 +278,9 @@ class Scheduler:
                 await self._unloaded.wait()
 
     def _find_victim(self) -> Runner:
-        """findRunnerToUnload: shortest keep_alive first, then name; the first idle one, else the first."""
-        ordered = sorted(self.loaded.values(), key=lambda r: (r.session, r.entry.name.short))
+        """findRunnerToUnload: shortest keep_alive first, then the weights' blob path (ByDurationAndName);
+        the first idle one, else the first. Blob paths differ only in their digest, the runner key."""
+        ordered = sorted(self.loaded.values(), key=lambda r: (r.session, r.key))
         for runner in ordered:
             if runner.refcount == 0:
                 return runner
