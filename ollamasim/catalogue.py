@@ -113,9 +113,11 @@ class ModelEntry:
             return self.faults[key]
         return getattr(self.config, key)
 
-    def details(self) -> dict[str, Any]:
+    def details(self, lengths: bool = False) -> dict[str, Any]:
+        """api.ModelDetails. `lengths`: the training context and embedding size, which /api/tags reads
+        from the GGUF since v0.30.0 (server/model_list_cache.go); /api/show and /api/ps leave them out."""
         cfg = self.config
-        return {
+        details: dict[str, Any] = {
             "parent_model": "",
             "format": cfg.format,
             "family": cfg.family,
@@ -123,15 +125,19 @@ class ModelEntry:
             "parameter_size": cfg.parameter_size,
             "quantization_level": cfg.quantization_level,
         }
+        if lengths:
+            details["context_length"] = cfg.context_length
+            details["embedding_length"] = cfg.embedding_length
+        return details
 
-    def tags_entry(self) -> dict[str, Any]:
+    def tags_entry(self, lengths: bool) -> dict[str, Any]:
         return {
             "name": self.name.short,
             "model": self.name.short,
             "modified_at": rfc3339nano_local(self.modified_at_ns),
             "size": self.config.size,
             "digest": self.digest,
-            "details": self.details(),
+            "details": self.details(lengths),
             "capabilities": self.capabilities,
         }
 

@@ -133,8 +133,10 @@ async def version(request: web.Request) -> web.Response:
 
 
 async def tags(request: web.Request) -> web.Response:
-    entries = sorted(state_of(request).catalogue.entries(), key=lambda e: e.modified_at_ns, reverse=True)
-    return json_response({"models": [e.tags_entry() for e in entries]})
+    state = state_of(request)
+    entries = sorted(state.catalogue.entries(), key=lambda e: e.modified_at_ns, reverse=True)
+    lengths = state.config.server.behaviour.tags_show_lengths
+    return json_response({"models": [e.tags_entry(lengths) for e in entries]})
 
 
 async def ps(request: web.Request) -> web.Response:

@@ -45,6 +45,11 @@ class Behaviour:
         request with a different `shift` reloads the model."""
         return self.version >= (0, 30, 0)
 
+    @property
+    def tags_show_lengths(self) -> bool:
+        """Since v0.30.0 /api/tags details carry context_length and embedding_length."""
+        return self.version >= (0, 30, 0)
+
     def default_num_ctx(self, total_vram: int) -> int:
         """num_ctx when neither the request, the Modelfile nor OLLAMA_CONTEXT_LENGTH set it.
 
