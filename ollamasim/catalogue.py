@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from ollamasim.config import ModelConfig
-from ollamasim.wire import rfc3339nano_local
+from ollamasim.wire import ApiError, rfc3339nano_local
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
+INVALID_MODEL_NAME = "invalid model name"  # errtypes.InvalidModelNameErrMsg
 
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$")
 _HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}$")
@@ -70,6 +71,21 @@ def parse_name(text: str) -> Name | None:
     if not (_PART.match(model) and _PART.match(tag) and _PART.match(namespace) and _HOST.match(host)):
         return None
     return Name(host, namespace, model, tag)
+
+
+def parse_model_ref(text: str) -> Name | None:
+    """parseAndValidateModelRef (Ollama server/model_resolver.go), which every model route starts with.
+
+    Surrounding spaces are ignored. An empty name gives None: each route answers that its own way.
+    A name that is not valid is 400 "invalid model name" on every route.
+    """
+    text = text.strip() if isinstance(text, str) else ""
+    if not text:
+        return None
+    name = parse_name(text)
+    if name is None:
+        raise ApiError(400, INVALID_MODEL_NAME)
+    return name
 
 
 def _sha(text: str) -> str:

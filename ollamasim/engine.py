@@ -13,7 +13,7 @@ from typing import Any
 
 from ollamasim import generation
 from ollamasim.call import Call, acquire_slot, done_response, metrics, release_slot
-from ollamasim.catalogue import ModelEntry, parse_name
+from ollamasim.catalogue import ModelEntry, parse_model_ref
 from ollamasim.decoding import CHAT, EMBED, EMBEDDINGS, GENERATE, decode
 from ollamasim.options import Resolved, resolve
 from ollamasim.scheduler import Trace
@@ -86,7 +86,7 @@ async def start_chat(state: State, raw: bytes, trace: Trace) -> Call:
     req = decode(raw, "ChatRequest", CHAT)
     top = _top_logprobs(req)
     model = req.get("model", "")
-    name = parse_name(model)
+    name = parse_model_ref(model)
     if name is None:
         raise ApiError(400, "model is required")
     entry = state.catalogue.get(name)
@@ -98,12 +98,13 @@ async def start_chat(state: State, raw: bytes, trace: Trace) -> Call:
     call.stream = req.get("stream", True)
     if not messages and req.get("keep_alive") == 0:
         return _unload_now(call)
+    # ChatHandler checks thinking itself, then the other capabilities while scheduling.
+    think = _wants_thinking(entry, req.get("think"), model)
     if not entry.has("completion"):
         raise ApiError(400, f"{go_quote(model)} does not support chat")
     tools = req.get("tools") or []
     if tools and not entry.has("tools"):
         raise ApiError(400, f"{entry.name.full} does not support tools")
-    think = _wants_thinking(entry, req.get("think"), model)
     loaded = await _load_for(call, req, top=top, has_images=any(m.get("images") for m in messages),
                              preload_only=not messages)
     if loaded is None:
@@ -119,7 +120,7 @@ async def start_generate(state: State, raw: bytes, trace: Trace) -> Call:
     req = decode(raw, "GenerateRequest", GENERATE)
     top = _top_logprobs(req)
     model = req.get("model", "")
-    entry = state.catalogue.get(parse_name(model))
+    entry = state.catalogue.get(parse_model_ref(model))
     if entry is None:
         raise ApiError(404, f"model '{model}' not found")
     state.begin(trace, entry)
@@ -132,11 +133,12 @@ async def start_generate(state: State, raw: bytes, trace: Trace) -> Call:
     raw_mode = bool(req.get("raw"))
     if raw_mode and (req.get("template") or system or req.get("context")):
         raise ApiError(400, "raw mode does not support template, system, or context")
+    # GenerateHandler checks thinking itself, then the other capabilities while scheduling.
+    think = _wants_thinking(entry, req.get("think"), model)
     if not entry.has("completion"):
         raise ApiError(400, f"{go_quote(model)} does not support generate")
     if suffix and not entry.has("insert"):
         raise ApiError(400, f"{entry.name.full} does not support insert")
-    think = _wants_thinking(entry, req.get("think"), model)
     loaded = await _load_for(call, req, top=top, has_images=bool(req.get("images")), preload_only=not prompt)
     if loaded is None:
         return call
@@ -166,6 +168,10 @@ async def _embed_one(state: State, call: Call, text: str) -> None:
 
 async def run_embed(state: State, raw: bytes, trace: Trace) -> dict[str, Any]:
     req = decode(raw, "EmbedRequest", EMBED)
+    model = req.get("model", "")
+    name = parse_model_ref(model)  # EmbedHandler checks the name before the input
+    if name is None:
+        raise ApiError(404, f"model '{model}' not found")
     value = req.get("input")
     if isinstance(value, str):
         inputs = [value] if value else []
@@ -175,10 +181,6 @@ async def run_embed(state: State, raw: bytes, trace: Trace) -> dict[str, Any]:
         inputs = []
     else:
         raise ApiError(400, "invalid input type")
-    model = req.get("model", "")
-    name = parse_name(model)
-    if name is None:
-        raise ApiError(404, f"model '{model}' not found")
     entry = state.catalogue.get(name)
     if entry is None:
         raise ApiError(404, f"model {go_quote(model)} not found, try pulling it first")
@@ -210,7 +212,7 @@ async def run_embeddings(state: State, raw: bytes, trace: Trace) -> dict[str, An
     """The legacy endpoint: one prompt, an unnormalised float64 vector, no metrics."""
     req = decode(raw, "EmbeddingRequest", EMBEDDINGS)
     model = req.get("model", "")
-    name = parse_name(model)
+    name = parse_model_ref(model)
     if name is None:
         raise ApiError(400, "model is required")
     entry = state.catalogue.get(name)

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ollamasim import engine
-from ollamasim.catalogue import parse_name
+from ollamasim.catalogue import parse_model_ref, parse_name
 from ollamasim.decoding import COPY, DELETE, PULL, SHOW, decode
 from ollamasim.scheduler import Trace
 from ollamasim.state import State
@@ -146,11 +146,13 @@ async def ps(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     req = decode(await request.read(), "ShowRequest", SHOW)
     model = req.get("model") or req.get("name") or ""
-    if not model:
+    name = parse_model_ref(model)
+    if name is None:
         raise ApiError(400, "model is required")
-    entry = state_of(request).catalogue.lookup(model)
+    entry = state_of(request).catalogue.get(name)
     if entry is None:
-        raise ApiError(404, f"model '{model}' not found")
+        # ShowHandler names the model in its shortest form, so "nope" is reported as "nope:latest".
+        raise ApiError(404, f"model '{name.short}' not found")
     return json_response(entry.show())
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from ollamasim import engine
-from ollamasim.catalogue import DEFAULT_NAMESPACE, parse_name
+from ollamasim.catalogue import DEFAULT_NAMESPACE, parse_model_ref, parse_name
 from ollamasim.native import collect, json_response, state_of, trace_of
 from ollamasim.wire import ApiError, decode_error, dumps, go_type_name, json_kind
 
@@ -452,10 +452,16 @@ async def models(request: web.Request) -> web.Response:
 
 
 async def model(request: web.Request) -> web.Response:
+    """RetrieveMiddleware runs ShowHandler, so errors are show's: 400 for an invalid name, and a 404 that
+    names the model in its shortest form."""
     name = request.match_info["model"]
-    entry = state_of(request).catalogue.lookup(name)
+    try:
+        parsed = parse_model_ref(name)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message)
+    entry = state_of(request).catalogue.get(parsed)
     if entry is None:
-        return error_response(404, f"model '{name}' not found")
+        return error_response(404, f"model '{parsed.short if parsed else name}' not found")
     return json_response({"id": name, "object": "model", "created": entry.modified_at_ns // 10**9,
                           "owned_by": _owned_by(name)}, content_type="application/json")
 

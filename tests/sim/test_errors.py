@@ -37,12 +37,27 @@ CASES = [
      'model "nope" not found, try pulling it first'),
     ("POST", "/api/embeddings", {"prompt": "x"}, 400, "model is required"),
     ("POST", "/api/embed", {"input": "x"}, 404, "model '' not found"),
-    ("POST", "/api/show", {"model": "nope"}, 404, "model 'nope' not found"),
+    ("POST", "/api/show", {"model": "nope"}, 404, "model 'nope:latest' not found"),  # DisplayShortest
+    ("POST", "/api/show", {"model": "Org/Nope:Q4"}, 404, "model 'Org/Nope:Q4' not found"),
+    # parseAndValidateModelRef: a name that cannot be a model name is a 400 on every route.
+    ("POST", "/api/generate", {"model": "bad name!", "prompt": "x"}, 400, "invalid model name"),
+    ("POST", "/api/chat", {"model": "a/b/c/d", "messages": HI}, 400, "invalid model name"),
+    ("POST", "/api/embed", {"model": ":latest", "input": "x"}, 400, "invalid model name"),
+    ("POST", "/api/embeddings", {"model": "-x", "prompt": "x"}, 400, "invalid model name"),
+    ("POST", "/api/show", {"model": "bad name!"}, 400, "invalid model name"),
+    ("POST", "/api/embed", {"input": 5}, 404, "model '' not found"),  # the name is checked before the input
     ("POST", "/api/chat", {"model": CODER, "messages": HI, "tools": TOOLS}, 400,
      "registry.ollama.ai/library/qwen2.5-coder:1.5b does not support tools"),
     ("POST", "/api/generate", {"model": CHAT, "prompt": "def f(", "suffix": "x"}, 400,
      "registry.ollama.ai/library/llama3.2:3b does not support insert"),
     ("POST", "/api/chat", {"model": EMBEDDER, "messages": HI}, 400, '"all-minilm:latest" does not support chat'),
+    # Thinking is checked before the other capabilities.
+    ("POST", "/api/chat", {"model": EMBEDDER, "messages": HI, "think": True}, 400,
+     '"all-minilm:latest" does not support thinking'),
+    ("POST", "/api/generate", {"model": EMBEDDER, "prompt": "x", "think": "high"}, 400,
+     '"all-minilm:latest" does not support thinking'),
+    ("POST", "/api/generate", {"model": CHAT, "prompt": "x", "suffix": "y", "think": True}, 400,
+     '"llama3.2:3b" does not support thinking'),
     ("POST", "/api/generate", {"model": "all-minilm", "prompt": "x"}, 400, '"all-minilm" does not support generate'),
     ("POST", "/api/chat", {"model": CHAT, "messages": HI, "think": True}, 400,
      '"llama3.2:3b" does not support thinking'),

@@ -267,8 +267,8 @@ def test_it_serves_an_empty_catalogue_as_empty_lists():
 
 
 def test_it_escapes_json_like_go(http):
-    data = http.post("/api/generate", json={"model": "<b>&", "prompt": "x"})
-    assert data.text == '{"error":"model \'\\u003cb\\u003e\\u0026\' not found"}'
+    data = http.post("/api/generate", json={"model": CHAT, "prompt": "x", "keep_alive": "<b>&"})
+    assert data.text == '{"error":"time: invalid duration \\"\\u003cb\\u003e\\u0026\\""}'
 
 
 def test_it_writes_expiry_in_the_servers_time_zone_and_created_at_in_utc():
