@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Any
 
-from ollamasim import generation
+from ollamasim import context, generation
 from ollamasim.call import Call, acquire_slot, done_response, metrics, release_slot
 from ollamasim.catalogue import ModelEntry, parse_model_ref
 from ollamasim.decoding import CHAT, EMBED, EMBEDDINGS, GENERATE, decode
@@ -78,7 +78,9 @@ async def _load_for(call: Call, req: dict[str, Any], *, top: int, has_images: bo
         return None
     fmt, call.format_error = _format(req.get("format"))
     call.top_logprobs, call.want_logprobs = top, bool(req.get("logprobs"))
-    call.shift = req.get("shift", True)
+    # On llama-server runners shift is the runner's launch option, which a differing request reloads.
+    call.shift = req.get("shift", True) if resolved.context_shift is None else resolved.context_shift
+    call.truncate = req.get("truncate", True)
     return resolved, fmt
 
 
@@ -111,6 +113,7 @@ async def start_chat(state: State, raw: bytes, trace: Trace) -> Call:
         return call
     resolved, fmt = loaded
     call.rng = _rng(call, resolved, messages, tools, fmt)
+    call.prompt_tokens_for = lambda num_ctx: context.chat_prompt_tokens(messages, tools, num_ctx, call.truncate)
     length = state.config.server.response_tokens
     call.planner = lambda rng: generation.plan_chat(entry, messages, tools, fmt, think, rng, length)
     return call
@@ -143,12 +146,14 @@ async def start_generate(state: State, raw: bytes, trace: Trace) -> Call:
     if loaded is None:
         return call
     resolved, fmt = loaded
-    context = [int(t) for t in req.get("context") or []]
-    call.context_in = None if raw_mode else context
+    context_ids = [int(t) for t in req.get("context") or []]
+    call.context_in = None if raw_mode else context_ids
     call.prompt_pieces = generation.tokenize(system) + generation.tokenize(prompt) + generation.tokenize(suffix)
-    call.rng = _rng(call, resolved, prompt, suffix, system, context, fmt)
+    call.rng = _rng(call, resolved, prompt, suffix, system, context_ids, fmt)
+    prompt_tokens = generation.generate_prompt_tokens(prompt, system, suffix, context_ids, raw_mode)
+    call.prompt_tokens_for = lambda num_ctx: prompt_tokens
     length = state.config.server.response_tokens
-    call.planner = lambda rng: generation.plan_generate(entry, prompt, system, suffix, context, raw_mode, fmt,
+    call.planner = lambda rng: generation.plan_generate(entry, prompt, system, suffix, context_ids, raw_mode, fmt,
                                                         think, rng, length)
     return call
 

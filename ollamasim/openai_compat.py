@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ollamasim import engine
 from ollamasim.catalogue import DEFAULT_NAMESPACE, parse_model_ref, parse_name
-from ollamasim.native import collect, json_response, state_of, trace_of
+from ollamasim.native import collect, error_status, json_response, state_of, trace_of
 from ollamasim.wire import ApiError, decode_error, dumps, go_type_name, json_kind
 
 _DATA_URI = re.compile(r"^data:(?:image/(?:jpeg|jpg|png|webp))?;base64,(.*)$", re.DOTALL)
@@ -278,7 +278,7 @@ async def _stream_chat(request: web.Request, events: AsyncIterator[dict[str, Any
             if "error" in event:
                 if sse.response is None:
                     trace_of(request).errored = True
-                    raise ApiError(500, event["error"])
+                    raise ApiError(error_status(event), event["error"])
                 # The writer parses the error line as an empty ChatResponse: an empty chunk, no [DONE].
                 trace_of(request).errored = True
                 await sse.send(chunk({"content": ""}, None))
@@ -353,7 +353,7 @@ async def _stream_completion(request: web.Request, events: AsyncIterator[dict[st
             if "error" in event:
                 trace_of(request).errored = True
                 if sse.response is None:
-                    raise ApiError(500, event["error"])
+                    raise ApiError(error_status(event), event["error"])
                 await sse.send(chunk("", None, None))  # the error line decodes as an empty response
                 return await sse.finish(done=False)
             model = event["model"]

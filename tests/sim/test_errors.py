@@ -100,7 +100,7 @@ CASES = [
     ("POST", "/api/embed", {"model": EMBEDDER, "input": ["a", 1]}, 400, "invalid input type"),
     ("POST", "/api/embed", {"model": EMBEDDER, "input": "word " * 600, "truncate": False}, 400,
      "the input length exceeds the context length"),
-    ("POST", "/api/generate", {"model": CHAT, "prompt": "x", "format": "xml"}, 500,
+    ("POST", "/api/generate", {"model": CHAT, "prompt": "x", "format": "xml", "stream": False}, 500,
      'invalid format: "xml"; expected "json" or a valid JSON Schema'),
     ("DELETE", "/api/delete", {"model": "bad name!"}, 400, 'name "bad name!" is invalid'),
     ("DELETE", "/api/delete", {"model": "nope"}, 404, "model 'nope' not found"),
@@ -173,6 +173,7 @@ def test_it_turns_an_error_before_the_first_token_into_a_500(http):
     streaming = http.post("/api/generate", json={"model": CHAT, "prompt": "x", "options": {"sim_fail_after_tokens": 0}})
     assert streaming.status_code == 500
     assert streaming.json() == {"error": RUNNER_STOPPED}
+    assert streaming.headers["content-type"] == "application/json"  # streamResponse set it, so no charset
     blocking = http.post("/api/chat", json={"model": CHAT, "messages": HI, "stream": False,
                                             "options": {"sim_fail_after_tokens": 5}})
     assert blocking.status_code == 500 and blocking.json() == {"error": RUNNER_STOPPED}
