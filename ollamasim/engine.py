@@ -18,7 +18,7 @@ from ollamasim.decoding import CHAT, EMBED, EMBEDDINGS, GENERATE, decode
 from ollamasim.options import Resolved, resolve
 from ollamasim.scheduler import Trace
 from ollamasim.state import State
-from ollamasim.wire import ApiError, go_quote
+from ollamasim.wire import ApiError, dumps, go_quote
 
 
 def _top_logprobs(req: dict[str, Any]) -> int:
@@ -46,8 +46,8 @@ def _format(value: Any) -> tuple[Any, str | None]:
         return "json", None
     if isinstance(value, dict):
         return value, None
-    raw = value if isinstance(value, str) else str(value)
-    return None, f'invalid format: {go_quote(raw)}; expected "json" or a valid JSON Schema'
+    # llamaServerRunner.Completion quotes the raw JSON (%q of a json.RawMessage), quotes and all.
+    return None, f'invalid format: {go_quote(dumps(value))}; expected "json" or a valid JSON Schema object'
 
 
 def _rng(call: Call, resolved: Resolved, *parts: Any) -> Any:

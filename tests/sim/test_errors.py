@@ -101,7 +101,7 @@ CASES = [
     ("POST", "/api/embed", {"model": EMBEDDER, "input": "word " * 600, "truncate": False}, 400,
      "the input length exceeds the context length"),
     ("POST", "/api/generate", {"model": CHAT, "prompt": "x", "format": "xml", "stream": False}, 500,
-     'invalid format: "xml"; expected "json" or a valid JSON Schema'),
+     'invalid format: "\\"xml\\""; expected "json" or a valid JSON Schema object'),
     ("DELETE", "/api/delete", {"model": "bad name!"}, 400, 'name "bad name!" is invalid'),
     ("DELETE", "/api/delete", {"model": "nope"}, 404, "model 'nope' not found"),
     ("POST", "/api/copy", {"source": CHAT, "destination": ""}, 400, 'destination "" is invalid'),
