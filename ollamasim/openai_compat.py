@@ -1,5 +1,5 @@
 """Ollama's OpenAI layer (middleware/openai.go, openai/openai.go): translate the request to a native one,
-run the native flow, and translate its output, quirks included (reference/ollama.md §3).
+run the native flow, and translate its output, quirks included.
 
 Quirks kept on purpose: `temperature`/`top_p` default to 1.0, `options`/`keep_alive`/`num_ctx` are dropped,
 `messages: []` is a 400, ids are `chatcmpl-<0..998>` (not unique), `/v1/models` has `data: null` when empty,

@@ -1,4 +1,4 @@
-"""Client disconnects at every stage free what they held at once (reference/ollama.md §1.8)."""
+"""Client disconnects at every stage free what they held at once (Ollama server/sched.go, llm/llama_server.go)."""
 
 from __future__ import annotations
 

@@ -134,3 +134,13 @@ def test_it_shares_one_runner_between_models_built_on_the_same_weights():
         shown = httpx.post(sim.url + "/api/show", json={"model": "llama-8k"}).json()
     assert stats["llama-8k:latest"]["reloads"] == 2 and stats[CHAT]["reloads"] == 1
     assert re.search(r"^num_ctx\s+8192$", shown["parameters"], re.MULTILINE)
+
+
+def test_it_documents_itself_without_pointing_outside_the_repository():
+    import ollamasim
+
+    doc = ollamasim.__doc__
+    assert "Known deviations from Ollama" in doc
+    assert not re.search(r"(^|\s)/(work|home|tmp|root)/", doc), "the docstring cites a path outside the repository"
+    cited = re.findall(r"ollamasim/\w+\.py", doc)
+    assert cited and all((REPO / path).exists() for path in cited), cited

@@ -1,4 +1,4 @@
-"""Ollama's error texts and statuses (reference/ollama.md §2.10), mid-stream errors, and no tracebacks ever."""
+"""Ollama's error texts and statuses (Ollama server/routes.go), mid-stream errors, and no tracebacks ever."""
 
 from __future__ import annotations
 

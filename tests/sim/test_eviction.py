@@ -1,4 +1,4 @@
-"""Eviction: VRAM budget, model-count limit, victim order, draining, head-of-line blocking (§1.4, §1.5, §1.7)."""
+"""Eviction: VRAM budget, model-count limit, victim order, draining, head-of-line blocking (Ollama server/sched.go)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Ollama's OpenAI layer with its quirks (reference/ollama.md §3), checked with raw bytes and the openai SDK."""
+"""Ollama's OpenAI layer with its quirks (Ollama middleware/openai.go, openai/openai.go), checked with
+raw bytes and the openai SDK."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The bounded pending queue and its 503 (reference/ollama.md §1.3, §1.8 "while waiting in pendingReqCh")."""
+"""The bounded pending queue and its 503 (Ollama server/sched.go getRunner and ErrMaxQueue); a cancelled
+request keeps its place until the scheduler loop reaches it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Native wire format, byte for byte where it matters (reference/ollama.md §2, §4, §6 "Native wire format")."""
+"""Native wire format, byte for byte where it matters (Ollama server/routes.go, api/types.go; the ollama client)."""
 
 from __future__ import annotations
 
