@@ -30,6 +30,7 @@ class ModelRoute:
     max_queue: int
     created: int  # unix seconds, for /v1/models
     node_urls: tuple[str, ...]  # healthy, enabled nodes that have the model
+    context_overflow: str = "error"  # Model.ContextOverflow: refuse (OpenAI) or cut (Ollama)
 
     @property
     def owned_by(self) -> str:
@@ -53,6 +54,7 @@ def _build_snapshot() -> dict[str, ModelRoute]:
             max_queue=m.max_queue,
             created=int(m.created_at.timestamp()),
             node_urls=tuple(nodes_by_model.get(m.pk, ())),
+            context_overflow=m.context_overflow,
         )
         for m in Model.objects.filter(enabled=True)
     }
