@@ -10,11 +10,11 @@ from __future__ import annotations
 from django.http import HttpResponse
 
 from apiaccess.auth import Principal
-from inference import registry
+from inference import context_overflow, registry
 from inference.api import json_response
 from inference.embeddings import embedding_inputs, embeddings_response
 from inference.errors import ApiError
-from inference.nodes import client_for, native_chat
+from inference.nodes import client_for, native_chat, native_generate
 from inference.openai_format import (
     ChatChunker,
     CompletionChunker,
@@ -66,6 +66,7 @@ async def create_chat_completion(body: ChatCompletionRequest, route: ModelRoute,
     base = chat_request_to_ollama(
         body, ollama_model=route.ollama_name, num_ctx=route.context_length, keep_alive=registry.keep_alive()
     )
+    base.update(context_overflow.request_fields(route))
     per_choice = [kwargs_for_choice(base, body.seed, i) for i in range(body.choice_count)]
     if body.stream:
         merged = await MergedStream.open(
@@ -96,10 +97,11 @@ async def create_text_completion(body: CompletionRequest, route: ModelRoute, *, 
             body, prompt, ollama_model=route.ollama_name, num_ctx=route.context_length,
             keep_alive=registry.keep_alive(),
         )
+        base.update(context_overflow.request_fields(route))
         calls.extend(kwargs_for_choice(base, body.seed, j) for j in range(body.choice_count))
     if body.stream:
         merged = await MergedStream.open(
-            [lambda kw=kw: client.generate(**kw, stream=True) for kw in calls], body.model
+            [lambda kw=kw: native_generate(client, kw, stream=True) for kw in calls], body.model
         )
         chunker = CompletionChunker(
             completion_id=new_completion_id(), created=created, model=body.model,
@@ -107,7 +109,8 @@ async def create_text_completion(body: CompletionRequest, route: ModelRoute, *, 
             logprobs=body.logprobs,
         )
         return event_stream_response(merged, chunker, body.model)
-    results = await gather_choices([lambda kw=kw: client.generate(**kw, stream=False) for kw in calls], body.model)
+    results = await gather_choices([lambda kw=kw: native_generate(client, kw, stream=False) for kw in calls],
+                                   body.model)
     return json_response(
         text_completion(
             completion_id=new_completion_id(), created=created, model=body.model, prompts=prompts,

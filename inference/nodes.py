@@ -33,3 +33,10 @@ async def native_chat(client: ollama.AsyncClient, kwargs: dict, *, stream: bool)
     """
     body = {**kwargs, "stream": stream}
     return await client._request(ollama.ChatResponse, "POST", "/api/chat", json=body, stream=stream)
+
+
+async def native_generate(client: ollama.AsyncClient, kwargs: dict, *, stream: bool):
+    """POST /api/generate with our body as built: `AsyncClient.generate()` has no `truncate` or `shift`
+    parameters, which inference/context_overflow.py needs to send."""
+    body = {**kwargs, "stream": stream}
+    return await client._request(ollama.GenerateResponse, "POST", "/api/generate", json=body, stream=stream)
