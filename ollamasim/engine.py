@@ -153,8 +153,7 @@ async def start_generate(state: State, raw: bytes, trace: Trace) -> Call:
     prompt_tokens = generation.generate_prompt_tokens(prompt, system, suffix, context_ids, raw_mode)
     call.prompt_tokens_for = lambda num_ctx: prompt_tokens
     length = state.config.server.response_tokens
-    call.planner = lambda rng: generation.plan_generate(entry, prompt, system, suffix, context_ids, raw_mode, fmt,
-                                                        think, rng, length)
+    call.planner = lambda rng: generation.plan_generate(entry, prompt, suffix, fmt, think, rng, length)
     return call
 
 
