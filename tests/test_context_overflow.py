@@ -5,13 +5,16 @@ the simulator, which refuses or cuts as Ollama does."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
+import ollama
 import openai
 import pytest
 
 from inference.context_overflow import context_length_exceeded, request_fields
-from inference.errors import ApiError
 from inference.registry import ModelRoute
+from inference.upstream import upstream_error
 from tests.conftest import CHAT_MODEL
 from tests.support.processes import eventually
 
@@ -43,7 +46,8 @@ def test_it_asks_the_node_to_refuse_rather_than_cut_unless_the_model_says_otherw
     "the input length exceeds the context length",
 ])
 def test_it_recognises_each_way_a_node_refuses_an_over_long_prompt(node_text):
-    error = ApiError.from_ollama(400, node_text, "m")
+    # As the client raises it: from the node's HTTP body, whose "error" is the refusal text.
+    error = upstream_error(ollama.ResponseError(json.dumps({"error": node_text}), 400), "m")
     assert (error.status, error.code) == (400, "context_length_exceeded")
 
 
