@@ -20,9 +20,10 @@ class NodeAdmin(admin.ModelAdmin):
 
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "ollama_name", "kind", "context_length", "concurrency", "max_queue", "enabled"]
+    list_display = ["public_id", "ollama_name", "kind", "context_length", "context_overflow", "concurrency",
+                    "max_queue", "enabled"]
     list_editable = ["enabled"]
-    list_filter = ["kind", "enabled"]
+    list_filter = ["kind", "context_overflow", "enabled"]
     search_fields = ["public_id", "ollama_name"]
     readonly_fields = ["capabilities", "max_context_length", "size_bytes", "family", "parameter_size",
                        "quantization", "created_at", "updated_at"]

@@ -36,6 +36,14 @@ _CAPABILITY_PARAMS: dict[str, tuple[str | None, str]] = {
 }
 _CAPABILITY_RE = re.compile(r"does not support (\w+)")
 
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+# How a node refuses a prompt longer than the context: "the prompt is longer than the context length
+# currently available to the model; ..." (Ollama, llama-server runners without context shift), "request
+# (N tokens) exceeds the available context size (M tokens), ..." (llama-server's, which Ollama passes on
+# when truncate is off) and "the input length exceeds the context length" (Ollama's runner before
+# v0.30.0). inference/context_overflow.py says which fields make a node refuse.
+_CONTEXT_REFUSALS = ("context length", "context size")
+
 
 
 def from_ollama(status_code: int, error_text: str, model: str) -> ApiError:
@@ -69,8 +77,8 @@ def from_ollama(status_code: int, error_text: str, model: str) -> ApiError:
             return ApiError.invalid_request(text, param="top_logprobs")
         if "invalid input" in lowered:
             return ApiError.invalid_request(text, param="input")
-        if "context length" in lowered:
-            return ApiError.invalid_request(text, code="context_length_exceeded")
+        if any(refusal in lowered for refusal in _CONTEXT_REFUSALS):
+            return ApiError.invalid_request(text, code=CONTEXT_LENGTH_EXCEEDED)
         return ApiError.invalid_request(text)
 
     permanent = any(marker in lowered for marker in _PERMANENT_UPSTREAM_MARKERS)

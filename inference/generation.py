@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 
 from apiaccess.auth import Principal
-from inference import nodes, registry, slots
+from inference import context_overflow, nodes, registry, slots
 from inference.embeddings import embedding_inputs, embeddings_response
 from inference.openai_format import (
     ChatChunker,
@@ -113,6 +113,7 @@ async def create_chat_completion(principal: Principal, body: ChatCompletionReque
     base = chat_request_to_ollama(
         body, ollama_model=route.ollama_name, num_ctx=route.context_length, keep_alive=registry.keep_alive_for(route)
     )
+    base.update(context_overflow.request_fields(route))
     per_choice = [kwargs_for_choice(base, body.seed, i) for i in range(body.choice_count)]
     starts = [lambda client, kw=kw: nodes.chat(client, kw, stream=bool(body.stream)) for kw in per_choice]
     admission, outcome = await _run(principal, route, starts, stream=bool(body.stream), model=body.model)
@@ -143,6 +144,7 @@ async def create_text_completion(principal: Principal, body: CompletionRequest, 
             body, prompt, ollama_model=route.ollama_name, num_ctx=route.context_length,
             keep_alive=registry.keep_alive_for(route),
         )
+        base.update(context_overflow.request_fields(route))
         calls.extend(kwargs_for_choice(base, body.seed, j) for j in range(body.choice_count))
     starts = [lambda client, kw=kw: nodes.generate(client, kw, stream=bool(body.stream)) for kw in calls]
     admission, outcome = await _run(principal, route, starts, stream=bool(body.stream), model=body.model)

@@ -47,6 +47,10 @@ class Model(models.Model):
         COMPLETION = "completion", "Completion (code / fill-in-the-middle)"
         EMBEDDING = "embedding", "Embedding"
 
+    class ContextOverflow(models.TextChoices):
+        ERROR = "error", "Refuse it with context_length_exceeded, as OpenAI does"
+        TRUNCATE = "truncate", "Cut the start of the conversation to fit, as Ollama does"
+
     public_id = models.CharField(max_length=200, unique=True, help_text="The id clients send as `model`")
     ollama_name = models.CharField(max_length=200, unique=True, help_text="The name on the Ollama nodes")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CHAT)
@@ -58,6 +62,10 @@ class Model(models.Model):
     max_context_length = models.PositiveIntegerField(default=0, help_text="Training context reported by Ollama")
     concurrency = models.PositiveIntegerField(default=_default_concurrency, help_text="Requests in flight per node")
     max_queue = models.PositiveIntegerField(default=_default_max_queue, help_text="Requests allowed to wait")
+    context_overflow = models.CharField(
+        max_length=10, choices=ContextOverflow.choices, default=ContextOverflow.ERROR,
+        help_text="What happens to a prompt longer than the context length",
+    )
     enabled = models.BooleanField(default=True)
     pinned = models.BooleanField(
         default=False,

@@ -49,15 +49,20 @@ async def chat(client: ollama.AsyncClient, kwargs: dict, *, stream: bool):
 
 
 async def generate(client: ollama.AsyncClient, kwargs: dict, *, stream: bool):
-    return await client.generate(**kwargs, stream=stream)
+    """POST /api/generate with our body as built: `AsyncClient.generate()` has no `truncate` or `shift`
+    parameters, which inference/context_overflow.py needs to send."""
+    body = {**kwargs, "stream": stream}
+    return await client._request(ollama.GenerateResponse, "POST", "/api/generate", json=body, stream=stream)
 
 
 async def embed(client: ollama.AsyncClient, kwargs: dict):
     return await client.embed(**kwargs)
 
 
-async def preload(node_url: str, model: str, *, embedding: bool, num_ctx: int, keep_alive: str | int) -> None:
-    """Load a model with the options requests will use (a different num_ctx would make Ollama reload).
+async def preload(node_url: str, model: str, *, embedding: bool, num_ctx: int, keep_alive: str | int,
+                  fields: dict[str, Any]) -> None:
+    """Load a model with the options and fields requests will use: a different num_ctx, or since Ollama
+    v0.30 a different `shift`, makes Ollama reload it (server/sched.go needsReload).
 
     An empty generate request loads a model and answers `done_reason: "load"` once it runs; embedding
     models have no generate capability, so an embed request without input loads them.
@@ -67,7 +72,7 @@ async def preload(node_url: str, model: str, *, embedding: bool, num_ctx: int, k
     if embedding:
         await client.embed(model=model, input=[], options=options, keep_alive=keep_alive)
     else:
-        await client.generate(model=model, options=options, keep_alive=keep_alive)
+        await generate(client, {"model": model, "options": options, "keep_alive": keep_alive, **fields}, stream=False)
 
 
 async def unload(node_url: str, model: str) -> None:

@@ -31,6 +31,7 @@ class ModelRoute:
     node_urls: tuple[str, ...]  # enabled nodes that have the model (nodehealth says which answer)
     pinned: bool = False  # loaded at start, kept loaded, never evicted
     size_bytes: int = 0  # weights on disk, the first guess at its memory before /api/ps measures it
+    context_overflow: str = "error"  # Model.ContextOverflow: refuse (OpenAI) or cut (Ollama)
 
     @property
     def owned_by(self) -> str:
@@ -58,6 +59,7 @@ def _build_snapshot() -> dict[str, ModelRoute]:
             node_urls=tuple(nodes_by_model.get(m.pk, ())),
             pinned=m.pinned,
             size_bytes=m.size_bytes,
+            context_overflow=m.context_overflow,
         )
         for m in Model.objects.filter(enabled=True)
     }

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import ollama
 from django.conf import settings
 
-from inference import nodehealth, nodes, queue, registry
+from inference import context_overflow, nodehealth, nodes, queue, registry
 from inference.nodes import UPSTREAM_ERRORS
 from inference.redisconn import REDIS_ERRORS, redis_client
 from inference.registry import ModelRoute, NodeInfo
@@ -285,7 +285,7 @@ class SwapActor:
         started = time.monotonic()
         try:
             await nodes.preload(url, model, embedding=route.kind == "embedding", num_ctx=route.context_length,
-                                keep_alive=registry.keep_alive_for(route))
+                                keep_alive=registry.keep_alive_for(route), fields=context_overflow.request_fields(route))
         except (*UPSTREAM_ERRORS, TimeoutError) as exc:
             log.warning("loading %s on %s failed: %s", model, url, exc)
             self.failed_at[(model, url)] = time.monotonic()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from apiaccess.auth import authenticate
-from inference import registry
+from inference import context_overflow, registry
 from inference.api import api_endpoint, json_response, read_body
 from inference.generation import (
     Outcome,
@@ -49,7 +49,8 @@ async def chat_completions(request):
     principal = await authenticate(request)
     body = parse_body(ChatCompletionRequest, read_body(request))
     route = await resolve_model(principal, body.model)
-    return render(await create_chat_completion(principal, body, route, created=int(time.time())))
+    with context_overflow.reported_as_openai(route, param="messages"):
+        return render(await create_chat_completion(principal, body, route, created=int(time.time())))
 
 
 @api_endpoint("POST")
@@ -57,7 +58,8 @@ async def completions(request):
     principal = await authenticate(request)
     body = parse_body(CompletionRequest, read_body(request))
     route = await resolve_model(principal, body.model)
-    return render(await create_text_completion(principal, body, route, created=int(time.time())))
+    with context_overflow.reported_as_openai(route, param="prompt"):
+        return render(await create_text_completion(principal, body, route, created=int(time.time())))
 
 
 @api_endpoint("POST")

@@ -11,12 +11,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ollamasim import generation
+from ollamasim import context, generation
 from ollamasim.catalogue import ModelEntry
 from ollamasim.options import Resolved
 from ollamasim.scheduler import Runner, Trace
 from ollamasim.state import State
-from ollamasim.wire import rfc3339nano_utc
+from ollamasim.wire import ApiError, rfc3339nano_utc
 
 RUNNER_STOPPED = ("model runner has unexpectedly stopped, this may be due to resource limitations or an "
                   "internal error, check ollama server logs for details")
@@ -94,7 +94,10 @@ class Call:
         self.rng: Any = None
         self.top_logprobs = 0
         self.want_logprobs = False
-        self.shift = True
+        self.shift = True  # context shift: generation may run past num_ctx
+        self.truncate = True  # the prompt may be cut to fit num_ctx
+        # Tokens of the prompt as rendered for a runner of a given num_ctx (chat drops old messages).
+        self.prompt_tokens_for: Callable[[int], int] = lambda num_ctx: 0
         self.chat = True
         self.stream = True
         self.context_in: list[int] | None = None
@@ -136,7 +139,16 @@ class Call:
         state, entry, resolved = self.state, self.entry, self.resolved
         assert resolved is not None and self.planner is not None
         plan = self.planner(self.rng)
-        prompt_tokens = min(plan.prompt_tokens, runner.num_ctx)
+        try:
+            prompt_tokens = context.fit(
+                self.prompt_tokens_for(runner.num_ctx), runner.num_ctx, truncate=self.truncate,
+                context_shift=self.shift, num_keep=resolved.get("num_keep"),
+                llama_server=state.config.server.behaviour.llama_server_runners)
+        except ApiError as exc:
+            # Refused before any token: the handler answers with this status (gin.H{"error", "status"}).
+            self.trace.errored = True
+            yield {"error": exc.message, "status": exc.status}
+            return
         slot_ns = time.monotonic_ns()
         ttft = state.knob(entry, "time_to_first_token_ms") / 1000
         ptps = state.config.server.prompt_tokens_per_second

@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from ollamasim.config import ModelConfig
-from ollamasim.wire import rfc3339nano_local
+from ollamasim.wire import ApiError, rfc3339nano_local
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
+INVALID_MODEL_NAME = "invalid model name"  # errtypes.InvalidModelNameErrMsg
 
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$")
 _HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}$")
@@ -72,6 +73,21 @@ def parse_name(text: str) -> Name | None:
     return Name(host, namespace, model, tag)
 
 
+def parse_model_ref(text: str) -> Name | None:
+    """parseAndValidateModelRef (Ollama server/model_resolver.go), which every model route starts with.
+
+    Surrounding spaces are ignored. An empty name gives None: each route answers that its own way.
+    A name that is not valid is 400 "invalid model name" on every route.
+    """
+    text = text.strip() if isinstance(text, str) else ""
+    if not text:
+        return None
+    name = parse_name(text)
+    if name is None:
+        raise ApiError(400, INVALID_MODEL_NAME)
+    return name
+
+
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -113,9 +129,11 @@ class ModelEntry:
             return self.faults[key]
         return getattr(self.config, key)
 
-    def details(self) -> dict[str, Any]:
+    def details(self, lengths: bool = False) -> dict[str, Any]:
+        """api.ModelDetails. `lengths`: the training context and embedding size, which /api/tags reads
+        from the GGUF since v0.30.0 (server/model_list_cache.go); /api/show and /api/ps leave them out."""
         cfg = self.config
-        return {
+        details: dict[str, Any] = {
             "parent_model": "",
             "format": cfg.format,
             "family": cfg.family,
@@ -123,15 +141,19 @@ class ModelEntry:
             "parameter_size": cfg.parameter_size,
             "quantization_level": cfg.quantization_level,
         }
+        if lengths:
+            details["context_length"] = cfg.context_length
+            details["embedding_length"] = cfg.embedding_length
+        return details
 
-    def tags_entry(self) -> dict[str, Any]:
+    def tags_entry(self, lengths: bool) -> dict[str, Any]:
         return {
             "name": self.name.short,
             "model": self.name.short,
             "modified_at": rfc3339nano_local(self.modified_at_ns),
             "size": self.config.size,
             "digest": self.digest,
-            "details": self.details(),
+            "details": self.details(lengths),
             "capabilities": self.capabilities,
         }
 

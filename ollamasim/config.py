@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ollamasim.versions import Behaviour
 from ollamasim.wire import FOREVER, parse_go_duration
 
 CAPABILITIES = {"completion", "tools", "insert", "embedding", "vision", "thinking"}
@@ -88,7 +89,7 @@ class ModelConfig:
 
 @dataclass
 class ServerConfig:
-    version: str = "0.32.15"
+    version: str = "0.32.15"  # what /api/version reports; also picks the version-dependent behaviours
     num_parallel: int = 1  # OLLAMA_NUM_PARALLEL (HEAD default 1)
     max_queue: int = 512  # OLLAMA_MAX_QUEUE
     max_loaded_models: int = 0  # OLLAMA_MAX_LOADED_MODELS; 0 = auto = 3 per GPU
@@ -96,7 +97,7 @@ class ServerConfig:
     keep_alive: float = 300.0  # OLLAMA_KEEP_ALIVE in seconds (inf = forever)
     load_timeout: float = 300.0  # OLLAMA_LOAD_TIMEOUT, a stall timeout; 0 = none
     gpu_memory: int = 24 * 2**30  # VRAM budget shared by all runners
-    num_ctx: int = 4096  # default context when neither the request nor the Modelfile sets it
+    num_ctx: int = 0  # OLLAMA_CONTEXT_LENGTH; 0 = unset, so Ollama's default for the version and VRAM
     kv_bytes_per_token: int = 128 * 1024  # KV cache per context token per slot
     tokens_per_second: float = 40.0  # decode speed per request; 0 = as fast as possible
     time_to_first_token_ms: float = 150.0  # fixed prompt-eval latency
@@ -108,6 +109,7 @@ class ServerConfig:
     fast_path: bool = True  # v0.11.5+: loaded runners bypass the pending queue
 
     def __post_init__(self) -> None:
+        self.behaviour = Behaviour.of(self.version)  # not a field: /sim/stats shows the version instead
         self.keep_alive = parse_seconds(self.keep_alive)
         self.load_timeout = parse_seconds(self.load_timeout)
         self.gpu_memory = parse_size(self.gpu_memory)
@@ -118,12 +120,19 @@ class ServerConfig:
             raise ValueError("num_parallel must be at least 1")
         if self.max_queue < 0:
             raise ValueError("max_queue must not be negative")
+        if self.num_ctx < 0:
+            raise ValueError("num_ctx must not be negative (0 means Ollama's default)")
         if len(self.response_tokens) != 2 or not 0 < self.response_tokens[0] <= self.response_tokens[1]:
             raise ValueError("response_tokens must be [min, max] with 0 < min <= max")
 
     @property
     def max_runners(self) -> int:
         return self.max_loaded_models or 3 * max(1, self.gpu_count)
+
+    @property
+    def default_num_ctx(self) -> int:
+        """The context a request gets when neither it nor the Modelfile sets num_ctx."""
+        return self.num_ctx or self.behaviour.default_num_ctx(self.gpu_memory)
 
 
 @dataclass

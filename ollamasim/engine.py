@@ -11,14 +11,14 @@ import asyncio
 import time
 from typing import Any
 
-from ollamasim import generation
+from ollamasim import context, generation
 from ollamasim.call import Call, acquire_slot, done_response, metrics, release_slot
-from ollamasim.catalogue import ModelEntry, parse_name
+from ollamasim.catalogue import ModelEntry, parse_model_ref
 from ollamasim.decoding import CHAT, EMBED, EMBEDDINGS, GENERATE, decode
 from ollamasim.options import Resolved, resolve
 from ollamasim.scheduler import Trace
 from ollamasim.state import State
-from ollamasim.wire import ApiError, go_quote
+from ollamasim.wire import ApiError, dumps, go_quote
 
 
 def _top_logprobs(req: dict[str, Any]) -> int:
@@ -46,8 +46,8 @@ def _format(value: Any) -> tuple[Any, str | None]:
         return "json", None
     if isinstance(value, dict):
         return value, None
-    raw = value if isinstance(value, str) else str(value)
-    return None, f'invalid format: {go_quote(raw)}; expected "json" or a valid JSON Schema'
+    # llamaServerRunner.Completion quotes the raw JSON (%q of a json.RawMessage), quotes and all.
+    return None, f'invalid format: {go_quote(dumps(value))}; expected "json" or a valid JSON Schema object'
 
 
 def _rng(call: Call, resolved: Resolved, *parts: Any) -> Any:
@@ -71,14 +71,16 @@ async def _load_for(call: Call, req: dict[str, Any], *, top: int, has_images: bo
     """
     if has_images and not call.entry.has("vision"):
         raise ApiError(400, f"{call.entry.name.full} does not support vision")
-    resolved = resolve(call.entry, call.state.config.server, req.get("options") or {})
+    resolved = resolve(call.entry, call.state.config.server, req.get("options") or {}, req.get("shift"))
     await call.schedule(resolved, req.get("keep_alive"))
     if preload_only:
         call.immediate = done_response(call.model, "load", chat=call.chat)
         return None
     fmt, call.format_error = _format(req.get("format"))
     call.top_logprobs, call.want_logprobs = top, bool(req.get("logprobs"))
-    call.shift = req.get("shift", True)
+    # On llama-server runners shift is the runner's launch option, which a differing request reloads.
+    call.shift = req.get("shift", True) if resolved.context_shift is None else resolved.context_shift
+    call.truncate = req.get("truncate", True)
     return resolved, fmt
 
 
@@ -86,7 +88,7 @@ async def start_chat(state: State, raw: bytes, trace: Trace) -> Call:
     req = decode(raw, "ChatRequest", CHAT)
     top = _top_logprobs(req)
     model = req.get("model", "")
-    name = parse_name(model)
+    name = parse_model_ref(model)
     if name is None:
         raise ApiError(400, "model is required")
     entry = state.catalogue.get(name)
@@ -98,18 +100,20 @@ async def start_chat(state: State, raw: bytes, trace: Trace) -> Call:
     call.stream = req.get("stream", True)
     if not messages and req.get("keep_alive") == 0:
         return _unload_now(call)
+    # ChatHandler checks thinking itself, then the other capabilities while scheduling.
+    think = _wants_thinking(entry, req.get("think"), model)
     if not entry.has("completion"):
         raise ApiError(400, f"{go_quote(model)} does not support chat")
     tools = req.get("tools") or []
     if tools and not entry.has("tools"):
         raise ApiError(400, f"{entry.name.full} does not support tools")
-    think = _wants_thinking(entry, req.get("think"), model)
     loaded = await _load_for(call, req, top=top, has_images=any(m.get("images") for m in messages),
                              preload_only=not messages)
     if loaded is None:
         return call
     resolved, fmt = loaded
     call.rng = _rng(call, resolved, messages, tools, fmt)
+    call.prompt_tokens_for = lambda num_ctx: context.chat_prompt_tokens(messages, tools, num_ctx, call.truncate)
     length = state.config.server.response_tokens
     call.planner = lambda rng: generation.plan_chat(entry, messages, tools, fmt, think, rng, length)
     return call
@@ -119,7 +123,7 @@ async def start_generate(state: State, raw: bytes, trace: Trace) -> Call:
     req = decode(raw, "GenerateRequest", GENERATE)
     top = _top_logprobs(req)
     model = req.get("model", "")
-    entry = state.catalogue.get(parse_name(model))
+    entry = state.catalogue.get(parse_model_ref(model))
     if entry is None:
         raise ApiError(404, f"model '{model}' not found")
     state.begin(trace, entry)
@@ -132,22 +136,24 @@ async def start_generate(state: State, raw: bytes, trace: Trace) -> Call:
     raw_mode = bool(req.get("raw"))
     if raw_mode and (req.get("template") or system or req.get("context")):
         raise ApiError(400, "raw mode does not support template, system, or context")
+    # GenerateHandler checks thinking itself, then the other capabilities while scheduling.
+    think = _wants_thinking(entry, req.get("think"), model)
     if not entry.has("completion"):
         raise ApiError(400, f"{go_quote(model)} does not support generate")
     if suffix and not entry.has("insert"):
         raise ApiError(400, f"{entry.name.full} does not support insert")
-    think = _wants_thinking(entry, req.get("think"), model)
     loaded = await _load_for(call, req, top=top, has_images=bool(req.get("images")), preload_only=not prompt)
     if loaded is None:
         return call
     resolved, fmt = loaded
-    context = [int(t) for t in req.get("context") or []]
-    call.context_in = None if raw_mode else context
+    context_ids = [int(t) for t in req.get("context") or []]
+    call.context_in = None if raw_mode else context_ids
     call.prompt_pieces = generation.tokenize(system) + generation.tokenize(prompt) + generation.tokenize(suffix)
-    call.rng = _rng(call, resolved, prompt, suffix, system, context, fmt)
+    call.rng = _rng(call, resolved, prompt, suffix, system, context_ids, fmt)
+    prompt_tokens = generation.generate_prompt_tokens(prompt, system, suffix, context_ids, raw_mode)
+    call.prompt_tokens_for = lambda num_ctx: prompt_tokens
     length = state.config.server.response_tokens
-    call.planner = lambda rng: generation.plan_generate(entry, prompt, system, suffix, context, raw_mode, fmt,
-                                                        think, rng, length)
+    call.planner = lambda rng: generation.plan_generate(entry, prompt, suffix, fmt, think, rng, length)
     return call
 
 
@@ -166,6 +172,10 @@ async def _embed_one(state: State, call: Call, text: str) -> None:
 
 async def run_embed(state: State, raw: bytes, trace: Trace) -> dict[str, Any]:
     req = decode(raw, "EmbedRequest", EMBED)
+    model = req.get("model", "")
+    name = parse_model_ref(model)  # EmbedHandler checks the name before the input
+    if name is None:
+        raise ApiError(404, f"model '{model}' not found")
     value = req.get("input")
     if isinstance(value, str):
         inputs = [value] if value else []
@@ -175,10 +185,6 @@ async def run_embed(state: State, raw: bytes, trace: Trace) -> dict[str, Any]:
         inputs = []
     else:
         raise ApiError(400, "invalid input type")
-    model = req.get("model", "")
-    name = parse_name(model)
-    if name is None:
-        raise ApiError(404, f"model '{model}' not found")
     entry = state.catalogue.get(name)
     if entry is None:
         raise ApiError(404, f"model {go_quote(model)} not found, try pulling it first")
@@ -210,7 +216,7 @@ async def run_embeddings(state: State, raw: bytes, trace: Trace) -> dict[str, An
     """The legacy endpoint: one prompt, an unnormalised float64 vector, no metrics."""
     req = decode(raw, "EmbeddingRequest", EMBEDDINGS)
     model = req.get("model", "")
-    name = parse_name(model)
+    name = parse_model_ref(model)
     if name is None:
         raise ApiError(400, "model is required")
     entry = state.catalogue.get(name)

@@ -263,9 +263,9 @@ def tool_call(function: dict[str, Any], text: str, rng: random.Random) -> dict[s
 # ---- planning one response ---------------------------------------------------------------------------
 @dataclass
 class Plan:
-    """Everything a response will contain, decided before the first token is "decoded"."""
+    """Everything a response will contain, decided before the first token is "decoded". (How much of the
+    prompt the runner reads is decided when it gets its slot: ollamasim/context.py.)"""
 
-    prompt_tokens: int
     thinking: list[str] = field(default_factory=list)
     content: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
@@ -274,7 +274,7 @@ class Plan:
 
 def plan_chat(entry: ModelEntry, messages: list[dict[str, Any]], tools: list[Any], fmt: Any, think: bool,
               rng: random.Random, length_range: list[int]) -> Plan:
-    plan = Plan(prompt_tokens=chat_prompt_tokens(messages, tools))
+    plan = Plan()
     last = messages[-1] if messages else {}
     user_text = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
     target = rng.randint(*length_range)
@@ -302,9 +302,9 @@ def plan_chat(entry: ModelEntry, messages: list[dict[str, Any]], tools: list[Any
     return plan
 
 
-def plan_generate(entry: ModelEntry, prompt: str, system: str, suffix: str, context: list[int], raw: bool,
-                  fmt: Any, think: bool, rng: random.Random, length_range: list[int]) -> Plan:
-    plan = Plan(prompt_tokens=generate_prompt_tokens(prompt, system, suffix, context, raw))
+def plan_generate(entry: ModelEntry, prompt: str, suffix: str, fmt: Any, think: bool, rng: random.Random,
+                  length_range: list[int]) -> Plan:
+    plan = Plan()
     target = rng.randint(*length_range)
     if think:
         plan.thinking = prose(rng, max(4, target // 2), lead="Okay, let me think about this.")

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ollamasim import engine
-from ollamasim.catalogue import parse_name
+from ollamasim.catalogue import parse_model_ref, parse_name
 from ollamasim.decoding import COPY, DELETE, PULL, SHOW, decode
 from ollamasim.scheduler import Trace
 from ollamasim.state import State
@@ -37,22 +37,29 @@ def trace_of(request: web.Request) -> Trace:
     return request[TRACE]
 
 
+def error_status(event: dict[str, Any]) -> int:
+    """An error event is gin.H{"error": message} with an optional "status", 500 when absent."""
+    return event.get("status", 500)
+
+
 async def stream_ndjson(request: web.Request, events: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
-    """streamResponse: headers go out with the first object, so an error before it is a plain HTTP error;
-    after it, an error is one more line and the status stays 200."""
+    """streamResponse: headers go out with the first object, so an error before it is a plain HTTP error
+    with its status (and the bare application/json type streamResponse sets); after it, an error is one
+    more line and the status stays 200."""
     response: web.StreamResponse | None = None
     async with contextlib.aclosing(events) as stream:
         async for event in stream:
             if "error" in event and response is None:
                 trace_of(request).errored = True
-                raise ApiError(500, event["error"])
+                return json_response({"error": event["error"]}, error_status(event), "application/json")
             if response is None:
                 response = web.StreamResponse(status=200, headers={"Content-Type": NDJSON})
                 await response.prepare(request)
-            await response.write((dumps(event) + "\n").encode())
             if "error" in event:
+                await response.write((dumps({"error": event["error"]}) + "\n").encode())
                 trace_of(request).errored = True
                 break
+            await response.write((dumps(event) + "\n").encode())
     if response is None:
         raise ApiError(500, "no response")
     await response.write_eof()
@@ -70,7 +77,7 @@ async def collect(events: AsyncIterator[dict[str, Any]], chat: bool, trace: Trac
         async for event in stream:
             if "error" in event:
                 trace.errored = True
-                raise ApiError(500, event["error"])
+                raise ApiError(error_status(event), event["error"])
             if event.get("done"):
                 final = event
                 break
@@ -133,8 +140,10 @@ async def version(request: web.Request) -> web.Response:
 
 
 async def tags(request: web.Request) -> web.Response:
-    entries = sorted(state_of(request).catalogue.entries(), key=lambda e: e.modified_at_ns, reverse=True)
-    return json_response({"models": [e.tags_entry() for e in entries]})
+    state = state_of(request)
+    entries = sorted(state.catalogue.entries(), key=lambda e: e.modified_at_ns, reverse=True)
+    lengths = state.config.server.behaviour.tags_show_lengths
+    return json_response({"models": [e.tags_entry(lengths) for e in entries]})
 
 
 async def ps(request: web.Request) -> web.Response:
@@ -144,11 +153,13 @@ async def ps(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     req = decode(await request.read(), "ShowRequest", SHOW)
     model = req.get("model") or req.get("name") or ""
-    if not model:
+    name = parse_model_ref(model)
+    if name is None:
         raise ApiError(400, "model is required")
-    entry = state_of(request).catalogue.lookup(model)
+    entry = state_of(request).catalogue.get(name)
     if entry is None:
-        raise ApiError(404, f"model '{model}' not found")
+        # ShowHandler names the model in its shortest form, so "nope" is reported as "nope:latest".
+        raise ApiError(404, f"model '{name.short}' not found")
     return json_response(entry.show())
 
 

@@ -1,5 +1,5 @@
 """Ollama's OpenAI layer (middleware/openai.go, openai/openai.go): translate the request to a native one,
-run the native flow, and translate its output, quirks included (reference/ollama.md §3).
+run the native flow, and translate its output, quirks included.
 
 Quirks kept on purpose: `temperature`/`top_p` default to 1.0, `options`/`keep_alive`/`num_ctx` are dropped,
 `messages: []` is a 400, ids are `chatcmpl-<0..998>` (not unique), `/v1/models` has `data: null` when empty,
@@ -22,8 +22,8 @@ from typing import Any
 from aiohttp import web
 
 from ollamasim import engine
-from ollamasim.catalogue import DEFAULT_NAMESPACE, parse_name
-from ollamasim.native import collect, json_response, state_of, trace_of
+from ollamasim.catalogue import DEFAULT_NAMESPACE, parse_model_ref, parse_name
+from ollamasim.native import collect, error_status, json_response, state_of, trace_of
 from ollamasim.wire import ApiError, decode_error, dumps, go_type_name, json_kind
 
 _DATA_URI = re.compile(r"^data:(?:image/(?:jpeg|jpg|png|webp))?;base64,(.*)$", re.DOTALL)
@@ -278,7 +278,7 @@ async def _stream_chat(request: web.Request, events: AsyncIterator[dict[str, Any
             if "error" in event:
                 if sse.response is None:
                     trace_of(request).errored = True
-                    raise ApiError(500, event["error"])
+                    raise ApiError(error_status(event), event["error"])
                 # The writer parses the error line as an empty ChatResponse: an empty chunk, no [DONE].
                 trace_of(request).errored = True
                 await sse.send(chunk({"content": ""}, None))
@@ -353,7 +353,7 @@ async def _stream_completion(request: web.Request, events: AsyncIterator[dict[st
             if "error" in event:
                 trace_of(request).errored = True
                 if sse.response is None:
-                    raise ApiError(500, event["error"])
+                    raise ApiError(error_status(event), event["error"])
                 await sse.send(chunk("", None, None))  # the error line decodes as an empty response
                 return await sse.finish(done=False)
             model = event["model"]
@@ -452,10 +452,16 @@ async def models(request: web.Request) -> web.Response:
 
 
 async def model(request: web.Request) -> web.Response:
+    """RetrieveMiddleware runs ShowHandler, so errors are show's: 400 for an invalid name, and a 404 that
+    names the model in its shortest form."""
     name = request.match_info["model"]
-    entry = state_of(request).catalogue.lookup(name)
+    try:
+        parsed = parse_model_ref(name)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message)
+    entry = state_of(request).catalogue.get(parsed)
     if entry is None:
-        return error_response(404, f"model '{name}' not found")
+        return error_response(404, f"model '{parsed.short if parsed else name}' not found")
     return json_response({"id": name, "object": "model", "created": entry.modified_at_ns // 10**9,
                           "owned_by": _owned_by(name)}, content_type="application/json")
 

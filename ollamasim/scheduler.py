@@ -1,5 +1,5 @@
-"""Ollama's scheduler (server/sched.go) as asyncio code: runners, slots, the pending queue, eviction and
-keep_alive timers. Reference: /work/shared/reference/ollama.md §1.
+"""Ollama's scheduler (server/sched.go) as asyncio code: runners, the pending queue, loads, eviction and
+keep_alive timers.
 
 Three waits, as in Ollama:
 1. Requests that need a load (or reload) enter one bounded FIFO queue (`MAX_QUEUE`), drained by a single
@@ -7,7 +7,14 @@ Three waits, as in Ollama:
    When the queue is full the request fails at once with 503.
 2. Requests for a loaded runner with matching load options skip that queue (the v0.11.5 fast path).
 3. Each runner has NUM_PARALLEL slots; waiting for one is FIFO, unbounded and not counted in MAX_QUEUE.
-   That wait lives in the request handlers (engine.py), not here.
+   That wait lives in the request handlers (call.py), not here.
+
+When a runner joins the loaded set depends on the version. Since v0.30.0 `llamaServerRunner.Load`
+(llm/llama_server.go) returns only once llama-server runs, and only then does the runner enter
+`s.loaded`: while a model loads, requests for it miss the fast path and wait in the pending queue
+(counting against MAX_QUEUE), /api/ps does not list it, and a `keep_alive: 0` unload finds nothing to
+unload. Before v0.30.0 the runner entered `s.loaded` at once, still loading; later requests took the
+fast path and waited for that load, and /api/ps listed it.
 """
 
 from __future__ import annotations
@@ -16,13 +23,13 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from ollamasim.catalogue import ModelEntry
 from ollamasim.config import ServerConfig
 from ollamasim.options import Resolved, needs_reload
+from ollamasim.queues import PendingQueue, Slots
 from ollamasim.stats import Stats
 from ollamasim.wire import MAX_DURATION_NS, ApiError, rfc3339nano_local
 
@@ -42,48 +49,6 @@ class Trace:
     stage: str = "queue"
     errored: bool = False
     started_ns: int = field(default_factory=time.monotonic_ns)  # handler start, for the durations
-
-
-class Slots:
-    """A FIFO semaphore: the runner's `semaphore.NewWeighted(numParallel)`."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.busy = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for fut in self._waiters if not fut.done())
-
-    def try_acquire(self) -> bool:
-        if self.busy < self.size and not self._waiters:
-            self.busy += 1
-            return True
-        return False
-
-    async def acquire(self) -> None:
-        if self.try_acquire():
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # granted just as the client left: pass the slot on
-            else:
-                self._waiters.remove(fut)
-            raise
-
-    def release(self) -> None:
-        self.busy -= 1
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                self.busy += 1
-                fut.set_result(None)
-                return
 
 
 class Runner:
@@ -128,39 +93,16 @@ class Pending:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class PendingQueue:
-    """A Go buffered channel with a non-blocking send: the receiver, when waiting, takes an item
-    directly; otherwise up to `capacity` items wait. Cancelled items keep their place until taken."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.items: deque[Pending] = deque()
-        self._getter: asyncio.Future[Pending] | None = None
-
-    def offer(self, item: Pending) -> bool:
-        if self._getter is not None and not self._getter.done():
-            self._getter.set_result(item)
-            self._getter = None
-            return True
-        if len(self.items) >= self.capacity:
-            return False
-        self.items.append(item)
-        return True
-
-    async def take(self) -> Pending:
-        if self.items:
-            return self.items.popleft()
-        self._getter = asyncio.get_running_loop().create_future()
-        return await self._getter
-
-
 class Scheduler:
     def __init__(self, config: ServerConfig, stats: Stats) -> None:
         self.config = config
         self.stats = stats
         self.loaded: dict[str, Runner] = {}
-        self.queue = PendingQueue(config.max_queue)
+        # The runner being loaded when it is not yet in `loaded` (v0.30.0+): for /sim/stats and /sim/reset.
+        self.loading: Runner | None = None
+        self.queue: PendingQueue[Pending] = PendingQueue(config.max_queue)
         self._unloaded = asyncio.Event()
+        self._faults_changed = asyncio.Event()  # wakes a load in progress to re-read its load time
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -196,7 +138,8 @@ class Scheduler:
             if not self.config.fast_path or runner is None:
                 break
             if runner.loading:
-                # A second request for a loading model waits for that load (refMu) and then shares it.
+                # Before v0.30.0 only: a request for a model still loading waits for that load (refMu)
+                # and then shares it.
                 trace.stage = "load"
                 ok = await asyncio.shield(runner.ready)
                 if not ok or self.loaded.get(entry.blob) is not runner:
@@ -251,7 +194,8 @@ class Scheduler:
             self._unload(runner)
 
     def expire_model(self, entry: ModelEntry) -> None:
-        """expireRunner (keep_alive 0 with an empty prompt): unload now, or when in-flight work ends."""
+        """expireRunner (keep_alive 0 with an empty prompt): unload now, or when in-flight work ends.
+        Only listed runners are found: since v0.30.0 a model still loading stays loaded."""
         runner = self.loaded.get(entry.blob)
         if runner is not None:
             self._expire(runner)
@@ -276,7 +220,8 @@ class Scheduler:
         self._unloaded.set()
 
     def unload_all(self) -> None:
-        for runner in list(self.loaded.values()):
+        """/sim/reset's unload (not an Ollama call): a model still loading is unloaded once it is ready."""
+        for runner in [*self.loaded.values(), *([self.loading] if self.loading else [])]:
             self._expire(runner)
 
     # ---- the single pending loop ---------------------------------------------------------------
@@ -333,8 +278,9 @@ class Scheduler:
                 await self._unloaded.wait()
 
     def _find_victim(self) -> Runner:
-        """findRunnerToUnload: shortest keep_alive first, then name; the first idle one, else the first."""
-        ordered = sorted(self.loaded.values(), key=lambda r: (r.session, r.entry.name.short))
+        """findRunnerToUnload: shortest keep_alive first, then the weights' blob path (ByDurationAndName);
+        the first idle one, else the first. Blob paths differ only in their digest, the runner key."""
+        ordered = sorted(self.loaded.values(), key=lambda r: (r.session, r.key))
         for runner in ordered:
             if runner.refcount == 0:
                 return runner
@@ -345,23 +291,20 @@ class Scheduler:
         name = entry.name.short
         session = self.config.keep_alive if pending.keep_alive is None else pending.keep_alive
         runner = Runner(entry.blob, entry, pending.resolved, size, size_vram, session)
-        # Inserted before it is ready, so /api/ps shows it and later requests wait for it.
-        self.loaded[entry.blob] = runner
+        listed_when_ready = self.config.behaviour.llama_server_runners
+        if listed_when_ready:
+            self.loading = runner
+        else:
+            # Before v0.30.0: listed while loading, so /api/ps shows it and later requests wait for it.
+            self.loaded[entry.blob] = runner
         pending.trace.stage = "load"
-        seconds = entry.setting("load_seconds")
-        if seconds is None:
-            seconds = size / GIB * self.config.load_seconds_per_gib
         error: str | None = entry.setting("load_error")
         if entry.setting("load_stalls"):
-            # A stalled load never progresses, so only the stall timeout ends it.
-            seconds = self.config.load_timeout if self.config.load_timeout > 0 else math.inf
             error = "timed out waiting for llama-server to start - load stalled (simulated)"
-        aborted = False
         try:
-            await asyncio.wait_for(pending.cancelled.wait(), timeout=None if math.isinf(seconds) else seconds)
-            aborted = True
-        except TimeoutError:
-            pass
+            aborted = await self._wait_for_load(pending, size)
+        finally:
+            self.loading = None
         if aborted or error:
             # WaitUntilRunning failed: the half-loaded runner is thrown away and the next request
             # starts from scratch.
@@ -375,10 +318,43 @@ class Scheduler:
                 pending.future.set_exception(ApiError(500, error or "load failed"))
             return
         runner.loading = False
+        if listed_when_ready:
+            self.loaded[entry.blob] = runner
         self.stats.count(name, "loads")
         self._use(runner, None)
         runner.ready.set_result(True)
         self._grant(pending, runner)
+
+    def faults_changed(self) -> None:
+        """/sim/faults changed a model's knobs: a load in progress re-reads its load time, so a test can
+        hold a load open (a long load_seconds) and release it (load_seconds 0) when it is ready."""
+        self._faults_changed.set()
+
+    def _load_seconds(self, entry: ModelEntry, size: int) -> float:
+        if entry.setting("load_stalls"):
+            # A stalled load never progresses, so only the stall timeout ends it.
+            return self.config.load_timeout if self.config.load_timeout > 0 else math.inf
+        seconds = entry.setting("load_seconds")
+        return size / GIB * self.config.load_seconds_per_gib if seconds is None else float(seconds)
+
+    async def _wait_for_load(self, pending: Pending, size: int) -> bool:
+        """Wait out the load time; True when the client left first (WaitUntilRunning(req.ctx) aborts)."""
+        started = time.monotonic()
+        while True:
+            remaining = started + self._load_seconds(pending.entry, size) - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._faults_changed.clear()
+            waits = [asyncio.ensure_future(pending.cancelled.wait()),
+                     asyncio.ensure_future(self._faults_changed.wait())]
+            try:
+                await asyncio.wait(waits, timeout=None if math.isinf(remaining) else remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+            if pending.cancelled.is_set():
+                return True
 
     def _grant(self, pending: Pending, runner: Runner) -> None:
         if pending.future.done():
@@ -415,5 +391,5 @@ class Scheduler:
              "slots_waiting": r.slots.waiting, "num_parallel": r.num_parallel, "num_ctx": r.num_ctx,
              "size": r.size, "size_vram": r.size_vram,
              "keep_alive": None if math.isinf(r.session) else r.session}
-            for r in self.loaded.values()
+            for r in [*self.loaded.values(), *([self.loading] if self.loading else [])]
         ]

@@ -96,6 +96,7 @@ async def sim_stats(request: web.Request) -> web.Response:
         if math.isinf(server[key]):
             server[key] = -1  # forever, as Ollama writes it
     server["max_runners"] = state.config.server.max_runners
+    server["default_num_ctx"] = state.config.server.default_num_ctx
     snapshot["config"] = server
     return web.json_response(snapshot)
 
@@ -123,6 +124,7 @@ async def sim_reset(request: web.Request) -> web.Response:
     if body.get("faults"):
         for entry in state.catalogue.entries():
             entry.faults.clear()
+        state.scheduler.faults_changed()
     state.stats.reset()
     return web.json_response({"status": "ok", "loaded": [r["model"] for r in state.scheduler.loaded_summary()]})
 
@@ -145,6 +147,7 @@ async def sim_faults(request: web.Request) -> web.Response:
                 entry.faults.pop(key, None)
             else:
                 entry.faults[key] = body[key]
+        state.scheduler.faults_changed()
     return web.json_response({e.name.short: dict(e.faults) for e in state.catalogue.entries() if e.faults})
 
 

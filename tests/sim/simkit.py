@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from tests.support.processes import wait_until
+from tests.support import processes
 from tests.support.simulator import SimulatorProcess
 
 CHAT = "llama3.2:3b"
@@ -54,33 +53,32 @@ def clean(sim: SimulatorProcess) -> SimulatorProcess:
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll with a deadline; returns the first truthy value."""
-    result: list[Any] = []
-
-    def check() -> bool:
-        value = condition()
-        if value:
-            result.append(value)
-        return bool(value)
-
-    wait_until(check, timeout=timeout, what=what)
-    return result[0]
+    """Poll with a deadline (tests/support/processes.py `eventually`); returns the first truthy value."""
+    return processes.eventually(condition, what=what, timeout=timeout)
 
 
 async def eventually(condition: Callable[[], Any], *, within: float = 5.0, what: str = "condition") -> Any:
-    """The async twin of wait_for (for use inside a running event loop); returns the first truthy value."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await asyncio.to_thread(condition)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not true after {within}s")
-        await asyncio.sleep(0.02)
+    """wait_for from inside a running event loop: the polling runs in a thread, so the loop's own
+    requests keep going meanwhile."""
+    return await asyncio.to_thread(processes.eventually, condition, what=what, timeout=within)
 
 
 def loaded_names(sim: SimulatorProcess) -> list[str]:
     return [m["name"] for m in httpx.get(sim.url + "/api/ps").json()["models"]]
+
+
+def loading_names(sim: SimulatorProcess) -> list[str]:
+    """Models being loaded right now. Since v0.30.0 /api/ps does not show them; /sim/stats does."""
+    return [row["model"] for row in sim.stats()["loaded"] if row["loading"]]
+
+
+def hold_loads(sim: SimulatorProcess, model: str) -> None:
+    """Make loads of `model` last until release_loads: a load in progress follows /sim/faults."""
+    sim.set_faults(model, load_seconds=3600)
+
+
+def release_loads(sim: SimulatorProcess, model: str) -> None:
+    sim.set_faults(model, load_seconds=0)
 
 
 def ndjson(text: str) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Client disconnects at every stage free what they held at once (reference/ollama.md §1.8)."""
+"""Client disconnects at every stage free what they held at once (Ollama server/sched.go, llm/llama_server.go)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import ollama
 import openai
 import pytest
 
-from tests.sim.simkit import CHAT, CODER, clean, eventually, loaded_names, sim_config
+from tests.sim.simkit import CHAT, CODER, clean, eventually, loading_names, sim_config
 from tests.support.simulator import SimulatorProcess
 
 pytestmark = pytest.mark.timeout(60)
@@ -82,10 +82,10 @@ async def test_it_aborts_a_load_when_its_client_leaves(sim):
     sim.set_faults(CODER, load_seconds=1.0)
     async with ollama.AsyncClient(host=sim.url) as client:
         first = asyncio.create_task(client.generate(model=CODER, prompt="x", options={"num_predict": 1}))
-        await eventually(lambda: CODER in loaded_names(sim), what="load started")
+        await eventually(lambda: CODER in loading_names(sim), what="load started")
         first.cancel()
         left = time.monotonic()
-        await eventually(lambda: CODER not in loaded_names(sim), within=2, what="load thrown away")
+        await eventually(lambda: CODER not in loading_names(sim), within=2, what="load thrown away")
         assert time.monotonic() - left < 0.7  # long before the load would have finished
         stats = sim.model_stats(CODER)
         assert stats["load_aborts"] == 1 and stats["loads"] == 0

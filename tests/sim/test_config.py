@@ -128,8 +128,19 @@ def test_it_shares_one_runner_between_models_built_on_the_same_weights():
             httpx.post(sim.url + "/api/generate", json={"model": model, "prompt": "x", "stream": False,
                                                         "options": {"num_predict": 1}}, timeout=30)
             rows = httpx.get(sim.url + "/api/ps").json()["models"]
-            assert len(rows) == 1 and rows[0]["context_length"] == (8192 if model == "llama-8k" else 4096)
+            # The base model gets the default context, 32768 for the simulated 24 GiB GPU.
+            assert len(rows) == 1 and rows[0]["context_length"] == (8192 if model == "llama-8k" else 32768)
         stats = sim.stats()["models"]
         shown = httpx.post(sim.url + "/api/show", json={"model": "llama-8k"}).json()
     assert stats["llama-8k:latest"]["reloads"] == 2 and stats[CHAT]["reloads"] == 1
     assert re.search(r"^num_ctx\s+8192$", shown["parameters"], re.MULTILINE)
+
+
+def test_it_documents_itself_without_pointing_outside_the_repository():
+    import ollamasim
+
+    doc = ollamasim.__doc__
+    assert "Known deviations from Ollama" in doc
+    assert not re.search(r"(^|\s)/(work|home|tmp|root)/", doc), "the docstring cites a path outside the repository"
+    cited = re.findall(r"ollamasim/\w+\.py", doc)
+    assert cited and all((REPO / path).exists() for path in cited), cited

@@ -1,4 +1,4 @@
-"""Ollama's error texts and statuses (reference/ollama.md §2.10), mid-stream errors, and no tracebacks ever."""
+"""Ollama's error texts and statuses (Ollama server/routes.go), mid-stream errors, and no tracebacks ever."""
 
 from __future__ import annotations
 
@@ -37,12 +37,27 @@ CASES = [
      'model "nope" not found, try pulling it first'),
     ("POST", "/api/embeddings", {"prompt": "x"}, 400, "model is required"),
     ("POST", "/api/embed", {"input": "x"}, 404, "model '' not found"),
-    ("POST", "/api/show", {"model": "nope"}, 404, "model 'nope' not found"),
+    ("POST", "/api/show", {"model": "nope"}, 404, "model 'nope:latest' not found"),  # DisplayShortest
+    ("POST", "/api/show", {"model": "Org/Nope:Q4"}, 404, "model 'Org/Nope:Q4' not found"),
+    # parseAndValidateModelRef: a name that cannot be a model name is a 400 on every route.
+    ("POST", "/api/generate", {"model": "bad name!", "prompt": "x"}, 400, "invalid model name"),
+    ("POST", "/api/chat", {"model": "a/b/c/d", "messages": HI}, 400, "invalid model name"),
+    ("POST", "/api/embed", {"model": ":latest", "input": "x"}, 400, "invalid model name"),
+    ("POST", "/api/embeddings", {"model": "-x", "prompt": "x"}, 400, "invalid model name"),
+    ("POST", "/api/show", {"model": "bad name!"}, 400, "invalid model name"),
+    ("POST", "/api/embed", {"input": 5}, 404, "model '' not found"),  # the name is checked before the input
     ("POST", "/api/chat", {"model": CODER, "messages": HI, "tools": TOOLS}, 400,
      "registry.ollama.ai/library/qwen2.5-coder:1.5b does not support tools"),
     ("POST", "/api/generate", {"model": CHAT, "prompt": "def f(", "suffix": "x"}, 400,
      "registry.ollama.ai/library/llama3.2:3b does not support insert"),
     ("POST", "/api/chat", {"model": EMBEDDER, "messages": HI}, 400, '"all-minilm:latest" does not support chat'),
+    # Thinking is checked before the other capabilities.
+    ("POST", "/api/chat", {"model": EMBEDDER, "messages": HI, "think": True}, 400,
+     '"all-minilm:latest" does not support thinking'),
+    ("POST", "/api/generate", {"model": EMBEDDER, "prompt": "x", "think": "high"}, 400,
+     '"all-minilm:latest" does not support thinking'),
+    ("POST", "/api/generate", {"model": CHAT, "prompt": "x", "suffix": "y", "think": True}, 400,
+     '"llama3.2:3b" does not support thinking'),
     ("POST", "/api/generate", {"model": "all-minilm", "prompt": "x"}, 400, '"all-minilm" does not support generate'),
     ("POST", "/api/chat", {"model": CHAT, "messages": HI, "think": True}, 400,
      '"llama3.2:3b" does not support thinking'),
@@ -85,8 +100,8 @@ CASES = [
     ("POST", "/api/embed", {"model": EMBEDDER, "input": ["a", 1]}, 400, "invalid input type"),
     ("POST", "/api/embed", {"model": EMBEDDER, "input": "word " * 600, "truncate": False}, 400,
      "the input length exceeds the context length"),
-    ("POST", "/api/generate", {"model": CHAT, "prompt": "x", "format": "xml"}, 500,
-     'invalid format: "xml"; expected "json" or a valid JSON Schema'),
+    ("POST", "/api/generate", {"model": CHAT, "prompt": "x", "format": "xml", "stream": False}, 500,
+     'invalid format: "\\"xml\\""; expected "json" or a valid JSON Schema object'),
     ("DELETE", "/api/delete", {"model": "bad name!"}, 400, 'name "bad name!" is invalid'),
     ("DELETE", "/api/delete", {"model": "nope"}, 404, "model 'nope' not found"),
     ("POST", "/api/copy", {"source": CHAT, "destination": ""}, 400, 'destination "" is invalid'),
@@ -158,6 +173,7 @@ def test_it_turns_an_error_before_the_first_token_into_a_500(http):
     streaming = http.post("/api/generate", json={"model": CHAT, "prompt": "x", "options": {"sim_fail_after_tokens": 0}})
     assert streaming.status_code == 500
     assert streaming.json() == {"error": RUNNER_STOPPED}
+    assert streaming.headers["content-type"] == "application/json"  # streamResponse set it, so no charset
     blocking = http.post("/api/chat", json={"model": CHAT, "messages": HI, "stream": False,
                                             "options": {"sim_fail_after_tokens": 5}})
     assert blocking.status_code == 500 and blocking.json() == {"error": RUNNER_STOPPED}

@@ -1,4 +1,4 @@
-"""Eviction: VRAM budget, model-count limit, victim order, draining, head-of-line blocking (§1.4, §1.5, §1.7)."""
+"""Eviction: VRAM budget, model-count limit, victim order, draining, head-of-line blocking (Ollama server/sched.go)."""
 
 from __future__ import annotations
 
@@ -62,11 +62,20 @@ def test_it_evicts_the_idle_runner_with_the_shortest_keep_alive_not_the_least_re
     assert sim.model_stats("alpha:1b").get("evictions", 0) == 0
 
 
-def test_it_breaks_keep_alive_ties_by_name(sim):
+def blob_path(sim: SimulatorProcess, name: str) -> str:
+    """The weights file a runner is keyed by, from the FROM line of /api/show's modelfile."""
+    modelfile = httpx.post(sim.url + "/api/show", json={"model": name}).json()["modelfile"]
+    return next(line[5:] for line in modelfile.splitlines() if line.startswith("FROM /"))
+
+
+def test_it_breaks_keep_alive_ties_by_blob_path_not_by_name(sim):
     load(sim, "beta:1b")
     load(sim, "alpha:1b")
+    first_by_path = min(("alpha:1b", "beta:1b"), key=lambda name: blob_path(sim, name))
+    assert first_by_path == "beta:1b"  # so a tie-break by name would pick alpha instead
     load(sim, "gamma:1b")
-    assert sorted(loaded_names(sim)) == ["beta:1b", "gamma:1b"]
+    assert sorted(loaded_names(sim)) == ["alpha:1b", "gamma:1b"]
+    assert sim.model_stats("beta:1b")["evictions"] == 1
 
 
 @pytest.mark.asyncio
@@ -123,7 +132,8 @@ async def test_it_blocks_every_other_load_while_it_waits_for_an_eviction(sim):
 
 
 def test_it_limits_the_number_of_loaded_models(sim):
-    for name in ("t1:tiny", "t2:tiny", "t3:tiny", "t4:tiny"):
+    load(sim, "t1:tiny", keep_alive="1m")  # the shortest keep_alive: the victim
+    for name in ("t2:tiny", "t3:tiny", "t4:tiny"):
         load(sim, name)
     assert sorted(loaded_names(sim)) == ["t2:tiny", "t3:tiny", "t4:tiny"]  # 3 = auto for one GPU
     assert sim.stats()["config"]["max_runners"] == 3

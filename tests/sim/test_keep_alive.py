@@ -1,4 +1,4 @@
-"""keep_alive: per model, last explicit value wins, idle timers, forever, explicit unload (reference §1.6)."""
+"""keep_alive: per model, last explicit value wins, idle timers, forever, explicit unload (Ollama server/sched.go)."""
 
 from __future__ import annotations
 

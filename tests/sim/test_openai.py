@@ -1,4 +1,5 @@
-"""Ollama's OpenAI layer with its quirks (reference/ollama.md §3), checked with raw bytes and the openai SDK."""
+"""Ollama's OpenAI layer with its quirks (Ollama middleware/openai.go, openai/openai.go), checked with
+raw bytes and the openai SDK."""
 
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def test_it_ignores_native_only_fields(sim, http):
     data = response.json()
     assert response.status_code == 200 and len(data["choices"]) == 1
     assert data["usage"]["completion_tokens"] > 1
-    assert http.get("/api/ps").json()["models"][0]["context_length"] == 4096
+    assert http.get("/api/ps").json()["models"][0]["context_length"] == 32768  # the default, not 999
 
 
 def test_it_returns_whole_tool_calls_with_string_arguments(sdk, http):
@@ -151,6 +152,7 @@ def test_it_maps_response_format_to_native_format(sdk):
 @pytest.mark.parametrize(("body", "status", "kind", "message"), [
     ({"model": CHAT, "messages": []}, 400, "invalid_request_error", "[] is too short - 'messages'"),
     ({"model": "nope", "messages": HI}, 404, "not_found_error", "model 'nope' not found"),
+    ({"model": "bad name!", "messages": HI}, 400, "invalid_request_error", "invalid model name"),
     ({"model": CHAT, "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}, 400, "invalid_request_error",
      "image URLs are not currently supported, please use base64 encoded data instead"),
@@ -265,3 +267,6 @@ def test_it_lists_and_retrieves_models(sdk, http):
     assert sdk.models.retrieve(CHAT).id == CHAT
     missing = http.get("/v1/models/nope")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
+    assert missing.json()["error"]["message"] == "model 'nope:latest' not found"  # ShowHandler's wording
+    invalid = http.get("/v1/models/bad name!")
+    assert invalid.status_code == 400 and invalid.json()["error"]["message"] == "invalid model name"

@@ -1,4 +1,5 @@
-"""The bounded pending queue and its 503 (reference/ollama.md §1.3, §1.8 "while waiting in pendingReqCh")."""
+"""The bounded pending queue and its 503 (Ollama server/sched.go getRunner and ErrMaxQueue); a cancelled
+request keeps its place until the scheduler loop reaches it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.sim.simkit import (
     clean,
     eventually,
     loaded_names,
+    loading_names,
     sim_config,
 )
 from tests.support.simulator import SimulatorProcess
@@ -51,7 +53,7 @@ def generate(client: httpx.AsyncClient, model: str):
 async def fill_queue(sim: SimulatorProcess, client: httpx.AsyncClient) -> list[asyncio.Task]:
     """One model loading (taken off the queue by the scheduler loop) and two more waiting in it."""
     loading = asyncio.create_task(generate(client, CHAT))
-    await eventually(lambda: CHAT in loaded_names(sim), what="first load started")
+    await eventually(lambda: CHAT in loading_names(sim), what="first load started")
     queued = [asyncio.create_task(generate(client, model)) for model in (CODER, THINKER)]
     await eventually(lambda: sim.stats()["pending_queue"]["depth"] == 2, what="two requests queued")
     return [loading, *queued]

@@ -1,4 +1,4 @@
-"""Slots, the fast path, one-load-at-a-time and reloads (reference/ollama.md §1.1, §1.4, §1.10, §6)."""
+"""Slots, the fast path, one-load-at-a-time and reloads (Ollama server/sched.go; loading models: test_loading.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import httpx
 import ollama
 import pytest
 
-from tests.sim.simkit import CHAT, CODER, EMBEDDER, clean, eventually, loaded_names, sim_config
+from tests.sim.simkit import CHAT, CODER, EMBEDDER, clean, eventually, loading_names, sim_config
 from tests.support.simulator import SimulatorProcess
 
 pytestmark = pytest.mark.timeout(60)
+
+GIB = 2**30
 
 HI = [{"role": "user", "content": "hi"}]
 # Natural replies are longer than any num_predict used here, so every request decodes exactly that many.
@@ -99,6 +101,23 @@ async def test_it_gives_embedding_models_a_single_slot(sim):
     assert sim.stats()["loaded"][0]["num_parallel"] == 1
 
 
+def test_it_gives_architectures_ollama_cannot_batch_a_single_slot():
+    """Ollama server/sched.go `load` forces num_parallel to 1 for these, whatever OLLAMA_NUM_PARALLEL says."""
+    families = {"one-a:1b": "qwen3next", "one-b:1b": "qwen35", "one-c:1b": "lfm2", "many:1b": "llama"}
+    models = [{"name": name, "family": family, "size": GIB, "capabilities": ["completion"],
+               "kv_bytes_per_token": 1024} for name, family in families.items()]
+    config = sim_config({"num_parallel": 4, "num_ctx": 4096, "max_loaded_models": 4}, models=models, pullable=[])
+    with SimulatorProcess(config) as sim:
+        client = ollama.Client(host=sim.url)
+        for name in families:
+            client.generate(model=name, keep_alive=-1)
+        parallel = {row["model"]: row["num_parallel"] for row in sim.stats()["loaded"]}
+        sizes = {m.model: m.size for m in client.ps().models}
+    assert parallel == {"one-a:1b": 1, "one-b:1b": 1, "one-c:1b": 1, "many:1b": 4}
+    assert sizes["one-a:1b"] == GIB + 4096 * 1 * 1024  # the KV cache holds one slot, not four
+    assert sizes["many:1b"] == GIB + 4096 * 4 * 1024
+
+
 @pytest.mark.asyncio
 async def test_it_counts_slot_wait_in_total_duration_not_load_duration(sim):
     preload(sim, CHAT)
@@ -138,28 +157,12 @@ def test_it_clamps_num_ctx_to_the_training_context(sim):
 
 
 @pytest.mark.asyncio
-async def test_it_shares_one_load_between_concurrent_requests(sim):
-    sim.set_faults(CHAT, load_seconds=0.4)
-    async with ollama.AsyncClient(host=sim.url) as client:
-        first = asyncio.create_task(client.generate(model=CHAT, prompt="x", options={"num_predict": 2}))
-        await eventually(lambda: CHAT in loaded_names(sim), what="chat loading")
-        # The runner is listed while it loads, so these wait for that load instead of queueing their own.
-        others = await asyncio.gather(*(client.generate(model=CHAT, prompt="x", options={"num_predict": 2})
-                                        for _ in range(4)))
-        replies = [await first, *others]
-    assert all(r.done_reason == "length" for r in replies)
-    assert all(r.load_duration >= 100_000_000 for r in others)
-    stats = sim.model_stats(CHAT)
-    assert stats["loads"] == 1 and stats["fast_path"] == 4 and stats["queue_full_rejections"] == 0
-
-
-@pytest.mark.asyncio
 async def test_it_loads_one_model_at_a_time_and_counts_the_queue_in_load_duration(sim):
     sim.set_faults(CHAT, load_seconds=0.3)
     sim.set_faults(CODER, load_seconds=0.3)
     async with ollama.AsyncClient(host=sim.url) as client:
         first = asyncio.create_task(client.generate(model=CHAT, prompt="x", options={"num_predict": 1}))
-        await eventually(lambda: CHAT in loaded_names(sim), what="chat loading")
+        await eventually(lambda: CHAT in loading_names(sim), what="chat loading")
         second = await client.generate(model=CODER, prompt="x", options={"num_predict": 1})
         first_reply = await first
     assert first_reply.load_duration >= 280_000_000
@@ -172,7 +175,7 @@ async def test_it_serves_a_loaded_model_while_another_one_loads(sim):
     sim.set_faults(CODER, load_seconds=0.8)
     async with ollama.AsyncClient(host=sim.url) as client:
         slow = asyncio.create_task(client.generate(model=CODER, prompt="x", options={"num_predict": 1}))
-        await eventually(lambda: CODER in loaded_names(sim), what="coder loading")
+        await eventually(lambda: CODER in loading_names(sim), what="coder loading")
         started = time.monotonic()
         quick = await client.generate(model=CHAT, prompt="x", options={"num_predict": 1})
         elapsed = time.monotonic() - started
@@ -189,7 +192,7 @@ async def test_it_queues_every_request_behind_loads_without_the_fast_path():
         sim.set_faults(CODER, load_seconds=0.8)
         async with ollama.AsyncClient(host=sim.url) as client:
             slow = asyncio.create_task(client.generate(model=CODER, prompt="x", options={"num_predict": 1}))
-            await eventually(lambda: CODER in loaded_names(sim), what="coder loading")
+            await eventually(lambda: CODER in loading_names(sim), what="coder loading")
             blocked = await client.generate(model=CHAT, prompt="x", options={"num_predict": 1})
             await slow
         assert blocked.load_duration > 400_000_000

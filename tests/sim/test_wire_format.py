@@ -1,4 +1,4 @@
-"""Native wire format, byte for byte where it matters (reference/ollama.md §2, §4, §6 "Native wire format")."""
+"""Native wire format, byte for byte where it matters (Ollama server/routes.go, api/types.go; the ollama client)."""
 
 from __future__ import annotations
 
@@ -139,8 +139,8 @@ def test_it_lists_tags_with_both_name_and_model(http, sim):
     for model in models:
         assert model["model"] == model["name"]
         assert re.match(r"^[0-9a-f]{64}$", model["digest"])
-        assert set(model["details"]) == {"parent_model", "format", "family", "families", "parameter_size",
-                                         "quantization_level"}
+        assert list(model["details"]) == ["parent_model", "format", "family", "families", "parameter_size",
+                                          "quantization_level", "context_length", "embedding_length"]
         assert datetime.fromisoformat(model["modified_at"]).tzinfo is not None
     stamps = [m["modified_at"] for m in models]
     assert stamps == sorted(stamps, reverse=True)  # newest first
@@ -148,6 +148,24 @@ def test_it_lists_tags_with_both_name_and_model(http, sim):
     assert head.status_code == 200 and head.content == b""
     listed = ollama.Client(host=sim.url).list()
     assert {m.model for m in listed.models} == set(names)
+
+
+def test_it_gives_tags_the_training_context_and_embedding_size_since_0_30(sim, http):
+    details = {m["name"]: m["details"] for m in http.get("/api/tags").json()["models"]}
+    assert (details[CHAT]["context_length"], details[CHAT]["embedding_length"]) == (131072, 3072)
+    assert (details[EMBEDDER]["context_length"], details[EMBEDDER]["embedding_length"]) == (512, 384)
+    listed = {m.model: m.details for m in ollama.Client(host=sim.url).list().models}
+    assert listed[EMBEDDER].family == "bert"
+    # /api/show and /api/ps build their details without them.
+    assert "context_length" not in http.post("/api/show", json={"model": CHAT}).json()["details"]
+    http.post("/api/generate", json={"model": CHAT})
+    assert "context_length" not in http.get("/api/ps").json()["models"][0]["details"]
+
+
+def test_it_leaves_the_lengths_out_of_tags_before_0_30():
+    with SimulatorProcess(sim_config({"version": "0.29.1"})) as older:
+        details = httpx.get(older.url + "/api/tags").json()["models"][0]["details"]
+    assert "context_length" not in details and "embedding_length" not in details
 
 
 def test_it_answers_health_and_version(http):
@@ -182,7 +200,8 @@ def test_it_lists_running_models_sorted_by_expiry_with_local_times(sim, http):
     assert timedelta(minutes=9) < remaining <= timedelta(minutes=10)
     for model in models:
         assert model["size_vram"] == model["size"] > 0
-        assert model["context_length"] == (512 if model["name"] == EMBEDDER else 4096)
+        # The training context caps the 24 GiB GPU's default of 32768.
+        assert model["context_length"] == {EMBEDDER: 512, CODER: 32768, CHAT: 32768}[model["name"]]
         assert list(model) == ["name", "model", "size", "digest", "details", "expires_at", "size_vram",
                                "context_length"]
 
@@ -248,8 +267,8 @@ def test_it_serves_an_empty_catalogue_as_empty_lists():
 
 
 def test_it_escapes_json_like_go(http):
-    data = http.post("/api/generate", json={"model": "<b>&", "prompt": "x"})
-    assert data.text == '{"error":"model \'\\u003cb\\u003e\\u0026\' not found"}'
+    data = http.post("/api/generate", json={"model": CHAT, "prompt": "x", "keep_alive": "<b>&"})
+    assert data.text == '{"error":"time: invalid duration \\"\\u003cb\\u003e\\u0026\\""}'
 
 
 def test_it_writes_expiry_in_the_servers_time_zone_and_created_at_in_utc():
