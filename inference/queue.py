@@ -73,6 +73,7 @@ def _pairs(flat: list) -> dict[str, str]:
 
 async def admit(model: str, policy: Policy, *, owner: str, user: str, batch: bool, tickets: list[str],
                 retry: bool = False) -> AdmitResult:
+    """Admit all the tickets or none. Grants that go to `owner` are only in the reply, not published."""
     client = redis_client()
     args = [now_ms(), policy.lease_ms, policy.concurrency, policy.batch_bound_ms, policy.max_queue, owner, user,
             "b" if batch else "", "1" if retry else "0", len(tickets), *tickets, *policy.nodes]
@@ -81,9 +82,11 @@ async def admit(model: str, policy: Policy, *, owner: str, user: str, batch: boo
     return AdmitResult(bool(reply[0]), int(reply[1]), int(reply[2]), avg if avg >= 0 else None, _pairs(reply[4:]))
 
 
-async def release(model: str, policy: Policy, ticket: str, duration_ms: int = -1) -> dict[str, str]:
+async def release(model: str, policy: Policy, ticket: str, duration_ms: int = -1, owner: str = "") -> dict[str, str]:
+    """Free a ticket's slot or queue place. Grants that go to `owner` are only in the reply."""
     client = redis_client()
-    args = [now_ms(), policy.lease_ms, policy.concurrency, policy.batch_bound_ms, duration_ms, ticket, *policy.nodes]
+    args = [now_ms(), policy.lease_ms, policy.concurrency, policy.batch_bound_ms, duration_ms, ticket, owner,
+            *policy.nodes]
     return _pairs(await _script(client, "release")(keys=[model_prefix(model)], args=args))
 
 

@@ -84,11 +84,13 @@ class Ticket:
             async with asyncio.timeout(max(0.0, remaining)):
                 return await asyncio.shield(self.future)
         except TimeoutError:
-            raise ApiError.backend_unavailable(
+            error = ApiError.backend_unavailable(
                 f"Your request waited {int(settings.QUEUE_TIMEOUT_SECONDS)} s in the queue for "
                 f"`{self.route.public_id}` without getting a turn. Please retry later.",
                 retry_after=30,
-            ).with_code("queue_timeout") from None
+            ).with_code("queue_timeout")
+            error.headers["x-gatehouse-queue-wait-ms"] = str(self.queue_wait_ms)
+            raise error from None
 
     def release(self) -> None:
         """Give the slot (or the queue place) back, exactly once. Safe from a finally block during
@@ -99,26 +101,33 @@ class Ticket:
         self.future.cancel()  # nobody waits on it any more
         duration = int((time.monotonic() - self.granted_at) * 1000) if self.granted_at is not None else -1
         self.broker.forget(self)
-        self.broker.spawn(self._release(duration))
+        self.broker.spawn(self._release(self.id, duration))
 
-    async def _release(self, duration_ms: int) -> None:
+    async def _release(self, ticket_id: str, duration_ms: int = -1) -> None:
         try:
-            await queue.release(queue_name(self.route), policy_for(self.route), self.id, duration_ms)
+            granted = await queue.release(queue_name(self.route), policy_for(self.route), ticket_id, duration_ms,
+                                          owner=self.broker.owner)
+            self.broker.resolve_granted(granted)  # our own grants come only in the reply
         except REDIS_ERRORS as exc:  # the lease TTL frees it instead
-            log.warning("could not release ticket %s: %s", self.id, exc)
+            log.warning("could not release ticket %s: %s", ticket_id, exc)
 
     async def requeue_after_node_failure(self) -> None:
         """The node failed before this call answered anything: go to the front of the queue again
         (a new ticket), so the call runs on another node that has or loads the model."""
         old_id, old_node = self.id, self.node
+        self.broker.spawn(self._release(old_id))
+        log.info("retrying %s ticket after node %s failed", self.route.public_id, old_node)
+        await self.readmit()
+
+    async def readmit(self) -> None:
+        """Enter the queue again, at the front, under a new ticket id (whoever waits on it keeps waiting)."""
         self.broker.forget(self)
-        self.broker.spawn(queue.release(queue_name(self.route), policy_for(self.route), old_id, -1))
         self.id = uuid.uuid4().hex
-        self.future = asyncio.get_running_loop().create_future()
+        if self.future.done():
+            self.future = asyncio.get_running_loop().create_future()
         self.granted_at = None
         self.node = None
         self.broker.track(self)
-        log.info("retrying %s ticket after node %s failed", self.route.public_id, old_node)
         try:
             result = await queue.admit(queue_name(self.route), policy_for(self.route), owner=self.broker.owner,
                                        user=self.user, batch=self.batch, tickets=[self.id], retry=True)
@@ -244,6 +253,12 @@ class Broker:
                     await pubsub.aclose()
                     await client.aclose()
 
+    async def _readmit(self, ticket: Ticket) -> None:
+        try:
+            await ticket.readmit()
+        except ApiError as error:
+            ticket.fail(error)
+
     def _fail_stranded(self) -> None:
         """Waiting tickets whose model has no reachable node left get a clear error now, not a timeout."""
         for ticket in list(self.tickets.values()):
@@ -266,6 +281,8 @@ class Broker:
                 self._fail_stranded()
             except REDIS_ERRORS as exc:
                 log.warning("could not renew slot leases: %s", exc)
+            except Exception:  # noqa: BLE001 - this loop must outlive any one bad round
+                log.exception("lease renewal round failed")
 
     async def _check_all(self) -> None:
         """Renew every live ticket's lease; resolve grants we missed; fail tickets that were reaped."""
@@ -277,12 +294,12 @@ class Broker:
             states = await queue.renew(model, lease_ms, [t.id for t in tickets])
             for ticket in tickets:
                 state = states[ticket.id]
-                if state == "-" and not ticket.released:
-                    ticket.fail(ApiError.backend_unavailable(
-                        "Your request lost its place in the queue (a lease expired). Please retry.",
-                        retry_after=1,
-                    ))
-                elif state:
+                if state == "-" and not ticket.released and ticket.node is None:
+                    # Its lease expired while it waited (this process stalled longer than the lease, or
+                    # Redis lost its data): it goes back in at the front rather than failing.
+                    log.warning("ticket %s lost its lease while waiting; re-admitting it", ticket.id)
+                    self.spawn(self._readmit(ticket))
+                elif state and state != "-":
                     ticket.resolve(state)
 
 
@@ -294,6 +311,7 @@ def queue_full(route: ModelRoute, result: queue.AdmitResult) -> ApiError:
         retry_after=retry_after,
     ).with_code("queue_full")
     error.headers["x-gatehouse-queue-depth"] = str(result.waiting)
+    error.headers["x-gatehouse-queue-wait-ms"] = "0"
     return error
 
 

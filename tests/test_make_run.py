@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.support.processes import REPO, eventually, free_port, port_open, wait_until
+from tests.support.processes import REPO, RedisServer, eventually, free_port, port_open, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -35,7 +35,17 @@ class Output:
 
 
 @pytest.fixture
-def stack(tmp_path, redis_server):
+def own_redis():
+    # Its own Redis: the scheduler's leader would otherwise be the suite's web process, which reads
+    # another database and so would never load this stack's models.
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stack(tmp_path, own_redis):
+    redis_server = own_redis
     web_port, sim_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("OLLAMA_NODES", "DATABASE_URL", "DEBUG", "SECRET_KEY")}
     env.update({

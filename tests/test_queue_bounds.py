@@ -104,6 +104,7 @@ def test_it_admits_concurrency_plus_max_queue_and_answers_the_rest_503(stack, si
         assert MODEL in error["message"] and "retry" in error["message"].lower()
         assert 1 <= int(response.headers["Retry-After"]) <= 60
         assert int(response.headers["x-gatehouse-queue-depth"]) == 8
+        assert response.headers["x-gatehouse-queue-wait-ms"] == "0"
         assert "x-request-id" in response.headers
     assert sim.model_stats(MODEL)["max_in_flight"] == 4
 

@@ -9,6 +9,7 @@ local max_queue, owner, user, class = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[
 local retry, k = ARGV[9] == '1', tonumber(ARGV[10])
 local nodes = {}
 for i = 11 + k, #ARGV do nodes[#nodes + 1] = ARGV[i] end
+QUIET = owner
 
 reap(now)
 local granted = dispatch(now, lease_ms, concurrency, batch_bound, nodes)

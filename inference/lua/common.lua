@@ -13,6 +13,8 @@
 --   place      HASH node -> ready | loading | draining | unloading (set by the swap actor)
 --   svc        HASH avg_ms (EWMA of upstream call durations), done (count)
 local P = KEYS[1]
+-- The process that called this script reads its grants from the reply: no message to it is needed.
+local QUIET = ''
 
 local function drop(t)
   local node = redis.call('HGET', P .. 'node', t)
@@ -76,7 +78,7 @@ local function grant(t, n, class, score, now, lease_ms)
     redis.call('HDEL', P .. 'last' .. class, u)
   end
   local owner = redis.call('HGET', P .. 'owner', t)
-  if owner then redis.call('PUBLISH', 'gh:grants:' .. owner, t .. ' ' .. n) end
+  if owner and owner ~= QUIET then redis.call('PUBLISH', 'gh:grants:' .. owner, t .. ' ' .. n) end
 end
 
 -- Grant free slots on ready nodes to waiting tickets, fairest first. Returns {ticket, node, ...}.
