@@ -42,9 +42,14 @@ def api_base() -> str:
     return settings.SITE_URL + "/v1"
 
 
+def _preference(model: Model) -> tuple:
+    # The most capable first (tool calling, then the longest context), so examples show a model worth using.
+    return ("tools" not in (model.capabilities or ()), -model.context_length, model.public_id)
+
+
 def pick_models(models: Iterable[Model]) -> ConnectModels:
     by_kind: dict[str, str] = {}
-    for model in models:
+    for model in sorted(models, key=_preference):
         by_kind.setdefault(model.kind, model.public_id)
     chat = by_kind.get(Model.Kind.CHAT) or by_kind.get(Model.Kind.COMPLETION)
     return ConnectModels(chat=chat, code=by_kind.get(Model.Kind.COMPLETION) or chat,

@@ -203,9 +203,10 @@ API_KEY_REVOCATION_CHECK_SECONDS = envfloat("API_KEY_REVOCATION_CHECK_SECONDS", 
 MAX_API_KEYS_PER_USER = envint("MAX_API_KEYS_PER_USER", 10, minimum=1)
 
 REST_FRAMEWORK = {
+    # Bearer first: its WWW-Authenticate header is what makes DRF answer 401 rather than 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "apiaccess.keyapi.auth.BearerKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
