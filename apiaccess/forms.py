@@ -22,7 +22,7 @@ class CreateKeyForm(forms.Form):
     )
 
     def __init__(self, *args, user, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, label_suffix="", **kwargs)
         self.fields["allowed_models"].queryset = usable_models(user)
         self.fields["name"].widget.attrs.update({"autocomplete": "off"})
 

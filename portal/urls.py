@@ -5,15 +5,17 @@ from django.urls import include, path, re_path
 
 from inference.api import missing_v1_prefix
 from portal import views
+from portal.forms import ChangePasswordForm, SignInForm
 
 admin.site.site_header = "Gatehouse"
 admin.site.site_title = "Gatehouse admin"
 admin.site.index_title = "Administration"
 
 accounts = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=SignInForm),
+         name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("password/", auth_views.PasswordChangeView.as_view(form_class=ChangePasswordForm), name="password_change"),
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("signup/", views.signup, name="signup"),
 ]

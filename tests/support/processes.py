@@ -90,8 +90,8 @@ class DaphneServer:
     SITE_URL defaults to the server's own URL, so the links and snippets it renders point at itself.
     """
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="gatehouse-daphne-", suffix=".log", delete=False)
         full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "SITE_URL": self.url, **env}
