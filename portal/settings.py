@@ -24,8 +24,9 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-insecure-gatehouse-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
-CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The public URL is always a trusted origin for forms, also behind a proxy that hides the scheme.
+CSRF_TRUSTED_ORIGINS = [*envlist("CSRF_TRUSTED_ORIGINS"), SITE_URL]
 # Where `make run` keeps its runtime files (first admin password, beat schedule, local Redis log).
 RUN_DIR = Path(envstr("RUN_DIR", str(BASE_DIR / ".run")))
 
@@ -139,6 +140,7 @@ OIDC_RP_SIGN_ALGO = envstr("OIDC_RP_SIGN_ALGO", "RS256")
 OIDC_RP_SCOPES = envstr("OIDC_RP_SCOPES", "openid email profile")
 OIDC_USE_PKCE = envbool("OIDC_USE_PKCE", True)
 OIDC_TIMEOUT = envfloat("OIDC_TIMEOUT", 10.0)
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
 if OIDC_ENABLED:
     _missing = [name for name in ("OIDC_RP_CLIENT_ID", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT",
                                   "OIDC_OP_USER_ENDPOINT", "OIDC_OP_JWKS_ENDPOINT") if not globals()[name]]

@@ -141,3 +141,16 @@ def test_pages_are_styled_by_files_served_here(world):
     page = signed_in(world, "alice").get("/connect/").content.decode()
     assert 'href="/static/portal/portal.css"' in page and 'src="/static/portal/portal.js"' in page
     assert "https://" not in page.split("<body>")[0], "no asset from another site"
+
+
+def test_the_live_server_sets_secure_cookies_and_safe_headers(gatehouse):
+    import httpx
+
+    response = httpx.get(gatehouse.url + "/accounts/login/")
+    assert response.status_code == 200
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("csrftoken=") and "Secure" in cookie and "SameSite=Lax" in cookie
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    css = httpx.get(gatehouse.url + "/static/portal/portal.css")
+    assert css.status_code == 200 and "text/css" in css.headers["content-type"]

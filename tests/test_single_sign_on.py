@@ -127,6 +127,9 @@ def test_a_forged_callback_signs_nobody_in(sso):
     with httpx.Client(base_url=web.url) as client:
         response = client.get("/oidc/callback/", params={"code": "made-up", "state": "made-up"})
         assert response.status_code in (302, 400)
+        if response.status_code == 302:
+            assert response.headers["location"] == "/accounts/login/?sso=failed"
+            assert "Single sign-on did not complete" in client.get(response.headers["location"]).text
         assert "Welcome" not in client.get("/").text
 
 
