@@ -9,7 +9,6 @@ from portal.forms import ChangePasswordForm, SignInForm
 
 admin.site.site_header = "Gatehouse"
 admin.site.site_title = "Gatehouse admin"
-admin.site.index_title = "Administration"
 
 accounts = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=SignInForm),

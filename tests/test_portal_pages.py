@@ -132,7 +132,7 @@ def test_the_admin_is_titled_gatehouse(world):
     client = Client()
     client.force_login(staff)
     page = client.get("/admin/").content.decode()
-    assert "<title>Administration | Gatehouse admin</title>" in page
+    assert "<title>Site administration | Gatehouse admin</title>" in page
     assert ">Gatehouse</a>" in page and "Django administration" not in page
     assert 'href="/admin/"' in client.get("/").content.decode()
 
