@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
 from apiaccess import lifecycle
-from apiaccess.models import ApiKey, ExternalIdentity, KeyEvent
+from apiaccess.models import Account, ApiKey, ExternalIdentity, KeyEvent
 from portal.http import client_ip
 
 User = get_user_model()
@@ -49,7 +49,7 @@ def revoke_keys(modeladmin, request, queryset):
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "masked", "user", "status_label", "created_at", "last_used_at", "expires_at",
                     "model_limits"]
-    list_filter = [StatusFilter, "created_at", "expires_at"]
+    list_filter = [StatusFilter, "priority", "created_at", "expires_at"]
     search_fields = ["name", "lookup", "user__username", "user__email"]
     list_select_related = ["user"]
     autocomplete_fields = ["user"]
@@ -62,9 +62,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["user", "name", "expires_at", "allowed_models"]
+            return ["user", "name", "expires_at", "priority", "allowed_models"]
         return ["user", "name", "masked", "status_label", "created_at", "last_used_at", "expires_at", "revoked_at",
-                "allowed_models"]
+                "priority", "allowed_models"]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -87,6 +87,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             obj.user, actor=request.user, via=KeyEvent.Via.ADMIN, name=obj.name, expires_at=obj.expires_at,
             allowed_models=form.cleaned_data["allowed_models"], source_ip=client_ip(request),
             enforce_limit=False,  # staff may exceed the self-service limit on someone's behalf
+            priority=obj.priority,
         )
         # Let the admin's own bookkeeping (log entry, m2m save, messages) carry on with the created row.
         obj.pk, obj.lookup, obj.digest, obj.created_at = created.pk, created.lookup, created.digest, created.created_at
@@ -141,6 +142,12 @@ class ApiKeyInline(admin.TabularInline):
         return obj.status.label
 
 
+class AccountInline(admin.StackedInline):
+    model = Account
+    can_delete = False
+    verbose_name_plural = "Gatehouse settings"
+
+
 class ExternalIdentityInline(admin.TabularInline):
     model = ExternalIdentity
     extra = 0
@@ -158,7 +165,7 @@ admin.site.unregister(User)
 class GatehouseUserAdmin(UserAdmin):
     list_display = ["username", "email", "is_active", "is_staff", "active_keys", "last_login", "date_joined"]
     list_filter = ["is_active", "is_staff", "is_superuser", "date_joined", "last_login"]
-    inlines = [ApiKeyInline, ExternalIdentityInline]
+    inlines = [AccountInline, ApiKeyInline, ExternalIdentityInline]
 
     def get_queryset(self, request):
         now = timezone.now()

@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from apiaccess import last_used, revocation, verification
 from apiaccess.keys import digest_key
-from inference.errors import ApiError
+from apiaccess.models import ApiKey, Priority
+from portal.apierrors import ApiError
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class Principal:
     username: str
     allowed_models: frozenset[str]  # public model ids; empty = every model
     expires_at: datetime | None
+    priority: str = "interactive"  # or "batch": served only when no interactive request waits
+
+    @property
+    def is_batch(self) -> bool:
+        return self.priority == "batch"
 
     def may_use(self, public_id: str) -> bool:
         return not self.allowed_models or public_id in self.allowed_models
@@ -81,6 +87,7 @@ def _load(plain: str) -> tuple[Principal | None, str]:
         username=api_key.user.get_username(),
         allowed_models=allowed,
         expires_at=api_key.expires_at,
+        priority=_priority(api_key),
     )
     return principal, ""
 
@@ -93,6 +100,13 @@ def _fresh(entry: _Entry, now: float, generation: int | None) -> bool:
         # Without Redis nobody can tell us about revocations: trust the entry for one check interval only.
         return age < settings.API_KEY_REVOCATION_CHECK_SECONDS
     return entry.generation == generation
+
+
+def _priority(api_key: ApiKey) -> str:
+    account = getattr(api_key.user, "gatehouse_account", None)
+    if api_key.priority == Priority.BATCH or (account is not None and account.priority == Priority.BATCH):
+        return Priority.BATCH
+    return Priority.INTERACTIVE
 
 
 async def authenticate(request) -> Principal:

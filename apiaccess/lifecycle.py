@@ -16,7 +16,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apiaccess import revocation
-from apiaccess.models import ApiKey, KeyEvent
+from apiaccess.models import ApiKey, KeyEvent, Priority
 from inference.models import Model
 
 
@@ -48,7 +48,7 @@ def _describe(expires_at: datetime | None, models: list[Model]) -> str:
 
 def create_key(owner, *, actor, via: str, name: str = "", expires_at: datetime | None = None,
                allowed_models: Iterable[Model] = (), source_ip: str | None = None,
-               enforce_limit: bool = True) -> tuple[ApiKey, str]:
+               enforce_limit: bool = True, priority: str = Priority.INTERACTIVE) -> tuple[ApiKey, str]:
     """Create a key for `owner` on behalf of `actor` (None for a management command).
 
     Returns the key and its plain text, which exists nowhere else: show it once.
@@ -61,7 +61,8 @@ def create_key(owner, *, actor, via: str, name: str = "", expires_at: datetime |
             get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
             if slots_left(owner) == 0:
                 raise KeyLimitReached(settings.MAX_API_KEYS_PER_USER)
-        api_key, plain = ApiKey.issue(owner, name=name, expires_at=expires_at, allowed_models=models)
+        api_key, plain = ApiKey.issue(owner, name=name, expires_at=expires_at, allowed_models=models,
+                                      priority=priority)
         KeyEvent.objects.create(
             action=KeyEvent.Action.CREATED, via=via, key=api_key, key_label=str(api_key),
             owner=owner, owner_username=_username(owner), actor=actor, actor_username=_username(actor),

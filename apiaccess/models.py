@@ -7,6 +7,23 @@ from django.utils import timezone
 from apiaccess import keys
 
 
+class Priority(models.TextChoices):
+    INTERACTIVE = "interactive", "Interactive"
+    # Batch requests get a slot only when no interactive request for the model waits (or once they
+    # have waited BATCH_MAX_WAIT_SECONDS): bulk jobs fill idle GPUs without slowing people down.
+    BATCH = "batch", "Batch (served when the GPUs are idle)"
+
+
+class Account(models.Model):
+    """Per-person settings that apply to all of a person's keys."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gatehouse_account")
+    priority = models.CharField(max_length=20, choices=Priority.choices, default=Priority.INTERACTIVE)
+
+    def __str__(self) -> str:
+        return f"account of {self.user}"
+
+
 class ApiKey(models.Model):
     """An API key. The plain key is shown once at creation; only its digest is stored."""
 
@@ -26,6 +43,10 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    priority = models.CharField(
+        max_length=20, choices=Priority.choices, default=Priority.INTERACTIVE,
+        help_text="Batch: this key's requests yield to interactive ones (so does a person marked batch)",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -54,7 +75,8 @@ class ApiKey(models.Model):
         return self.status_at()
 
     @classmethod
-    def issue(cls, user, *, name: str = "", expires_at=None, allowed_models=()) -> tuple[ApiKey, str]:
+    def issue(cls, user, *, name: str = "", expires_at=None, allowed_models=(),
+              priority: str = Priority.INTERACTIVE) -> tuple[ApiKey, str]:
         """Create a key and return it with the plain text, which is never stored.
 
         Lower level than apiaccess.lifecycle.create_key, which also checks the per-person limit
@@ -62,7 +84,7 @@ class ApiKey(models.Model):
         """
         new = keys.generate_key()
         api_key = cls.objects.create(
-            user=user, name=name, lookup=new.lookup, digest=new.digest, expires_at=expires_at
+            user=user, name=name, lookup=new.lookup, digest=new.digest, expires_at=expires_at, priority=priority
         )
         if allowed_models:
             api_key.allowed_models.set(allowed_models)

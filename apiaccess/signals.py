@@ -1,7 +1,8 @@
 """Announce changes that must reach every web process's key cache (apiaccess/revocation.py).
 
 apiaccess.lifecycle announces revocations itself; these catch the other ways a key or its owner
-changes: an admin editing a key's expiry or models, deleting it, or deactivating a person.
+changes: an admin editing a key's expiry, models or priority, deleting it, deactivating a person or
+changing their account's priority.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from apiaccess import revocation
-from apiaccess.models import ApiKey
+from apiaccess.models import Account, ApiKey
 
 
 @receiver(post_save, sender=ApiKey)
 def key_saved(sender, instance, created, **kwargs):
     if not created:  # a new key is in no cache yet
         revocation.announce_change()
+
+
+@receiver(post_save, sender=Account)
+def account_saved(sender, instance, **kwargs):
+    revocation.announce_change()  # a person's priority is part of every cached key of theirs
 
 
 @receiver(post_delete, sender=ApiKey)

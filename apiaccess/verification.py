@@ -22,7 +22,7 @@ def verify_key(plain: str) -> tuple[ApiKey | None, str]:
     lookup = keys.lookup_of(plain)
     if lookup is None:
         return None, INCORRECT
-    api_key = ApiKey.objects.select_related("user").filter(lookup=lookup).first()
+    api_key = ApiKey.objects.select_related("user", "user__gatehouse_account").filter(lookup=lookup).first()
     if api_key is None or not keys.matches(plain, api_key.digest):
         return None, INCORRECT
     if api_key.revoked_at is not None:

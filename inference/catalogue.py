@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from inference import nodes
 from inference.models import Model, Node, NodeModel
 
 log = logging.getLogger(__name__)
@@ -46,18 +47,6 @@ def sync_catalogue() -> list[NodeReport]:
     return [sync_node(node) for node in Node.objects.all()]
 
 
-def _node_client(node: Node) -> ollama.Client:
-    timeout = httpx.Timeout(30.0, connect=settings.OLLAMA_CONNECT_TIMEOUT)
-    return ollama.Client(host=node.url, timeout=timeout)
-
-
-def _node_version(node: Node) -> str:
-    timeout = httpx.Timeout(10.0, connect=settings.OLLAMA_CONNECT_TIMEOUT)
-    response = httpx.get(f"{node.url}/api/version", timeout=timeout)
-    response.raise_for_status()
-    return str(response.json().get("version", ""))
-
-
 def _context_length(show: ollama.ShowResponse) -> int:
     for key, value in (show.modelinfo or {}).items():
         if key.endswith(".context_length") and isinstance(value, int):
@@ -66,9 +55,9 @@ def _context_length(show: ollama.ShowResponse) -> int:
 
 
 def sync_node(node: Node) -> NodeReport:
-    client = _node_client(node)
+    client = nodes.sync_client(node.url)
     try:
-        version = _node_version(node)
+        version = nodes.version(node.url)
         listing = client.list()
         shown = {entry.model: client.show(entry.model) for entry in listing.models if entry.model}
     except (ConnectionError, httpx.HTTPError, ollama.ResponseError, ValueError) as exc:

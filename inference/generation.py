@@ -1,20 +1,21 @@
-"""Run OpenAI requests against Ollama nodes: pick the node, call it, shape the answer.
+"""Run OpenAI requests through the model's queue on Ollama nodes and shape the answers.
 
-The views hand over a validated request and the resolved model; these functions return the
-response. Streams are opened (first upstream part received) before the response starts, so errors
-that happen before generation get their proper HTTP status (reference/openai.md §4.4).
+The views hand over the caller, a validated request and the resolved model; these functions admit
+the request (one queue ticket per upstream call), run the calls when their slots come, and return
+the response. Every generation response carries `x-gatehouse-queue-wait-ms`.
 """
 
 from __future__ import annotations
 
-from django.http import HttpResponse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
 
 from apiaccess.auth import Principal
-from inference import registry
-from inference.api import json_response
+from inference import nodes, registry, slots
 from inference.embeddings import embedding_inputs, embeddings_response
-from inference.errors import ApiError
-from inference.nodes import client_for, native_chat
 from inference.openai_format import (
     ChatChunker,
     CompletionChunker,
@@ -25,14 +26,26 @@ from inference.openai_format import (
 )
 from inference.registry import ModelRoute
 from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from inference.streaming import event_stream_response
+from inference.streaming import sse_events
 from inference.translate import (
     chat_request_to_ollama,
     completion_prompts,
     completion_request_to_ollama,
     kwargs_for_choice,
 )
-from inference.upstream import MergedStream, gather_choices, translated_errors
+from inference.upstream import MergedStream, UpstreamCall, gather_results
+from portal.apierrors import ApiError
+
+QUEUE_WAIT_HEADER = "x-gatehouse-queue-wait-ms"
+
+
+@dataclass
+class Outcome:
+    """What a generation produced, for the view to render: a JSON payload or an SSE event stream."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    payload: dict[str, Any] | None = None
+    events: AsyncIterator[bytes] | None = None
 
 
 async def resolve_model(principal: Principal, model_id: str) -> ModelRoute:
@@ -44,15 +57,6 @@ async def resolve_model(principal: Principal, model_id: str) -> ModelRoute:
     return route
 
 
-def _node_for(route: ModelRoute) -> str:
-    node = registry.pick_node(route)
-    if node is None:
-        raise ApiError.backend_unavailable(
-            f"No GPU server is serving `{route.public_id}` right now. Please retry shortly.", retry_after=10
-        )
-    return node
-
-
 def _require_generative(route: ModelRoute) -> None:
     if route.kind == "embedding":
         raise ApiError.invalid_request(
@@ -60,74 +64,115 @@ def _require_generative(route: ModelRoute) -> None:
         )
 
 
-async def create_chat_completion(body: ChatCompletionRequest, route: ModelRoute, *, created: int) -> HttpResponse:
+def _check_fan_out(calls: int, *, prompts: int = 1) -> None:
+    """Every upstream call takes a slot; one request may not open more than the cap at once."""
+    cap = settings.MAX_UPSTREAM_CALLS_PER_REQUEST
+    if calls <= cap:
+        return
+    if prompts > cap:
+        raise ApiError.invalid_request(
+            f"Too many prompts in one request: {prompts} (at most {cap}). Send them in several requests.",
+            param="prompt",
+        )
+    raise ApiError.invalid_request(
+        f"This request asks for {calls} generations (n x prompts); at most {cap} are allowed per request. "
+        f"Lower `n` or send the prompts in several requests.",
+        param="n",
+    )
+
+
+async def _run(principal: Principal, route: ModelRoute, starts: list, *, stream: bool, model: str):
+    """Admit the calls and run them: a MergedStream (streams) or the list of results."""
+    admission = await slots.admit(route, user=str(principal.user_id), batch=principal.is_batch,
+                                  calls=len(starts))
+    calls = [UpstreamCall(ticket, start, model) for ticket, start in zip(admission.tickets, starts, strict=True)]
+    if not stream:
+        try:
+            return admission, await gather_results(calls, model)
+        finally:
+            admission.release_all()  # already released by each call; this covers calls never started
+    merged = MergedStream(calls, model)
+    try:
+        await merged.open(settings.SSE_KEEPALIVE_SECONDS)
+    except BaseException:
+        # An error before the stream started (it keeps its HTTP status), or the client left.
+        await merged.aclose()
+        admission.release_all()
+        raise
+    return admission, merged
+
+
+def _wait_header(admission: slots.Admission) -> dict[str, str]:
+    return {QUEUE_WAIT_HEADER: str(admission.queue_wait_ms)}
+
+
+async def create_chat_completion(principal: Principal, body: ChatCompletionRequest, route: ModelRoute, *,
+                                 created: int) -> Outcome:
     _require_generative(route)
-    client = client_for(_node_for(route))
+    _check_fan_out(body.choice_count)
     base = chat_request_to_ollama(
-        body, ollama_model=route.ollama_name, num_ctx=route.context_length, keep_alive=registry.keep_alive()
+        body, ollama_model=route.ollama_name, num_ctx=route.context_length, keep_alive=registry.keep_alive_for(route)
     )
     per_choice = [kwargs_for_choice(base, body.seed, i) for i in range(body.choice_count)]
+    starts = [lambda client, kw=kw: nodes.chat(client, kw, stream=bool(body.stream)) for kw in per_choice]
+    admission, outcome = await _run(principal, route, starts, stream=bool(body.stream), model=body.model)
     if body.stream:
-        merged = await MergedStream.open(
-            [lambda kw=kw: native_chat(client, kw, stream=True) for kw in per_choice], body.model
-        )
         chunker = ChatChunker(
             completion_id=new_chat_id(), created=created, model=body.model,
             n=body.choice_count, include_usage=body.include_usage, include_logprobs=bool(body.logprobs),
             parallel_tool_calls=body.parallel_tool_calls is not False,
         )
-        return event_stream_response(merged, chunker, body.model)
-    results = await gather_choices([lambda kw=kw: native_chat(client, kw, stream=False) for kw in per_choice], body.model)
-    return json_response(
-        chat_completion(
-            completion_id=new_chat_id(), created=created, model=body.model, choices=results,
+        return Outcome(_wait_header(admission), events=sse_events(outcome, chunker, body.model))
+    return Outcome(
+        _wait_header(admission),
+        payload=chat_completion(
+            completion_id=new_chat_id(), created=created, model=body.model, choices=outcome,
             include_logprobs=bool(body.logprobs), parallel_tool_calls=body.parallel_tool_calls is not False,
-        )
+        ),
     )
 
 
-async def create_text_completion(body: CompletionRequest, route: ModelRoute, *, created: int) -> HttpResponse:
+async def create_text_completion(principal: Principal, body: CompletionRequest, route: ModelRoute, *,
+                                 created: int) -> Outcome:
     _require_generative(route)
-    client = client_for(_node_for(route))
     prompts = completion_prompts(body)
+    _check_fan_out(len(prompts) * body.choice_count, prompts=len(prompts))
     calls = []
     for prompt in prompts:
         base = completion_request_to_ollama(
             body, prompt, ollama_model=route.ollama_name, num_ctx=route.context_length,
-            keep_alive=registry.keep_alive(),
+            keep_alive=registry.keep_alive_for(route),
         )
         calls.extend(kwargs_for_choice(base, body.seed, j) for j in range(body.choice_count))
+    starts = [lambda client, kw=kw: nodes.generate(client, kw, stream=bool(body.stream)) for kw in calls]
+    admission, outcome = await _run(principal, route, starts, stream=bool(body.stream), model=body.model)
     if body.stream:
-        merged = await MergedStream.open(
-            [lambda kw=kw: client.generate(**kw, stream=True) for kw in calls], body.model
-        )
         chunker = CompletionChunker(
             completion_id=new_completion_id(), created=created, model=body.model,
             prompts=prompts, n=body.choice_count, echo=bool(body.echo), include_usage=body.include_usage,
             logprobs=body.logprobs,
         )
-        return event_stream_response(merged, chunker, body.model)
-    results = await gather_choices([lambda kw=kw: client.generate(**kw, stream=False) for kw in calls], body.model)
-    return json_response(
-        text_completion(
+        return Outcome(_wait_header(admission), events=sse_events(outcome, chunker, body.model))
+    return Outcome(
+        _wait_header(admission),
+        payload=text_completion(
             completion_id=new_completion_id(), created=created, model=body.model, prompts=prompts,
-            n=body.choice_count, choices=results, echo=bool(body.echo), logprobs=body.logprobs,
-        )
+            n=body.choice_count, choices=outcome, echo=bool(body.echo), logprobs=body.logprobs,
+        ),
     )
 
 
-async def create_embeddings(body: EmbeddingRequest, route: ModelRoute) -> dict:
-    client = client_for(_node_for(route))
+async def create_embeddings(principal: Principal, body: EmbeddingRequest, route: ModelRoute) -> Outcome:
     inputs = embedding_inputs(body)
-    async with translated_errors(body.model):
-        result = await client.embed(
-            model=route.ollama_name, input=inputs, truncate=True,
-            options={"num_ctx": route.context_length}, keep_alive=registry.keep_alive(),
-        )
+    kwargs = {"model": route.ollama_name, "input": inputs, "truncate": True,
+              "options": {"num_ctx": route.context_length}, "keep_alive": registry.keep_alive_for(route)}
+    admission, (result,) = await _run(principal, route, [lambda client: nodes.embed(client, kwargs)],
+                                      stream=False, model=body.model)
     if len(result.embeddings) != len(inputs):
         raise ApiError.bad_gateway(
             f"The model server returned {len(result.embeddings)} embeddings for {len(inputs)} inputs."
         )
-    return embeddings_response(
+    payload = embeddings_response(
         body.model, result.embeddings, result.prompt_eval_count, body.encoding_format, dimensions=body.dimensions
     )
+    return Outcome(_wait_header(admission), payload=payload)

@@ -7,7 +7,7 @@ import uuid
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from inference.api import error_response, is_api_path
-from inference.errors import SERVER_ERROR, ApiError
+from portal.apierrors import SERVER_ERROR, ApiError
 
 
 def new_request_id() -> str:

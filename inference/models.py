@@ -21,8 +21,13 @@ def _default_context_length() -> int:
 class Node(models.Model):
     url = models.URLField(unique=True, help_text="Base URL of the Ollama server, e.g. http://gpu1:11434")
     name = models.CharField(max_length=100, blank=True)
-    gpu_memory_bytes = models.BigIntegerField(default=0, help_text="GPU memory budget in bytes; 0 = unknown")
-    enabled = models.BooleanField(default=True, help_text="Disabled nodes get no new requests")
+    gpu_memory_bytes = models.BigIntegerField(
+        default=0,
+        help_text="GPU memory budget in bytes. Gatehouse swaps models to stay within it; 0 = unknown (no swapping)",
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Untick to drain the node: it gets no new requests, and running ones finish"
+    )
     healthy = models.BooleanField(default=False)
     version = models.CharField(max_length=40, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
@@ -54,6 +59,10 @@ class Model(models.Model):
     concurrency = models.PositiveIntegerField(default=_default_concurrency, help_text="Requests in flight per node")
     max_queue = models.PositiveIntegerField(default=_default_max_queue, help_text="Requests allowed to wait")
     enabled = models.BooleanField(default=True)
+    pinned = models.BooleanField(
+        default=False,
+        help_text="Loaded on its nodes at start and kept loaded (never evicted): a dedicated model",
+    )
     size_bytes = models.BigIntegerField(default=0)
     family = models.CharField(max_length=100, blank=True)
     parameter_size = models.CharField(max_length=40, blank=True)

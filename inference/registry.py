@@ -7,14 +7,13 @@ of seconds old is fine because the catalogue changes only when an admin edits it
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from inference.models import Model, NodeModel
+from inference.models import Model, Node, NodeModel
 
 SNAPSHOT_SECONDS = 2.0
 
@@ -29,7 +28,9 @@ class ModelRoute:
     concurrency: int
     max_queue: int
     created: int  # unix seconds, for /v1/models
-    node_urls: tuple[str, ...]  # healthy, enabled nodes that have the model
+    node_urls: tuple[str, ...]  # enabled nodes that have the model (nodehealth says which answer)
+    pinned: bool = False  # loaded at start, kept loaded, never evicted
+    size_bytes: int = 0  # weights on disk, the first guess at its memory before /api/ps measures it
 
     @property
     def owned_by(self) -> str:
@@ -39,7 +40,9 @@ class ModelRoute:
 
 def _build_snapshot() -> dict[str, ModelRoute]:
     nodes_by_model: dict[int, list[str]] = {}
-    present = NodeModel.objects.filter(node__enabled=True, node__healthy=True).values_list("model_id", "node__url")
+    # Health is not filtered here: nodehealth (Redis) knows within a moment which nodes answer, while
+    # Node.healthy is only as fresh as the last catalogue poll.
+    present = NodeModel.objects.filter(node__enabled=True).values_list("model_id", "node__url")
     for model_id, url in present.order_by("node__url"):
         nodes_by_model.setdefault(model_id, []).append(url)
     return {
@@ -53,14 +56,28 @@ def _build_snapshot() -> dict[str, ModelRoute]:
             max_queue=m.max_queue,
             created=int(m.created_at.timestamp()),
             node_urls=tuple(nodes_by_model.get(m.pk, ())),
+            pinned=m.pinned,
+            size_bytes=m.size_bytes,
         )
         for m in Model.objects.filter(enabled=True)
     }
 
 
+@dataclass(frozen=True)
+class NodeInfo:
+    url: str
+    gpu_memory_bytes: int  # 0 = unknown: Gatehouse then never evicts to make room on it
+    enabled: bool  # a disabled node is drained: no new work, running calls finish
+
+
+def _build_nodes() -> list[NodeInfo]:
+    return [NodeInfo(n.url, n.gpu_memory_bytes, n.enabled) for n in Node.objects.order_by("url")]
+
+
 class _Snapshot:
     def __init__(self) -> None:
         self.routes: dict[str, ModelRoute] = {}
+        self.nodes: list[NodeInfo] = []
         self.loaded_at = float("-inf")
         self.lock: asyncio.Lock | None = None
 
@@ -71,7 +88,7 @@ class _Snapshot:
             self.lock = asyncio.Lock()
         async with self.lock:  # one refresh at a time, the others reuse its result
             if time.monotonic() - self.loaded_at >= SNAPSHOT_SECONDS:
-                self.routes = await sync_to_async(_build_snapshot)()
+                self.routes, self.nodes = await sync_to_async(_build_both)()
                 self.loaded_at = time.monotonic()
         return self.routes
 
@@ -80,12 +97,21 @@ class _Snapshot:
         self.lock = None
 
 
+def _build_both() -> tuple[dict[str, ModelRoute], list[NodeInfo]]:
+    return _build_snapshot(), _build_nodes()
+
+
 _snapshot = _Snapshot()
 invalidate = _snapshot.invalidate
 
 
 async def all_models() -> list[ModelRoute]:
     return sorted((await _snapshot.get()).values(), key=lambda r: r.public_id)
+
+
+async def all_nodes() -> list[NodeInfo]:
+    await _snapshot.get()
+    return _snapshot.nodes
 
 
 async def get_model(public_id: str) -> ModelRoute | None:
@@ -97,16 +123,6 @@ async def get_model(public_id: str) -> ModelRoute | None:
     return route
 
 
-# Until the Redis scheduler lands, spread requests over a model's nodes in turn (per process).
-_turns: dict[str, itertools.count] = {}
-
-
-def pick_node(route: ModelRoute) -> str | None:
-    if not route.node_urls:
-        return None
-    turn = next(_turns.setdefault(route.public_id, itertools.count()))
-    return route.node_urls[turn % len(route.node_urls)]
-
-
-def keep_alive() -> str:
-    return settings.OLLAMA_KEEP_ALIVE
+def keep_alive_for(route: ModelRoute) -> str | int:
+    # Pinned models must never be unloaded by Ollama's idle timer.
+    return -1 if route.pinned else settings.OLLAMA_KEEP_ALIVE

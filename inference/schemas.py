@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from inference.errors import ApiError
+from portal.apierrors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -15,7 +15,6 @@ from typing import Any, cast
 
 import tiktoken
 
-from inference.errors import ApiError
 from inference.schemas import (
     ChatCompletionRequest,
     ChatMessage,
@@ -24,6 +23,7 @@ from inference.schemas import (
     ResponseFormat,
     Tool,
 )
+from portal.apierrors import ApiError
 
 # The spec's default for /v1/completions; chat has no default (generate until done).
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16

@@ -1,52 +1,110 @@
-"""Calls to Ollama nodes: start one or more upstream generations and turn their failures into ApiErrors.
+"""Upstream generations: each holds one slot from grant to release, and their failures become ApiErrors.
 
-A streaming call is "opened" by awaiting its first part before any byte goes to the client, so
-errors that happen before generation (unknown model on the node, capability, busy, node down) become
-ordinary HTTP errors with the right status; later failures become SSE error events.
+An `UpstreamCall` owns one ticket (inference/slots.py). Whatever happens (completion, an upstream
+error, cancellation because the client left, a sibling choice failing) its `finally` releases the
+ticket exactly once. A node that fails before the call has produced anything is taken out, and the
+call goes back to the front of the queue to run on another node.
+
+A streamed request's calls are pumped by one task each into a `MergedStream`. The response waits a
+short moment for every call's first part, so errors before generation (unknown model on the node,
+a missing capability, a full queue) keep their HTTP status; a request still queued after that
+moment starts its stream and receives keep-alive comments until its turn comes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import ollama
 
-from inference.errors import ApiError
+from inference import nodehealth, nodes
+from inference.errors import from_ollama
+from inference.nodes import NODE_FAILURES, UPSTREAM_ERRORS
+from portal.apierrors import ApiError
 
-StreamFactory = Callable[[], Awaitable[AsyncIterator[Any]]]
+log = logging.getLogger(__name__)
 
-# What a call to a node can fail with: Ollama's own errors (HTTP status or an error line in a stream),
-# transport errors, and the ConnectionError ollama-python raises when it cannot connect.
-UPSTREAM_ERRORS = (ollama.ResponseError, httpx.HTTPError, ConnectionError)
+Start = Callable[[ollama.AsyncClient], Awaitable[Any]]
 
 
 def upstream_error(exc: BaseException, model: str) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ollama.ResponseError):
-        return ApiError.from_ollama(exc.status_code, exc.error, model)
+        return from_ollama(exc.status_code, exc.error, model)
     if isinstance(exc, httpx.TimeoutException):
-        return ApiError.backend_unavailable("The model server took too long to answer. Please retry.")
+        return ApiError.backend_unavailable("The model server took too long to answer. Please retry.", retry_after=5)
     if isinstance(exc, (ConnectionError, httpx.HTTPError)):
-        return ApiError.backend_unavailable("The model server is not reachable right now. Please retry shortly.")
+        return ApiError.backend_unavailable(
+            "The model server is not reachable right now. Please retry shortly.", retry_after=5
+        )
     raise exc
 
 
-@contextlib.asynccontextmanager
-async def translated_errors(model: str):
-    try:
-        yield
-    except UPSTREAM_ERRORS as exc:
-        raise upstream_error(exc, model) from exc
+class UpstreamCall:
+    """One call to a node for one choice of a request, holding its ticket until it ends."""
+
+    def __init__(self, ticket, start: Start, model: str) -> None:
+        self.ticket = ticket
+        self.start = start
+        self.model = model  # the id the client asked for, for error messages
+        self.attempts = 0
+
+    async def _node_failed(self, node: str, exc: BaseException) -> None:
+        """Take the node out; go back to the queue if another node may serve, else give up."""
+        await nodehealth.mark_down(node, f"{type(exc).__name__}: {exc}")
+        self.attempts += 1
+        if self.attempts >= max(1, len(self.ticket.route.node_urls)):
+            raise upstream_error(exc, self.model) from exc
+        await self.ticket.requeue_after_node_failure()
+
+    async def result(self) -> Any:
+        """A non-streamed call: wait for a slot, call the node, return its answer."""
+        try:
+            while True:
+                node = await self.ticket.granted()
+                try:
+                    return await self.start(nodes.client_for(node))
+                except NODE_FAILURES as exc:
+                    await self._node_failed(node, exc)
+        except UPSTREAM_ERRORS as exc:
+            raise upstream_error(exc, self.model) from exc
+        finally:
+            self.ticket.release()
+
+    async def parts(self) -> AsyncIterator[Any]:
+        """A streamed call: wait for a slot, open the stream (retrying on another node while nothing
+        has been received), then yield its parts."""
+        iterator = None
+        try:
+            while True:
+                node = await self.ticket.granted()
+                try:
+                    iterator = await self.start(nodes.client_for(node))
+                    first = await anext(iterator)
+                    break
+                except NODE_FAILURES as exc:
+                    await _close(iterator)
+                    iterator = None
+                    await self._node_failed(node, exc)
+            yield first
+            async for part in iterator:
+                yield part
+        finally:
+            # Closing the ollama client's generator closes its HTTP response, which stops Ollama.
+            await _close(iterator)
+            self.ticket.release()
 
 
-async def gather_choices(calls: list[Callable[[], Awaitable[Any]]], model: str) -> list[Any]:
-    """Run non-streaming upstream calls concurrently; if one fails (or we are cancelled), cancel the rest."""
-    tasks = [asyncio.ensure_future(call()) for call in calls]
+async def gather_results(calls: list[UpstreamCall], model: str) -> list[Any]:
+    """Run non-streamed calls concurrently; if one fails (or we are cancelled), cancel the rest."""
+    tasks = [asyncio.ensure_future(call.result()) for call in calls]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException as exc:
@@ -58,52 +116,76 @@ async def gather_choices(calls: list[Callable[[], Awaitable[Any]]], model: str) 
         raise
 
 
+_END = object()
+
+
 class MergedStream:
-    """Several upstream streams (one per choice) read concurrently, yielded as (index, part)."""
+    """Several streamed calls (one per choice) pumped concurrently, read as (index, part) pairs.
 
-    def __init__(self, iterators: list[AsyncIterator[Any]], firsts: list[Any]) -> None:
-        self._iterators = iterators
-        self._firsts = firsts
+    Each call is pumped by its own task from the start, so choices that wait for a slot never hold
+    up choices that run: their parts are buffered until read.
+    """
+
+    def __init__(self, calls: list[UpstreamCall], model: str) -> None:
+        self.model = model
         self._queue: asyncio.Queue = asyncio.Queue()
-        self._tasks: list[asyncio.Task] = []
+        self._buffer: list[tuple[int, Any, BaseException | None]] = []
+        self._tasks = [asyncio.create_task(self._pump(i, call)) for i, call in enumerate(calls)]
+        self._count = len(calls)
+        self.opened_at: float | None = None
 
-    @classmethod
-    async def open(cls, factories: list[StreamFactory], model: str) -> MergedStream:
-        iterators: list[AsyncIterator[Any]] = []
+    async def _pump(self, index: int, call: UpstreamCall) -> None:
         try:
-            async with translated_errors(model):
-                iterators = list(await asyncio.gather(*(factory() for factory in factories)))
-                firsts = list(await asyncio.gather(*(anext(it) for it in iterators)))
-        except BaseException:
-            # Includes CancelledError when the client leaves while we wait: close what was opened.
-            await _close_all(iterators)
+            async with contextlib.aclosing(call.parts()) as parts:
+                async for part in parts:
+                    self._queue.put_nowait((index, part, None))
+        except asyncio.CancelledError:
             raise
-        return cls(iterators, firsts)
-
-    async def _pump(self, index: int, iterator: AsyncIterator[Any]) -> None:
-        try:
-            async for part in iterator:
-                await self._queue.put((index, part, None))
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which reports it in-stream
-            await self._queue.put((index, None, exc))
-        finally:
-            await self._queue.put((index, None, StopAsyncIteration()))
-
-    async def __aiter__(self):
-        for index, first in enumerate(self._firsts):
-            yield index, first
-        if len(self._iterators) == 1:  # the common case: no tasks, no queue hop
-            async for part in self._iterators[0]:
-                yield 0, part
+        except Exception as exc:  # noqa: BLE001 - handed to the reader, which reports it
+            error = exc if isinstance(exc, ApiError) else (
+                upstream_error(exc, self.model) if isinstance(exc, UPSTREAM_ERRORS) else exc)
+            self._queue.put_nowait((index, None, error))
             return
-        self._tasks = [asyncio.create_task(self._pump(i, it)) for i, it in enumerate(self._iterators)]
-        remaining = len(self._tasks)
+        self._queue.put_nowait((index, _END, None))
+
+    async def open(self, wait_seconds: float) -> bool:
+        """Wait until every call has its first part (True), or `wait_seconds` pass (False).
+
+        Raises the first error that arrives meanwhile, so it can still be an HTTP error status.
+        """
+        opened: set[int] = set()
+        try:
+            async with asyncio.timeout(wait_seconds):
+                while len(opened) < self._count:
+                    item = await self._queue.get()
+                    if item[2] is not None:
+                        raise item[2]
+                    self._buffer.append(item)
+                    opened.add(item[0])
+        except TimeoutError:
+            return False
+        self.opened_at = time.monotonic()
+        return True
+
+    async def items(self, keepalive_seconds: float) -> AsyncIterator[tuple[int, Any] | None]:
+        """(index, part) pairs until every call ends; None whenever nothing came for keepalive_seconds.
+        Raises a call's error."""
+        remaining = self._count
+        pending, self._buffer = self._buffer, []
         while remaining:
-            index, part, exc = await self._queue.get()
-            if isinstance(exc, StopAsyncIteration):
+            if pending:
+                index, part, error = pending.pop(0)
+            else:
+                try:
+                    async with asyncio.timeout(keepalive_seconds):
+                        index, part, error = await self._queue.get()
+                except TimeoutError:
+                    yield None
+                    continue
+            if error is not None:
+                raise error
+            if part is _END:
                 remaining -= 1
-            elif exc is not None:
-                raise exc
             else:
                 yield index, part
 
@@ -111,13 +193,10 @@ class MergedStream:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await _close_all(self._iterators)
 
 
-async def _close_all(iterators: list[AsyncIterator[Any]]) -> None:
-    # Closing the ollama client's generator closes its HTTP response, which makes Ollama stop generating.
-    for iterator in iterators:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
+async def _close(iterator) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()

@@ -1,6 +1,6 @@
 """OpenAI-compatible API views. Thin: authenticate, parse, resolve the model, call a function, render.
 
-All of them are async and run on daphne's event loop: no sync ORM, Redis or HTTP here (STYLE.md §7).
+All of them are async and run on daphne's event loop: no sync ORM, sync Redis or sync HTTP here.
 """
 
 from __future__ import annotations
@@ -11,12 +11,20 @@ from apiaccess.auth import authenticate
 from inference import registry
 from inference.api import api_endpoint, json_response, read_body
 from inference.generation import (
+    Outcome,
     create_chat_completion,
     create_embeddings,
     create_text_completion,
     resolve_model,
 )
 from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, parse_body
+from inference.streaming import event_stream_response
+
+
+def render(outcome: Outcome):
+    if outcome.events is not None:
+        return event_stream_response(outcome.events, outcome.headers)
+    return json_response(outcome.payload, headers=outcome.headers)
 
 
 def model_object(route: registry.ModelRoute) -> dict:
@@ -41,7 +49,7 @@ async def chat_completions(request):
     principal = await authenticate(request)
     body = parse_body(ChatCompletionRequest, read_body(request))
     route = await resolve_model(principal, body.model)
-    return await create_chat_completion(body, route, created=int(time.time()))
+    return render(await create_chat_completion(principal, body, route, created=int(time.time())))
 
 
 @api_endpoint("POST")
@@ -49,7 +57,7 @@ async def completions(request):
     principal = await authenticate(request)
     body = parse_body(CompletionRequest, read_body(request))
     route = await resolve_model(principal, body.model)
-    return await create_text_completion(body, route, created=int(time.time()))
+    return render(await create_text_completion(principal, body, route, created=int(time.time())))
 
 
 @api_endpoint("POST")
@@ -57,4 +65,4 @@ async def embeddings(request):
     principal = await authenticate(request)
     body = parse_body(EmbeddingRequest, read_body(request))
     route = await resolve_model(principal, body.model)
-    return json_response(await create_embeddings(body, route))
+    return render(await create_embeddings(principal, body, route))

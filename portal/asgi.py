@@ -44,7 +44,16 @@ api_asgi_app = ApiASGIHandler()
 API_PREFIXES = ("/v1/", "/api/")
 
 
+_scheduler_started = False
+
+
 async def http_app(scope, receive, send):
+    global _scheduler_started
+    if not _scheduler_started:
+        from inference import slots
+
+        slots.start()
+        _scheduler_started = True
     app = api_asgi_app if scope["path"].startswith(API_PREFIXES) else django_asgi_app
     await app(scope, receive, send)
 

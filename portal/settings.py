@@ -193,6 +193,25 @@ OLLAMA_CONNECT_TIMEOUT = envfloat("OLLAMA_CONNECT_TIMEOUT", 5.0)
 # Generous: a cold load of a big model can take minutes, and tokens may be slow.
 OLLAMA_READ_TIMEOUT = envfloat("OLLAMA_READ_TIMEOUT", 600.0)
 
+# --- Scheduling (inference/slots.py, inference/swapper.py; docs/architecture.md) ----------------
+# Off: every call goes straight to a node with no bound (for comparison in bench/scheduling.py).
+QUEUE_ENABLED = envbool("QUEUE_ENABLED", True)
+# A slot is a lease its web process renews every third of this; a killed process frees it after this.
+SLOT_LEASE_SECONDS = envfloat("SLOT_LEASE_SECONDS", 15.0)
+QUEUE_TIMEOUT_SECONDS = envfloat("QUEUE_TIMEOUT_SECONDS", 600.0)
+# Streams get a `: keep-alive` comment this often while queued or while the model is silent.
+SSE_KEEPALIVE_SECONDS = envfloat("SSE_KEEPALIVE_SECONDS", 5.0)
+# Upstream calls one request may open (n x prompts); each takes a slot.
+MAX_UPSTREAM_CALLS_PER_REQUEST = envint("MAX_UPSTREAM_CALLS_PER_REQUEST", 16, minimum=1)
+# A batch request gets a turn ahead of interactive ones once it has waited this long.
+BATCH_MAX_WAIT_SECONDS = envfloat("BATCH_MAX_WAIT_SECONDS", 120.0)
+# The longest a request waits for its model to be loaded while other models keep a node busy.
+SWAP_MAX_WAIT_SECONDS = envfloat("SWAP_MAX_WAIT_SECONDS", 60.0)
+# How often the swap actor reads every node's /api/ps (health and memory).
+NODE_PS_POLL_SECONDS = envfloat("NODE_PS_POLL_SECONDS", 2.0)
+# Redis calls on the request path give up after this, so an outage is a quick 503, not a hang.
+REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 0.5)
+
 # --- API --------------------------------------------------------------------------------------
 MAX_REQUEST_BODY_BYTES = envint("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
 # Django's own cap on non-file bodies must not cut our API bodies short before we can answer 413.

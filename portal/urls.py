@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from inference.api import missing_v1_prefix
 from portal import views
 from portal.forms import ChangePasswordForm, SignInForm
+from portal.status_api import SchedulerStatus
 
 admin.site.site_header = "Gatehouse"
 admin.site.site_title = "Gatehouse admin"
@@ -22,6 +23,7 @@ accounts = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("portal/api/status", SchedulerStatus.as_view(), name="scheduler-status"),
     path("accounts/", include(accounts)),
     path("connect/", views.connect_page, name="connect"),
     path("models/", views.models_page, name="models"),

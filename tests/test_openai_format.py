@@ -16,7 +16,7 @@ import pytest
 from ollama import ChatResponse, GenerateResponse, Message
 from ollama._types import Logprob, TokenLogprob
 
-from inference.errors import ApiError
+from inference.errors import from_ollama
 from inference.openai_format import (
     SSE_DONE,
     SSE_KEEPALIVE,
@@ -30,6 +30,7 @@ from inference.openai_format import (
     sse_event,
     text_completion,
 )
+from portal.apierrors import ApiError
 
 CREATED = 1_700_000_000
 
@@ -636,7 +637,7 @@ def test_it_shapes_every_error_with_all_four_keys() -> None:
     ],
 )
 def test_it_maps_ollama_errors(status: int, text: str, expected: tuple) -> None:
-    error = ApiError.from_ollama(status, text, "public-name")
+    error = from_ollama(status, text, "public-name")
     assert (error.status, error.param, error.code, error.headers.get("Retry-After")) == expected
     assert "registry.ollama.ai" not in error.message
     if error.status == 404:
@@ -646,8 +647,8 @@ def test_it_maps_ollama_errors(status: int, text: str, expected: tuple) -> None:
 
 
 def test_it_tells_sdks_not_to_retry_permanent_upstream_failures() -> None:
-    assert ApiError.from_ollama(500, "model runner has unexpectedly stopped", "m").headers == {}
-    error = ApiError.from_ollama(
+    assert from_ollama(500, "model runner has unexpectedly stopped", "m").headers == {}
+    error = from_ollama(
         500, "model requires more system memory (9 GiB) than is available (4 GiB)", "m"
     )
     assert error.headers == {"x-should-retry": "false"}

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from inference.errors import ApiError
 from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, parse_body
+from portal.apierrors import ApiError
 
 USER = [{"role": "user", "content": "hi"}]
 PNG = "data:image/png;base64,iVBORw0KGgo="

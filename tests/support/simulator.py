@@ -30,9 +30,9 @@ _RUNNING: weakref.WeakSet[SimulatorProcess] = weakref.WeakSet()
 
 class SimulatorProcess:
     def __init__(self, config: dict[str, Any] | None = None, *, args: list[str] | tuple[str, ...] = (),
-                 env: dict[str, str] | None = None, startup_timeout: float = 20.0) -> None:
+                 env: dict[str, str] | None = None, startup_timeout: float = 20.0, port: int | None = None) -> None:
         self.config = config
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._dir = tempfile.mkdtemp(prefix="ollamasim-")
         self.log_path = Path(self._dir, "sim.log")

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('apiaccess', '0001_initial'),
+        ('apiaccess', '0002_priority'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,146 @@
+"""The per-model queues and slot leases in Redis: key names and the atomic scripts (inference/lua/).
+
+Every state change is one Lua script, so the bounds hold with any number of web processes and
+nothing is ever read, modified and written back from Python. Each script touches the keys of one
+model only; they share the hash tag `gh:{<model>}:` so each runs in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from inference.redisconn import redis_client
+
+LUA_DIR = Path(__file__).with_name("lua")
+GRANT_CHANNEL = "gh:grants:"  # + owner id: "<ticket> <node>" for each slot granted to that process
+ACTOR_WAKE_CHANNEL = "gh:actor:wake"
+LOAD_FAILED_CHANNEL = "gh:models:load-failed"  # JSON {"model", "status", "error"} from the swap actor
+
+
+def model_prefix(model: str) -> str:
+    # Braces would end the hash tag early; model names never contain them, but be safe.
+    return "gh:{" + model.replace("{", "(").replace("}", ")") + "}:"
+
+
+def now_ms() -> int:
+    # Wall-clock milliseconds: leases are compared across processes (and machines), so not monotonic.
+    return int(time.time() * 1000)
+
+
+def _load(name: str) -> str:
+    return (LUA_DIR / "common.lua").read_text() + "\n" + (LUA_DIR / f"{name}.lua").read_text()
+
+
+_SOURCES = {name: _load(name) for name in ("admit", "release", "dispatch", "renew", "place")}
+_scripts: dict[tuple[int, str], object] = {}
+
+
+def _script(client: aioredis.Redis, name: str):
+    key = (id(client), name)
+    script = _scripts.get(key)
+    if script is None:
+        script = _scripts[key] = client.register_script(_SOURCES[name])
+    return script
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the scripts need to know about a model besides its state: limits and eligible nodes."""
+
+    concurrency: int
+    max_queue: int
+    lease_ms: int
+    batch_bound_ms: int
+    nodes: tuple[str, ...]  # healthy, enabled nodes that have the model, in preference order
+
+
+@dataclass(frozen=True)
+class AdmitResult:
+    admitted: bool
+    waiting: int  # tickets waiting after the call
+    ready_slots: int  # slots on nodes where the model is loaded
+    avg_service_ms: float | None  # measured average duration of one upstream call
+    granted: dict[str, str]  # ticket -> node, for tickets granted during the call (any owner)
+
+
+def _pairs(flat: list) -> dict[str, str]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+async def admit(model: str, policy: Policy, *, owner: str, user: str, batch: bool, tickets: list[str],
+                retry: bool = False) -> AdmitResult:
+    client = redis_client()
+    args = [now_ms(), policy.lease_ms, policy.concurrency, policy.batch_bound_ms, policy.max_queue, owner, user,
+            "b" if batch else "", "1" if retry else "0", len(tickets), *tickets, *policy.nodes]
+    reply = await _script(client, "admit")(keys=[model_prefix(model)], args=args)
+    avg = float(reply[3])
+    return AdmitResult(bool(reply[0]), int(reply[1]), int(reply[2]), avg if avg >= 0 else None, _pairs(reply[4:]))
+
+
+async def release(model: str, policy: Policy, ticket: str, duration_ms: int = -1) -> dict[str, str]:
+    client = redis_client()
+    args = [now_ms(), policy.lease_ms, policy.concurrency, policy.batch_bound_ms, duration_ms, ticket, *policy.nodes]
+    return _pairs(await _script(client, "release")(keys=[model_prefix(model)], args=args))
+
+
+async def dispatch(model: str, policy: Policy, client: aioredis.Redis | None = None) -> dict[str, str]:
+    client = client or redis_client()
+    args = [now_ms(), policy.lease_ms, policy.concurrency, policy.batch_bound_ms, *policy.nodes]
+    return _pairs(await _script(client, "dispatch")(keys=[model_prefix(model)], args=args))
+
+
+async def renew(model: str, lease_ms: int, tickets: list[str]) -> dict[str, str]:
+    """Extend leases; ticket -> node when running, "" when waiting, "-" when gone."""
+    client = redis_client()
+    reply = await _script(client, "renew")(keys=[model_prefix(model)], args=[now_ms(), lease_ms, *tickets])
+    return dict(zip(tickets, reply, strict=True))
+
+
+async def set_place(model: str, node: str, state: str, client: aioredis.Redis | None = None) -> bool:
+    """ready | loading | unloading (refused while requests run: the node is set to draining) | gone."""
+    client = client or redis_client()
+    return bool(await _script(client, "place")(keys=[model_prefix(model)], args=[node, state, now_ms()]))
+
+
+@dataclass
+class ModelState:
+    """A read-only picture of one model's queue, for the swap actor, the status page and Retry-After."""
+
+    waiting: int
+    oldest_wait_ms: int  # how long the longest-waiting ticket has waited; 0 when none waits
+    placement: dict[str, str]  # node -> ready | loading | draining | unloading
+    running: dict[str, int]  # node -> tickets running there
+    avg_service_ms: float | None
+
+
+async def model_state(model: str, nodes: list[str], client: aioredis.Redis | None = None) -> ModelState:
+    client = client or redis_client()
+    prefix = model_prefix(model)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.zcard(prefix + "enq")
+        pipe.zrange(prefix + "enq", 0, 0, withscores=True)
+        pipe.hgetall(prefix + "place")
+        pipe.hget(prefix + "svc", "avg_ms")
+        for node in nodes:
+            pipe.zcard(prefix + "run:" + node)
+        reply = await pipe.execute()
+    waiting, oldest, placement, avg = reply[:4]
+    placement = dict(placement)
+    running = dict(zip(nodes, (int(n) for n in reply[4:]), strict=True))
+    oldest_wait = max(0, now_ms() - int(oldest[0][1])) if oldest else 0
+    return ModelState(int(waiting), oldest_wait, placement, running, float(avg) if avg else None)
+
+
+def retry_after_seconds(waiting: int, ready_slots: int, avg_service_ms: float | None) -> int:
+    """How long a refused client should wait: the time for the queue ahead of it to drain.
+
+    The queue drains at about `ready_slots` calls per average call duration. With no measurement yet,
+    assume a few seconds per call. Clamped to 1..60 s: the OpenAI SDKs ignore longer Retry-After values.
+    """
+    per_call = (avg_service_ms or 5000.0) / 1000.0
+    estimate = (waiting + 1) * per_call / max(1, ready_slots)
+    return int(min(60, max(1, round(estimate + 0.5))))

@@ -1,0 +1,375 @@
+"""This process's side of the scheduler: admission, waiting for a slot, leases, release.
+
+A request is admitted with one ticket per upstream call. Waiting costs no thread and no Redis
+connection: each ticket waits on an asyncio future, and one subscription per process (the broker)
+receives every grant for this process and resolves the matching future. The broker also renews the
+leases of all its live tickets every few seconds, which doubles as a backstop for a grant message
+that was lost (it sees the ticket running and resolves the future anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from inference import nodehealth, queue
+from inference.errors import from_ollama
+from inference.redisconn import REDIS_ERRORS, pubsub_client
+from inference.registry import ModelRoute
+from portal.apierrors import ApiError
+
+log = logging.getLogger(__name__)
+
+def policy_for(route: ModelRoute) -> queue.Policy:
+    return queue.Policy(
+        concurrency=route.concurrency,
+        max_queue=route.max_queue,
+        lease_ms=int(settings.SLOT_LEASE_SECONDS * 1000),
+        batch_bound_ms=int(settings.BATCH_MAX_WAIT_SECONDS * 1000),
+        nodes=nodehealth.usable(route.node_urls),
+    )
+
+
+def redis_unavailable() -> ApiError:
+    return ApiError.backend_unavailable(
+        "Gatehouse cannot reach its queue store (Redis) right now. Please retry shortly.", retry_after=2
+    )
+
+
+class Ticket:
+    """One upstream call's place in its model's queue, then its slot lease, until released once."""
+
+    def __init__(self, broker: Broker, route: ModelRoute, user: str, batch: bool) -> None:
+        self.broker = broker
+        self.route = route
+        self.user = user
+        self.batch = batch
+        self.id = uuid.uuid4().hex
+        self.future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.enqueued_at = time.monotonic()
+        self.granted_at: float | None = None
+        self.node: str | None = None
+        self.released = False
+
+    def resolve(self, node: str) -> None:
+        if not self.future.done():
+            self.granted_at = time.monotonic()
+            self.node = node
+            self.future.set_result(node)
+
+    def fail(self, error: ApiError) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+    @property
+    def queue_wait_ms(self) -> int:
+        end = self.granted_at if self.granted_at is not None else time.monotonic()
+        return int((end - self.enqueued_at) * 1000)
+
+    async def granted(self) -> str:
+        """Wait for a slot and return the node it is on; 503 after QUEUE_TIMEOUT_SECONDS in the queue."""
+        remaining = settings.QUEUE_TIMEOUT_SECONDS - (time.monotonic() - self.enqueued_at)
+        try:
+            async with asyncio.timeout(max(0.0, remaining)):
+                return await asyncio.shield(self.future)
+        except TimeoutError:
+            raise ApiError.backend_unavailable(
+                f"Your request waited {int(settings.QUEUE_TIMEOUT_SECONDS)} s in the queue for "
+                f"`{self.route.public_id}` without getting a turn. Please retry later.",
+                retry_after=30,
+            ).with_code("queue_timeout") from None
+
+    def release(self) -> None:
+        """Give the slot (or the queue place) back, exactly once. Safe from a finally block during
+        cancellation: the Redis call runs in a task the broker keeps, so it is never cancelled halfway."""
+        if self.released:
+            return
+        self.released = True
+        self.future.cancel()  # nobody waits on it any more
+        duration = int((time.monotonic() - self.granted_at) * 1000) if self.granted_at is not None else -1
+        self.broker.forget(self)
+        self.broker.spawn(self._release(duration))
+
+    async def _release(self, duration_ms: int) -> None:
+        try:
+            await queue.release(queue_name(self.route), policy_for(self.route), self.id, duration_ms)
+        except REDIS_ERRORS as exc:  # the lease TTL frees it instead
+            log.warning("could not release ticket %s: %s", self.id, exc)
+
+    async def requeue_after_node_failure(self) -> None:
+        """The node failed before this call answered anything: go to the front of the queue again
+        (a new ticket), so the call runs on another node that has or loads the model."""
+        old_id, old_node = self.id, self.node
+        self.broker.forget(self)
+        self.broker.spawn(queue.release(queue_name(self.route), policy_for(self.route), old_id, -1))
+        self.id = uuid.uuid4().hex
+        self.future = asyncio.get_running_loop().create_future()
+        self.granted_at = None
+        self.node = None
+        self.broker.track(self)
+        log.info("retrying %s ticket after node %s failed", self.route.public_id, old_node)
+        try:
+            result = await queue.admit(queue_name(self.route), policy_for(self.route), owner=self.broker.owner,
+                                       user=self.user, batch=self.batch, tickets=[self.id], retry=True)
+        except REDIS_ERRORS:
+            self.released = True
+            self.broker.forget(self)
+            raise redis_unavailable() from None
+        self.broker.resolve_granted(result.granted)
+
+
+def queue_name(route: ModelRoute) -> str:
+    # The Ollama name, not the public id: an admin may rename the public id, and loads are per Ollama model.
+    return route.ollama_name
+
+
+@dataclass
+class Admission:
+    tickets: list[Ticket]
+    depth: int  # requests waiting in the model's queue right after this one was admitted
+
+    @property
+    def queue_wait_ms(self) -> int:
+        return max(ticket.queue_wait_ms for ticket in self.tickets)
+
+    def release_all(self) -> None:
+        for ticket in self.tickets:
+            ticket.release()
+
+
+class Broker:
+    """Per process and event loop: the grant subscription, lease renewal, and the live tickets."""
+
+    def __init__(self) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.tickets: dict[str, Ticket] = {}
+        self.subscribed = asyncio.Event()
+        self.actor_wake = asyncio.Event()
+        self._background: set[asyncio.Task] = set()
+        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._renew_forever())]
+        from inference.swapper import SwapActor  # the actor needs this module's policy_for
+
+        self.actor = SwapActor(self.owner, self.actor_wake)
+        self._tasks.append(asyncio.create_task(self.actor.run_forever()))
+
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)  # keep a reference so the task is not garbage-collected mid-flight
+        task.add_done_callback(self._background.discard)
+
+    def track(self, ticket: Ticket) -> None:
+        self.tickets[ticket.id] = ticket
+
+    def forget(self, ticket: Ticket) -> None:
+        self.tickets.pop(ticket.id, None)
+
+    def resolve_granted(self, granted: dict[str, str]) -> None:
+        for ticket_id, node in granted.items():
+            ticket = self.tickets.get(ticket_id)
+            if ticket is not None:
+                ticket.resolve(node)
+
+    async def admit(self, route: ModelRoute, user: str, batch: bool, calls: int) -> Admission:
+        if not self.subscribed.is_set():
+            # A grant published before we listen would be lost (the renewal round would still find it).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.REDIS_SOCKET_TIMEOUT):
+                    await self.subscribed.wait()
+            if not self.subscribed.is_set():
+                raise redis_unavailable()
+        tickets = [Ticket(self, route, user, batch) for _ in range(calls)]
+        for ticket in tickets:
+            self.track(ticket)
+        try:
+            result = await queue.admit(queue_name(route), policy_for(route), owner=self.owner, user=user,
+                                       batch=batch, tickets=[t.id for t in tickets])
+        except BaseException as exc:
+            for ticket in tickets:
+                self.forget(ticket)
+                ticket.released = True
+            if isinstance(exc, REDIS_ERRORS):
+                raise redis_unavailable() from None
+            raise
+        if not result.admitted:
+            for ticket in tickets:
+                self.forget(ticket)
+                ticket.released = True
+            raise queue_full(route, result)
+        self.resolve_granted(result.granted)
+        return Admission(tickets, result.waiting)
+
+    async def _listen(self) -> None:
+        channel = queue.GRANT_CHANNEL + self.owner
+        while True:
+            client = pubsub_client()
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(channel, nodehealth.CHANNEL, queue.ACTOR_WAKE_CHANNEL,
+                                       queue.LOAD_FAILED_CHANNEL)
+                await nodehealth.refresh()
+                self.subscribed.set()
+                await self._check_all()  # grants sent while we were not listening
+                async for message in pubsub.listen():
+                    if message["type"] != "message":
+                        continue
+                    if message["channel"] == channel:
+                        ticket_id, _, node = message["data"].partition(" ")
+                        self.resolve_granted({ticket_id: node})
+                    elif message["channel"] == queue.ACTOR_WAKE_CHANNEL:
+                        self.actor_wake.set()
+                    elif message["channel"] == queue.LOAD_FAILED_CHANNEL:
+                        self._fail_waiting(json.loads(message["data"]))
+                    else:
+                        nodehealth.apply_message(message["data"])
+                        self._fail_stranded()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis went away: resubscribe when it is back
+                self.subscribed.clear()
+                log.warning("grant subscription lost (%s); reconnecting", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                    await client.aclose()
+
+    def _fail_stranded(self) -> None:
+        """Waiting tickets whose model has no reachable node left get a clear error now, not a timeout."""
+        for ticket in list(self.tickets.values()):
+            if ticket.node is None and not nodehealth.usable(ticket.route.node_urls):
+                ticket.fail(unreachable(ticket.route))
+
+    def _fail_waiting(self, failure: dict) -> None:
+        """The swap actor could not load a model: its waiting requests get Ollama's reason."""
+        for ticket in list(self.tickets.values()):
+            if ticket.node is None and queue_name(ticket.route) == failure["model"]:
+                ticket.fail(from_ollama(failure["status"], failure["error"], ticket.route.public_id))
+
+    async def _renew_forever(self) -> None:
+        interval = settings.SLOT_LEASE_SECONDS / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._check_all()
+                await nodehealth.refresh()
+                self._fail_stranded()
+            except REDIS_ERRORS as exc:
+                log.warning("could not renew slot leases: %s", exc)
+
+    async def _check_all(self) -> None:
+        """Renew every live ticket's lease; resolve grants we missed; fail tickets that were reaped."""
+        by_model: dict[str, list[Ticket]] = {}
+        for ticket in list(self.tickets.values()):
+            by_model.setdefault(queue_name(ticket.route), []).append(ticket)
+        lease_ms = int(settings.SLOT_LEASE_SECONDS * 1000)
+        for model, tickets in by_model.items():
+            states = await queue.renew(model, lease_ms, [t.id for t in tickets])
+            for ticket in tickets:
+                state = states[ticket.id]
+                if state == "-" and not ticket.released:
+                    ticket.fail(ApiError.backend_unavailable(
+                        "Your request lost its place in the queue (a lease expired). Please retry.",
+                        retry_after=1,
+                    ))
+                elif state:
+                    ticket.resolve(state)
+
+
+def queue_full(route: ModelRoute, result: queue.AdmitResult) -> ApiError:
+    retry_after = queue.retry_after_seconds(result.waiting, result.ready_slots, result.avg_service_ms)
+    error = ApiError.backend_unavailable(
+        f"The queue for `{route.public_id}` is full ({result.waiting} requests waiting). "
+        f"Please retry after {retry_after} s, or use another model.",
+        retry_after=retry_after,
+    ).with_code("queue_full")
+    error.headers["x-gatehouse-queue-depth"] = str(result.waiting)
+    return error
+
+
+_brokers: dict[int, Broker] = {}
+
+
+def start() -> None:
+    """Start this process's broker and swap actor (from the first request of any kind), so pinned
+    models load and node health is watched even before the first API call."""
+    if settings.QUEUE_ENABLED:
+        broker()
+
+
+def broker() -> Broker:
+    key = id(asyncio.get_running_loop())
+    current = _brokers.get(key)
+    if current is None:
+        current = _brokers[key] = Broker()
+    return current
+
+
+class DirectTicket:
+    """QUEUE_ENABLED=false: no queue and no bound, each call goes straight to a node in turn (this is
+    what the scheduling benchmark compares the queue against)."""
+
+    queue_wait_ms = 0
+
+    def __init__(self, route: ModelRoute) -> None:
+        self.route = route
+        self.node: str | None = None
+
+    async def granted(self) -> str:
+        if self.node is None:
+            self.node = pick_node_in_turn(route_with_usable_nodes(self.route))
+        return self.node
+
+    def release(self) -> None:
+        pass
+
+    async def requeue_after_node_failure(self) -> None:
+        self.node = None
+
+
+def route_with_usable_nodes(route: ModelRoute) -> ModelRoute:
+    return dataclasses.replace(route, node_urls=nodehealth.usable(route.node_urls))
+
+
+_turns: dict[str, itertools.count] = {}
+
+
+def pick_node_in_turn(route: ModelRoute) -> str:
+    if not route.node_urls:
+        raise no_node(route)
+    turn = next(_turns.setdefault(route.public_id, itertools.count()))
+    return route.node_urls[turn % len(route.node_urls)]
+
+
+def unreachable(route: ModelRoute) -> ApiError:
+    return ApiError.backend_unavailable(
+        f"The GPU servers that serve `{route.public_id}` are not reachable right now. Please retry shortly.",
+        retry_after=10,
+    )
+
+
+def no_node(route: ModelRoute) -> ApiError:
+    return ApiError.backend_unavailable(
+        f"No GPU server is serving `{route.public_id}` right now. Please retry shortly.", retry_after=10
+    )
+
+
+async def admit(route: ModelRoute, *, user: str, batch: bool, calls: int) -> Admission:
+    """Admit a request of `calls` upstream calls into the model's queue, or raise 503 queue_full."""
+    if not route.node_urls:
+        raise no_node(route)
+    if not settings.QUEUE_ENABLED:
+        return Admission([DirectTicket(route) for _ in range(calls)], 0)
+    if not nodehealth.usable(route.node_urls):
+        raise unreachable(route)
+    return await broker().admit(route, user, batch, calls)

@@ -1,0 +1,157 @@
+"""A scheduling test world of its own: a Redis, simulator processes, one or more daphne processes, and
+Model/Node rows in the test database, so each scheduling test module starts from an empty queue.
+
+    with Stack({"a": sim_config}, webs=2, models={"m:latest": {"concurrency": 4, "max_queue": 8}}) as stack:
+        stack.client(web=1).chat.completions.create(...)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import redis
+
+from tests.support.processes import DaphneServer, RedisServer, eventually
+from tests.support.simulator import SimulatorProcess
+
+
+def web_env(redis_url: str, **extra: str) -> dict[str, str]:
+    from django.db import connection
+
+    from tests.conftest import _database_url
+
+    return {
+        "DATABASE_URL": _database_url(connection.settings_dict),
+        "REDIS_URL": redis_url,
+        "DEBUG": "false",
+        "SECRET_KEY": "test-secret-key-for-the-live-server",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+        "NODE_PS_POLL_SECONDS": "0.5",
+        **extra,
+    }
+
+
+class Stack:
+    def __init__(self, sims: dict[str, dict[str, Any]], *, models: dict[str, dict[str, Any]] | None = None,
+                 webs: int = 1, env: dict[str, str] | None = None, budgets: dict[str, int] | None = None,
+                 users: tuple[str, ...] = ("ann", "ben"), batch_users: tuple[str, ...] = ()) -> None:
+        from django.contrib.auth import get_user_model
+
+        from apiaccess.models import ApiKey, Priority
+        from inference.catalogue import sync_node
+        from inference.models import Model, Node
+
+        self.redis = RedisServer()
+        self.sims = {name: SimulatorProcess(config) for name, config in sims.items()}
+        self.nodes = []
+        for name, sim in self.sims.items():
+            node = Node.objects.create(url=sim.url, name=name, gpu_memory_bytes=(budgets or {}).get(name, 0))
+            assert sync_node(node).healthy
+            self.nodes.append(node)
+        self.model_names = sorted({m for sim in self.sims.values() for m in sim.stats()["models"]} |
+                                  set(models or {}))
+        for name, fields in (models or {}).items():
+            assert Model.objects.filter(ollama_name=name).update(**fields) == 1, name
+        self.keys: dict[str, str] = {}
+        for username in users + batch_users:
+            user, _ = get_user_model().objects.get_or_create(username=f"{username}-{self.redis.port}")
+            priority = Priority.BATCH if username in batch_users else Priority.INTERACTIVE
+            _, self.keys[username] = ApiKey.issue(user, name="sched", priority=priority)
+        self.env = env or {}
+        self.webs = [DaphneServer(web_env(self.redis.url, **self.env)) for _ in range(webs)]
+        for web in self.webs:  # as a load balancer's health check would: starts each scheduler at once
+            httpx.get(web.url + "/healthz", timeout=10)
+        self.kv = redis.Redis.from_url(self.redis.url, decode_responses=True)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def url(self, web: int = 0) -> str:
+        return self.webs[web].url + "/v1"
+
+    def client(self, user: str = "ann", web: int = 0, **kwargs) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url(web), api_key=self.keys[user], **kwargs)
+
+    def headers(self, user: str = "ann") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[user]}"}
+
+    def chat(self, model: str, user: str = "ann", web: int = 0, timeout: float = 120, **body) -> httpx.Response:
+        payload = {"model": model, "messages": [{"role": "user", "content": "hello"}], **body}
+        return httpx.post(self.url(web) + "/chat/completions", headers=self.headers(user), json=payload,
+                          timeout=timeout)
+
+    # -- what Redis and the simulators say ------------------------------------------------------------
+
+    def prefix(self, model: str) -> str:
+        return "gh:{" + model + "}:"
+
+    def waiting(self, model: str) -> int:
+        return self.kv.zcard(self.prefix(model) + "enq")
+
+    def running(self, model: str) -> int:
+        return sum(self.kv.zcard(self.prefix(model) + "run:" + sim.url) for sim in self.sims.values())
+
+    def placement(self, model: str) -> dict[str, str]:
+        return self.kv.hgetall(self.prefix(model) + "place")
+
+    def wait_loaded(self, model: str, sim: str, timeout: float = 30) -> None:
+        url = self.sims[sim].url
+        eventually(lambda: self.placement(model).get(url) == "ready", what=f"{model} ready on {sim}",
+                   timeout=timeout)
+
+    def ps(self, sim: str) -> list[str]:
+        return [m["name"] for m in httpx.get(self.sims[sim].url + "/api/ps", timeout=5).json()["models"]]
+
+    def staff_session(self, web: int = 0) -> httpx.Client:
+        """An httpx client signed in to the site as a staff member (through the admin's login form)."""
+        from django.contrib.auth import get_user_model
+
+        username = f"ops-{self.redis.port}"
+        if not get_user_model().objects.filter(username=username).exists():
+            get_user_model().objects.create_user(username, password="ops-password-1", is_staff=True)
+        client = httpx.Client(base_url=self.webs[web].url, timeout=10)
+        client.get("/admin/login/")
+        response = client.post("/admin/login/?next=/admin/", data={
+            "username": username, "password": "ops-password-1", "next": "/admin/",
+            "csrfmiddlewaretoken": client.cookies["csrftoken"]}, headers={"Referer": self.webs[web].url})
+        assert response.status_code == 302, response.text
+        return client
+
+    def stop(self) -> None:
+        from inference.models import Model, Node
+
+        for web in self.webs:
+            web.stop()
+        for sim in self.sims.values():
+            sim.stop()
+        Node.objects.filter(pk__in=[n.pk for n in self.nodes]).delete()
+        Model.objects.filter(ollama_name__in=self.model_names).delete()
+        self.kv.close()
+        self.redis.stop()
+
+
+def sim_config(models: list[str], *, num_parallel: int = 4, tokens_per_second: float = 10, reply_tokens: int = 10,
+               gpu_memory: str = "24GiB", size: int = 1 << 30, **server: Any) -> dict[str, Any]:
+    """A simulator whose replies take a predictable time: reply_tokens / tokens_per_second seconds."""
+    return {
+        "server": {"num_parallel": num_parallel, "tokens_per_second": tokens_per_second,
+                   "time_to_first_token_ms": 20, "load_seconds_per_gib": 0.1, "gpu_memory": gpu_memory,
+                   "response_tokens": [reply_tokens, reply_tokens], **server},
+        "models": [{"name": name, "size": size, "capabilities": ["completion"], "context_length": 2048}
+                   for name in models],
+    }
+
+
+def sse_lines(response: httpx.Response) -> list[str]:
+    return [line for line in response.iter_lines() if line]
+
+
+def data_events(lines: list[str]) -> list[Any]:
+    return [json.loads(line[6:]) for line in lines if line.startswith("data: ") and line != "data: [DONE]"]

@@ -1,0 +1,174 @@
+"""Who gets the next slot: people in turn (not first come, first served), batch work after interactive
+work unless it has waited too long, queue timeouts, keep-alive comments, and a web process killed with
+its slots still held."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.support.processes import eventually
+from tests.support.stack import Stack, sim_config
+
+MODEL = "sched-fair:latest"
+SILENT = "sched-silent:latest"  # stalls after a few tokens, to watch keep-alives
+
+
+@pytest.fixture(scope="module")
+def stack(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        world = Stack({"gpu": sim_config([MODEL, SILENT], tokens_per_second=10, reply_tokens=8)}, webs=2,
+                      models={MODEL: {"concurrency": 4, "max_queue": 100}, SILENT: {"concurrency": 1, "max_queue": 4}},
+                      users=("ann", "ben", "cid"), batch_users=("bulk",),
+                      env={"SLOT_LEASE_SECONDS": "3", "SSE_KEEPALIVE_SECONDS": "0.5",
+                           "BATCH_MAX_WAIT_SECONDS": "2"})
+    yield world
+    with django_db_blocker.unblock():
+        world.stop()
+
+
+@pytest.fixture
+def idle(stack):
+    eventually(lambda: stack.running(MODEL) == 0 and stack.waiting(MODEL) == 0, what="an idle queue", timeout=30)
+    stack.chat(MODEL, max_tokens=1)  # loaded
+    return stack
+
+
+def _record(stack, order: list[str], lock: threading.Lock, user: str, web: int = 0, **body) -> None:
+    response = stack.chat(MODEL, user=user, web=web, **body)
+    assert response.status_code == 200, response.text
+    with lock:
+        order.append(user)
+
+
+def test_a_person_sending_a_few_requests_is_not_starved_by_a_flood(idle):
+    stack = idle
+    order: list[str] = []
+    lock = threading.Lock()
+    with ThreadPoolExecutor(44) as pool:
+        flood = [pool.submit(_record, stack, order, lock, "ann", i % 2) for i in range(40)]
+        eventually(lambda: stack.waiting(MODEL) >= 20, what="ann's flood queued")
+        few = [pool.submit(_record, stack, order, lock, "ben", i % 2) for i in range(4)]
+        for future in flood + few:
+            future.result()
+    assert len(order) == 44
+    last_ben = max(i for i, who in enumerate(order) if who == "ben")
+    assert last_ben < 44 / 3, order  # served in turn with ann, not after her 40
+
+
+def test_batch_requests_wait_while_interactive_ones_are_queued(idle):
+    stack = idle
+    order: list[str] = []
+    lock = threading.Lock()
+    with ThreadPoolExecutor(24) as pool:
+        bulk = [pool.submit(_record, stack, order, lock, "bulk") for _ in range(16)]
+        eventually(lambda: stack.waiting(MODEL) >= 10, what="the batch job queued")
+        people = [pool.submit(_record, stack, order, lock, "cid", max_tokens=2) for _ in range(8)]
+        for future in bulk + people:
+            future.result()
+    # 4 batch requests held the slots when cid arrived; cid's 8 short ones then go first: they are all
+    # done before any batch request reaches the ageing bound of 2 s.
+    assert order.index("cid") <= 4
+    assert max(i for i, who in enumerate(order) if who == "cid") < 14, order
+
+
+def test_a_batch_request_that_waited_past_the_bound_gets_a_turn(idle):
+    stack = idle
+    stop = threading.Event()
+    done: list[float] = []
+
+    def keep_busy(user: str) -> None:  # an endless stream of interactive requests
+        while not stop.is_set():
+            stack.chat(MODEL, user=user)
+
+    threads = [threading.Thread(target=keep_busy, args=("ann" if i % 2 else "ben",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        eventually(lambda: stack.waiting(MODEL) >= 3, what="interactive requests queued")
+        started = time.monotonic()
+        response = stack.chat(MODEL, user="bulk", timeout=30)
+        done.append(time.monotonic() - started)
+        assert response.status_code == 200
+        assert stack.waiting(MODEL) > 0  # it went ahead of waiting interactive requests
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+@pytest.fixture
+def impatient(django_db_blocker, stack):
+    """A web process whose queue timeout is 2 s."""
+    from tests.support.processes import DaphneServer
+    from tests.support.stack import web_env
+
+    with django_db_blocker.unblock():
+        server = DaphneServer(web_env(stack.redis.url, **stack.env, QUEUE_TIMEOUT_SECONDS="2"))
+    yield server.url + "/v1"
+    server.stop()
+
+
+def test_a_request_that_waits_too_long_gets_503_or_an_sse_error_with_keepalives_meanwhile(stack, impatient):
+    eventually(lambda: stack.running(SILENT) == 0, what="idle", timeout=30)
+    stack.sims["gpu"].set_faults(SILENT, stall_after_tokens=2)  # holds its one slot until the client leaves
+    holder = httpx.Client(timeout=30)
+    try:
+        with holder.stream("POST", stack.url() + "/chat/completions", headers=stack.headers(),
+                           json={"model": SILENT, "stream": True, "messages": [{"role": "user", "content": "x"}]}) as held:
+            lines = held.iter_lines()
+            seen: list[str] = []
+            while sum(1 for line in seen if line == ": keep-alive") < 2:  # the model is silent: keep-alives flow
+                seen.append(next(lines))
+            assert not any(line.startswith(": ping") for line in seen)
+
+            queued = httpx.post(impatient + "/chat/completions", headers=stack.headers("ben"), timeout=30,
+                                json={"model": SILENT, "messages": [{"role": "user", "content": "x"}]})
+            assert queued.status_code == 503
+            assert queued.json()["error"]["code"] == "queue_timeout"
+            assert "Retry-After" in queued.headers
+
+            with httpx.stream("POST", impatient + "/chat/completions", headers=stack.headers("cid"), timeout=30,
+                              json={"model": SILENT, "stream": True,
+                                    "messages": [{"role": "user", "content": "x"}]}) as waiting:
+                assert waiting.status_code == 200  # started while queued, to carry keep-alives
+                body = [line for line in waiting.iter_lines() if line]
+            assert body.count(": keep-alive") >= 2
+            assert body[-1].startswith("data: {\"error\"")
+            assert "queue_timeout" in body[-1]
+    finally:
+        stack.sims["gpu"].set_faults(SILENT, stall_after_tokens=None)
+        holder.close()
+
+
+def test_slots_held_by_a_killed_web_process_come_back_after_the_lease(django_db_blocker, stack):
+    from tests.support.processes import DaphneServer
+    from tests.support.stack import web_env
+
+    with django_db_blocker.unblock():
+        doomed = DaphneServer(web_env(stack.redis.url, **stack.env))
+    eventually(lambda: stack.running(MODEL) == 0 and stack.waiting(MODEL) == 0, what="idle", timeout=30)
+    stack.chat(MODEL, max_tokens=1)
+
+    def hold() -> None:
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(doomed.url + "/v1/chat/completions", headers=stack.headers(), timeout=60,
+                       json={"model": MODEL, "max_tokens": 400, "messages": [{"role": "user", "content": "x"}]})
+
+    holders = [threading.Thread(target=hold) for _ in range(4)]
+    for thread in holders:
+        thread.start()
+    eventually(lambda: stack.running(MODEL) == 4, what="the doomed process holds 4 slots")
+    with ThreadPoolExecutor(3) as pool:
+        queued = [pool.submit(stack.chat, MODEL) for _ in range(3)]
+        eventually(lambda: stack.waiting(MODEL) == 3, what="3 requests queued behind them")
+        doomed.kill()
+        # The node itself cancels the dead process's calls, but their leases stay until they expire (3 s here).
+        assert [f.result().status_code for f in queued] == [200, 200, 200]
+    for thread in holders:
+        thread.join()
+    eventually(lambda: stack.running(MODEL) == 0, what="every lease freed")

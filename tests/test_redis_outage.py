@@ -1,0 +1,45 @@
+"""Redis down: API calls get a clean 503 at once (never a hang or a 500), /healthz says so, and
+Gatehouse recovers by itself when Redis is back."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support.processes import eventually
+from tests.support.stack import Stack, sim_config
+
+MODEL = "sched-outage:latest"
+
+
+@pytest.fixture(scope="module")
+def stack(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        world = Stack({"gpu": sim_config([MODEL], tokens_per_second=200)})
+    yield world
+    with django_db_blocker.unblock():
+        world.stop()
+
+
+def test_requests_get_a_quick_clean_503_while_redis_is_down_and_work_again_after(stack):
+    assert stack.chat(MODEL).status_code == 200
+    assert httpx.get(stack.webs[0].url + "/healthz").json()["redis"] == "ok"
+    stack.redis.kill()
+    try:
+        for stream in (False, True):
+            # A hang would hit this client's 3 s timeout; Gatehouse gives up on Redis after 0.5 s.
+            response = stack.chat(MODEL, timeout=3, stream=stream)
+            assert response.status_code == 503
+            error = response.json()["error"]
+            assert error["type"] == "server_error"
+            assert "Redis" in error["message"]
+            assert 1 <= int(response.headers["Retry-After"]) <= 60
+        health = httpx.get(stack.webs[0].url + "/healthz", timeout=5)
+        assert health.status_code == 503
+        assert health.json()["redis"] == "unavailable"
+    finally:
+        stack.redis.start()
+    eventually(lambda: stack.chat(MODEL, timeout=10).status_code == 200, what="recovered by itself", timeout=20)
+    health = httpx.get(stack.webs[0].url + "/healthz").json()
+    assert health["redis"] == "ok"
+    assert health["nodes"] == {stack.sims["gpu"].url: "up"}
