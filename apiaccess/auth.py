@@ -1,29 +1,27 @@
 """Bearer-key authentication for the async API views.
 
-Verified keys are cached in-process for API_KEY_CACHE_SECONDS, so the hot path usually costs one
-SHA-256 and a dict lookup. A revoked or expired key stops working within that window in every
-process, because each process re-reads the key once its cache entry is older than the window.
+Verified keys are cached in-process, so the hot path usually costs one SHA-256 and a dict lookup.
+A cached answer is trusted for up to API_KEY_CACHE_SECONDS, but only while the key generation in
+Redis has not moved (apiaccess/revocation.py): revoking or changing any key moves it, and every
+process notices within API_KEY_REVOCATION_CHECK_SECONDS. Expiry is checked on every request.
+"Last used" goes to Redis, not the database (apiaccess/last_used.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
-from apiaccess import keys
+from apiaccess import last_used, revocation, verification
+from apiaccess.keys import digest_key
 from apiaccess.models import ApiKey, Priority
 from portal.apierrors import ApiError
-
-log = logging.getLogger(__name__)
-
-# last_used_at is informational; writing it at most once a minute per key keeps the DB off the hot path.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,6 @@ class Principal:
     username: str
     allowed_models: frozenset[str]  # public model ids; empty = every model
     expires_at: datetime | None
-    last_used_at: datetime | None
     priority: str = "interactive"  # or "batch": served only when no interactive request waits
 
     @property
@@ -46,15 +43,28 @@ class Principal:
         return not self.allowed_models or public_id in self.allowed_models
 
 
-_cache: dict[str, tuple[float, Principal | None, str]] = {}
+@dataclass(frozen=True)
+class _Entry:
+    loaded_at: float  # time.monotonic()
+    generation: int | None  # the key generation read before loading; None if Redis was unreachable
+    principal: Principal | None
+    reason: str  # why the key was refused, when principal is None
+
+
+_cache: dict[str, _Entry] = {}
 # Failed keys are cached too (a client retrying a bad key must not hit the database each time), so
 # bound the cache: random keys from a misbehaving client must not grow it without limit.
 CACHE_LIMIT = 10_000
-_background: set[asyncio.Task] = set()
 
 
 def clear_cache() -> None:
     _cache.clear()
+    revocation.reset()
+    last_used.forget_recent()
+
+
+def account_settings_url() -> str:
+    return settings.SITE_URL + reverse("account")
 
 
 def bearer_token(request) -> str | None:
@@ -66,25 +76,30 @@ def bearer_token(request) -> str | None:
     return request.headers.get("api-key") or request.headers.get("x-api-key") or None
 
 
-async def _load(lookup: str, plain: str) -> tuple[Principal | None, str]:
-    api_key = await ApiKey.objects.select_related("user", "user__gatehouse_account").filter(lookup=lookup).afirst()
-    if api_key is None or not keys.matches(plain, api_key.digest):
-        return None, "Incorrect API key provided."
-    if api_key.revoked_at is not None:
-        return None, "This API key has been revoked."
-    if not api_key.user.is_active:
-        return None, "The account that owns this API key is disabled."
-    allowed = frozenset([public_id async for public_id in api_key.allowed_models.values_list("public_id", flat=True)])
+def _load(plain: str) -> tuple[Principal | None, str]:
+    api_key, reason = verification.verify_key(plain)
+    if api_key is None:
+        return None, reason
+    allowed = frozenset(api_key.allowed_models.values_list("public_id", flat=True))
     principal = Principal(
         key_id=api_key.pk,
         user_id=api_key.user_id,
         username=api_key.user.get_username(),
         allowed_models=allowed,
         expires_at=api_key.expires_at,
-        last_used_at=api_key.last_used_at,
         priority=_priority(api_key),
     )
     return principal, ""
+
+
+def _fresh(entry: _Entry, now: float, generation: int | None) -> bool:
+    age = now - entry.loaded_at
+    if age > settings.API_KEY_CACHE_SECONDS:
+        return False
+    if generation is None or entry.generation is None:
+        # Without Redis nobody can tell us about revocations: trust the entry for one check interval only.
+        return age < settings.API_KEY_REVOCATION_CHECK_SECONDS
+    return entry.generation == generation
 
 
 def _priority(api_key: ApiKey) -> str:
@@ -100,44 +115,23 @@ async def authenticate(request) -> Principal:
     if not plain:
         raise ApiError.invalid_api_key(
             "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'; "
-            "create keys on your account settings page."
+            f"create keys on your account settings page: {account_settings_url()}"
         )
-    digest = keys.digest_key(plain)
+    digest = digest_key(plain)
+    # Read the generation before the database, so a change committed after our read moves it past ours.
+    generation = await revocation.current()
     now = time.monotonic()
-    cached = _cache.get(digest)
-    if cached is None or now - cached[0] > settings.API_KEY_CACHE_SECONDS:
-        lookup = keys.lookup_of(plain)
-        principal, reason = (None, "Incorrect API key provided.") if lookup is None else await _load(lookup, plain)
-        cached = (now, principal, reason)
+    entry = _cache.get(digest)
+    if entry is None or not _fresh(entry, now, generation):
+        principal, reason = await sync_to_async(_load)(plain)
+        entry = _Entry(loaded_at=now, generation=generation, principal=principal, reason=reason)
         if len(_cache) >= CACHE_LIMIT:
             _cache.clear()
-        _cache[digest] = cached
-    _, principal, reason = cached
+        _cache[digest] = entry
+    principal = entry.principal
     if principal is None:
-        raise ApiError.invalid_api_key(reason)
+        raise ApiError.invalid_api_key(entry.reason)
     if principal.expires_at is not None and principal.expires_at <= timezone.now():
-        raise ApiError.invalid_api_key("This API key has expired.")
-    _touch(digest, principal)
+        raise ApiError.invalid_api_key(verification.EXPIRED)
+    last_used.note_use(principal.key_id)
     return principal
-
-
-def _touch(digest: str, principal: Principal) -> None:
-    now = timezone.now()
-    if principal.last_used_at is not None and now - principal.last_used_at < LAST_USED_RESOLUTION:
-        return
-    stamp, _, reason = _cache[digest]
-    _cache[digest] = (stamp, _with_last_used(principal, now), reason)
-    task = asyncio.get_running_loop().create_task(_write_last_used(principal.key_id, now))
-    _background.add(task)  # keep a reference so the task is not garbage-collected mid-flight
-    task.add_done_callback(_background.discard)
-
-
-def _with_last_used(principal: Principal, when: datetime) -> Principal:
-    return Principal(**{**principal.__dict__, "last_used_at": when})
-
-
-async def _write_last_used(key_id: int, when: datetime) -> None:
-    try:
-        await ApiKey.objects.filter(pk=key_id).aupdate(last_used_at=when)
-    except Exception:  # noqa: BLE001 - bookkeeping must never fail a request
-        log.exception("could not record last use of API key %s", key_id)

@@ -27,6 +27,11 @@ class Account(models.Model):
 class ApiKey(models.Model):
     """An API key. The plain key is shown once at creation; only its digest is stored."""
 
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True)
     lookup = models.CharField(max_length=keys.LOOKUP_LENGTH, unique=True, editable=False)
@@ -55,15 +60,28 @@ class ApiKey(models.Model):
         return f"{keys.KEY_PREFIX}{self.lookup}…"
 
     def is_active(self, now=None) -> bool:
+        return self.status_at(now) == self.Status.ACTIVE
+
+    def status_at(self, now=None) -> ApiKey.Status:
         now = now or timezone.now()
         if self.revoked_at is not None:
-            return False
-        return self.expires_at is None or self.expires_at > now
+            return self.Status.REVOKED
+        if self.expires_at is not None and self.expires_at <= now:
+            return self.Status.EXPIRED
+        return self.Status.ACTIVE
+
+    @property
+    def status(self) -> ApiKey.Status:
+        return self.status_at()
 
     @classmethod
     def issue(cls, user, *, name: str = "", expires_at=None, allowed_models=(),
               priority: str = Priority.INTERACTIVE) -> tuple[ApiKey, str]:
-        """Create a key and return it with the plain text, which is never stored."""
+        """Create a key and return it with the plain text, which is never stored.
+
+        Lower level than apiaccess.lifecycle.create_key, which also checks the per-person limit
+        and writes the audit trail.
+        """
         new = keys.generate_key()
         api_key = cls.objects.create(
             user=user, name=name, lookup=new.lookup, digest=new.digest, expires_at=expires_at, priority=priority
@@ -71,3 +89,57 @@ class ApiKey(models.Model):
         if allowed_models:
             api_key.allowed_models.set(allowed_models)
         return api_key, new.plain
+
+
+class KeyEvent(models.Model):
+    """The audit trail of API keys: who created or revoked which key, when, and through what."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        REVOKED = "revoked", "Revoked"
+
+    class Via(models.TextChoices):
+        PORTAL = "portal", "Account settings page"
+        API = "api", "Key API"
+        ADMIN = "admin", "Admin"
+        COMMAND = "command", "Management command"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    via = models.CharField(max_length=20, choices=Via.choices)
+    # Kept when the key or the people are deleted, so the trail still reads.
+    key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
+    key_label = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="+")
+    owner_username = models.CharField(max_length=150)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="+", help_text="Who did it; empty for a management command")
+    actor_username = models.CharField(max_length=150, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = "API key event"
+
+    def __str__(self) -> str:
+        return f"{self.key_label} {self.action} by {self.actor_username or 'a command'}"
+
+
+class ExternalIdentity(models.Model):
+    """A person's account at the single sign-on provider, found again by its stable subject id."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="external_identities")
+    issuer = models.CharField(max_length=300)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="unique_external_identity")]
+        verbose_name_plural = "external identities"
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.db.models import Count, Q
+from django.template.defaultfilters import filesizeformat
 
 from inference.models import Model, Node, NodeModel
 
@@ -12,19 +14,49 @@ class NodeModelInline(admin.TabularInline):
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    list_display = ["url", "name", "enabled", "healthy", "version", "last_seen_at", "gpu_memory_bytes"]
+    list_display = ["url", "name", "enabled", "healthy", "version", "model_count", "gpu_memory", "last_seen_at"]
     list_editable = ["enabled"]
+    list_filter = ["enabled", "healthy", "version"]
+    search_fields = ["url", "name", "last_error"]
     readonly_fields = ["healthy", "version", "last_seen_at", "last_error", "created_at"]
     inlines = [NodeModelInline]
+    actions = ["drain", "undrain"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(model_total=Count("models", distinct=True))
+
+    @admin.action(description="Drain: no new requests; running ones finish")
+    def drain(self, request, queryset):
+        self.message_user(request, f"{queryset.update(enabled=False)} node(s) draining.")
+
+    @admin.action(description="Return to service")
+    def undrain(self, request, queryset):
+        self.message_user(request, f"{queryset.update(enabled=True)} node(s) back in service.")
+
+    @admin.display(description="Models", ordering="model_total")
+    def model_count(self, obj):
+        return obj.model_total
+
+    @admin.display(description="GPU memory", ordering="gpu_memory_bytes")
+    def gpu_memory(self, obj):
+        return filesizeformat(obj.gpu_memory_bytes) if obj.gpu_memory_bytes else "unknown"
 
 
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
     list_display = ["public_id", "ollama_name", "kind", "context_length", "context_overflow", "concurrency",
-                    "max_queue", "enabled"]
+                    "max_queue", "pinned", "servers", "enabled"]
     list_editable = ["enabled"]
-    list_filter = ["kind", "context_overflow", "enabled"]
-    search_fields = ["public_id", "ollama_name"]
+    list_filter = ["kind", "context_overflow", "pinned", "enabled", "family", "nodes"]
+    search_fields = ["public_id", "ollama_name", "family"]
     readonly_fields = ["capabilities", "max_context_length", "size_bytes", "family", "parameter_size",
                        "quantization", "created_at", "updated_at"]
     inlines = [NodeModelInline]
+
+    def get_queryset(self, request):
+        healthy = Q(nodes__enabled=True, nodes__healthy=True)
+        return super().get_queryset(request).annotate(server_total=Count("nodes", filter=healthy, distinct=True))
+
+    @admin.display(description="Healthy servers", ordering="server_total")
+    def servers(self, obj):
+        return obj.server_total

@@ -24,8 +24,9 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-insecure-gatehouse-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
-CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
-SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
+SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The public URL is always a trusted origin for forms, also behind a proxy that hides the scheme.
+CSRF_TRUSTED_ORIGINS = [*envlist("CSRF_TRUSTED_ORIGINS"), SITE_URL]
 # Where `make run` keeps its runtime files (first admin password, beat schedule, local Redis log).
 RUN_DIR = Path(envstr("RUN_DIR", str(BASE_DIR / ".run")))
 
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "channels",
     "portal",
@@ -74,6 +76,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.portal",
             ],
         },
     },
@@ -111,12 +114,57 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 # In debug, serve straight from the apps' static folders; production serves `collectstatic` output.
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
-LOGIN_URL = "/admin/login/"
+# --- Sign-in, sign-up, single sign-on ----------------------------------------------------------
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+# Off by default: staff create accounts in the admin. On, anyone who reaches the site may register.
+SIGNUP_ENABLED = envbool("SIGNUP_ENABLED", False)
+
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# OpenID Connect single sign-on (mozilla-django-oidc); off unless OIDC_ENABLED and the endpoints are set.
+OIDC_ENABLED = envbool("OIDC_ENABLED", False)
+OIDC_PROVIDER_NAME = envstr("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_RP_CLIENT_ID = envstr("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = envsecret("OIDC_RP_CLIENT_SECRET") or ""
+OIDC_OP_AUTHORIZATION_ENDPOINT = envstr("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = envstr("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = envstr("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = envstr("OIDC_OP_JWKS_ENDPOINT", "")
+OIDC_RP_SIGN_ALGO = envstr("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = envstr("OIDC_RP_SCOPES", "openid email profile")
+OIDC_USE_PKCE = envbool("OIDC_USE_PKCE", True)
+OIDC_TIMEOUT = envfloat("OIDC_TIMEOUT", 10.0)
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
+if OIDC_ENABLED:
+    _missing = [name for name in ("OIDC_RP_CLIENT_ID", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT",
+                                  "OIDC_OP_USER_ENDPOINT", "OIDC_OP_JWKS_ENDPOINT") if not globals()[name]]
+    if _missing:
+        raise ImproperlyConfigured(f"OIDC_ENABLED is on but these are not set: {', '.join(_missing)}")
+    INSTALLED_APPS.append("mozilla_django_oidc")
+    AUTHENTICATION_BACKENDS.append("portal.oidc.GatehouseOIDCBackend")
+
+# --- Production hardening (on whenever DEBUG is off) -------------------------------------------
+SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+# Django sends HSTS only on HTTPS responses, so this is harmless behind plain-HTTP test servers.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-For.
+TRUST_PROXY_HEADERS = envbool("TRUST_PROXY_HEADERS", False)
+if TRUST_PROXY_HEADERS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
 
 # --- Redis, Celery ---------------------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -127,8 +175,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 NODE_POLL_SECONDS = envfloat("NODE_POLL_SECONDS", 30.0)
+KEY_LAST_USED_FLUSH_SECONDS = envfloat("KEY_LAST_USED_FLUSH_SECONDS", 60.0)
 CELERY_BEAT_SCHEDULE = {
     "sync-catalogue": {"task": "inference.tasks.sync_catalogue", "schedule": NODE_POLL_SECONDS},
+    "flush-key-last-used": {"task": "apiaccess.tasks.flush_key_last_used", "schedule": KEY_LAST_USED_FLUSH_SECONDS},
 }
 
 # --- Ollama nodes and model defaults ----------------------------------------------------------
@@ -166,11 +216,23 @@ REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 0.5)
 MAX_REQUEST_BODY_BYTES = envint("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
 # Django's own cap on non-file bodies must not cut our API bodies short before we can answer 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
-API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 5.0)
+# A web process trusts a verified key this long, but re-reads it sooner when any key is revoked or
+# changed: it checks Redis for such changes every API_KEY_REVOCATION_CHECK_SECONDS.
+API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 60.0)
+API_KEY_REVOCATION_CHECK_SECONDS = envfloat("API_KEY_REVOCATION_CHECK_SECONDS", 1.0)
+# Active (not revoked, not expired) keys one person may hold.
+MAX_API_KEYS_PER_USER = envint("MAX_API_KEYS_PER_USER", 10, minimum=1)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Bearer first: its WWW-Authenticate header is what makes DRF answer 401 rather than 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apiaccess.keyapi.auth.BearerKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "apiaccess.keyapi.errors.json_exception_handler",
 }
 
 LOGGING = {

@@ -1,17 +1,62 @@
+"""The portal's pages: home, sign-up, Connect and Models. Thin: content comes from plain functions."""
+
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
-from django.http import JsonResponse
-from django.shortcuts import render
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
 
+from apiaccess import lifecycle
+from apiaccess.access import usable_models
 from inference import status
-from inference.models import Model
+from portal import connect
+from portal.forms import SignUpForm
+from portal.models_page import LIVE_COLUMNS, model_rows
 
 
 def home(request):
-    models = Model.objects.filter(enabled=True)
-    return render(request, "portal/home.html", {"models": models, "api_base": settings.SITE_URL.rstrip("/") + "/v1"})
+    if not request.user.is_authenticated:
+        # Visitors learn what Gatehouse is; which models exist is for people who may use them.
+        return render(request, "portal/welcome.html")
+    return render(request, "portal/home.html", {
+        "api_base": connect.api_base(),
+        "active_keys": lifecycle.active_keys(request.user).count(),
+        "model_count": usable_models(request.user).count(),
+    })
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    if not settings.SIGNUP_ENABLED:
+        raise Http404("Sign-up is closed: ask staff for an account.")
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("account")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def connect_page(request):
+    models = connect.pick_models(usable_models(request.user))
+    return render(request, "portal/connect.html", {
+        "api_base": connect.api_base(),
+        "models": models,
+        "snippets": connect.snippets(models),
+        "placeholder": connect.PLACEHOLDER_KEY,
+    })
+
+
+@login_required
+def models_page(request):
+    return render(request, "portal/models.html", {"rows": model_rows(request.user), "live_columns": LIVE_COLUMNS})
 
 
 def healthz(request):

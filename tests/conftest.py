@@ -7,12 +7,14 @@ Everything starts once per session on free ports; nothing depends on a server st
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
 
-from tests.support.processes import DaphneServer, RedisServer
+from tests.support.processes import REPO, DaphneServer, RedisServer
 
 # The e2e catalogue: a chat model with tools, a code model with fill-in-the-middle, an embedder.
 CHAT_MODEL = "llama3.2:3b"
@@ -63,9 +65,13 @@ def django_db_setup(django_test_environment, django_db_blocker):
 
 @pytest.fixture(scope="session")
 def redis_server():
+    from django.conf import settings
+
     server = RedisServer()
-    os.environ["REDIS_URL"] = server.url
+    os.environ["REDIS_URL"] = server.url  # for the processes the suite starts
+    previous, settings.REDIS_URL = settings.REDIS_URL, server.url  # for code running inside pytest
     yield server
+    settings.REDIS_URL = previous
     server.stop()
 
 
@@ -127,20 +133,37 @@ def world(django_db_setup, django_db_blocker, simulator) -> World:
 
 
 @pytest.fixture(scope="session")
-def gatehouse(world, redis_server, django_db_blocker):
-    """The real web process serving the world above."""
+def static_root(tmp_path_factory) -> str:
+    """`collectstatic` output, as production serves it (DEBUG off serves no app folders)."""
+    root = tmp_path_factory.mktemp("static")
+    result = subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=REPO,
+                            env={**os.environ, "STATIC_ROOT": str(root)}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return str(root)
+
+
+def live_server_env(redis_server, static_root: str) -> dict[str, str]:
+    """Production mode (DEBUG off, secure cookies) against the test database and Redis."""
     from django.db import connection
 
-    env = {
+    return {
         "DATABASE_URL": _database_url(connection.settings_dict),
         "REDIS_URL": redis_server.url,
+        "STATIC_ROOT": static_root,
         "DEBUG": "false",
         "SECRET_KEY": "test-secret-key-for-the-live-server",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "MAX_REQUEST_BODY_BYTES": str(1024 * 1024),
         "LOG_LEVEL": "WARNING",
+        # Long, so tests that see a revoked key refused prove the Redis broadcast did it, not expiry.
+        "API_KEY_CACHE_SECONDS": "600",
     }
-    server = DaphneServer(env)
+
+
+@pytest.fixture(scope="session")
+def gatehouse(world, redis_server, static_root, django_db_blocker):
+    """The real web process serving the world above."""
+    server = DaphneServer(live_server_env(redis_server, static_root))
     yield server
     server.stop()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import openai
 import pytest
@@ -60,30 +62,100 @@ def test_it_gives_403_when_the_key_may_not_use_the_model(base_url, world):
     assert_openai_error(response, 403)
 
 
-def test_it_takes_a_revocation_into_account_within_the_cache_window(base_url, world, django_db_blocker):
+def test_it_refuses_a_revoked_key_although_the_cache_would_still_trust_it(base_url, world, django_db_blocker):
+    """The live server caches keys for 600 s: only the Redis broadcast can make it re-read this one."""
     from django.contrib.auth import get_user_model
-    from django.utils import timezone
 
+    from apiaccess import lifecycle
+    from apiaccess.models import KeyEvent
+
+    with django_db_blocker.unblock():
+        charlie = get_user_model().objects.get(username="charlie")
+        key, plain = lifecycle.create_key(charlie, actor=charlie, via=KeyEvent.Via.PORTAL, name="soon revoked")
+    headers = {"Authorization": f"Bearer {plain}"}
+    assert httpx.get(base_url + "/models", headers=headers).status_code == 200  # now cached
+    with django_db_blocker.unblock():
+        assert lifecycle.revoke_key(key, actor=charlie, via=KeyEvent.Via.PORTAL)
+    eventually(lambda: httpx.get(base_url + "/models", headers=headers).status_code == 401, interval=0.1,
+               what="a revoked key kept working although its revocation was broadcast")
+
+
+def test_it_points_people_without_a_key_at_their_account_settings_page(base_url, gatehouse):
+    error = assert_openai_error(httpx.get(base_url + "/models"), 401, "invalid_api_key")
+    assert f"{gatehouse.url}/settings/account/" in error["message"]
+
+
+def test_it_records_when_a_key_was_last_used_without_writing_the_database(base_url, world, django_db_blocker):
+    from apiaccess import keys, last_used
     from apiaccess.models import ApiKey
 
     with django_db_blocker.unblock():
-        key, plain = ApiKey.issue(get_user_model().objects.get(username="charlie"))
-    headers = {"Authorization": f"Bearer {plain}"}
-    assert httpx.get(base_url + "/models", headers=headers).status_code == 200
+        key = ApiKey.objects.get(lookup=keys.lookup_of(world.alice_key))
+        before = key.last_used_at
+    assert httpx.get(base_url + "/models", headers={"Authorization": f"Bearer {world.alice_key}"}).status_code == 200
+
+    def recorded_in_redis():
+        return last_used.latest([key.pk]).get(key.pk)
+
+    seen = eventually(recorded_in_redis, what="the key's use never reached Redis")
+    assert before is None or seen >= before
     with django_db_blocker.unblock():
-        ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
-    # API_KEY_CACHE_SECONDS is 5
-    eventually(lambda: httpx.get(base_url + "/models", headers=headers).status_code == 401, interval=0.25,
-               what="a revoked key kept working past the cache window")
+        assert ApiKey.objects.get(pk=key.pk).last_used_at == before, "the request itself wrote the database"
+        last_used.flush()  # what Celery beat runs every KEY_LAST_USED_FLUSH_SECONDS
+        assert ApiKey.objects.get(pk=key.pk).last_used_at == seen
 
 
-def test_it_records_when_a_key_was_last_used(base_url, world, django_db_blocker):
+@pytest.fixture(scope="module")
+def second_web_process(world, redis_server, static_root):
+    """Another web process on the same database and Redis, as behind a load balancer."""
+    from tests.conftest import live_server_env
+    from tests.support.processes import DaphneServer
+
+    server = DaphneServer(live_server_env(redis_server, static_root))
+    yield server
+    server.stop()
+
+
+def test_a_revocation_reaches_every_web_process(gatehouse, second_web_process, world, django_db_blocker):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
     from apiaccess import keys
     from apiaccess.models import ApiKey
 
-    httpx.get(base_url + "/models", headers={"Authorization": f"Bearer {world.alice_key}"})
-    def last_used():
-        with django_db_blocker.unblock():
-            return ApiKey.objects.get(lookup=keys.lookup_of(world.alice_key)).last_used_at
+    with django_db_blocker.unblock():
+        charlie = get_user_model().objects.get(username="charlie")
+        client = Client()
+        client.force_login(charlie)
+        page = client.post("/settings/account/", {"name": "two processes"}).content.decode()
+        plain = re.search(r"sk-gh-[A-Za-z0-9]{48}", page).group(0)
+        key = ApiKey.objects.get(lookup=keys.lookup_of(plain))
+    headers = {"Authorization": f"Bearer {plain}"}
+    web_processes = (gatehouse.url, second_web_process.url)
+    for url in web_processes:  # each process now holds the key in its cache (for 600 s)
+        assert httpx.get(url + "/v1/models", headers=headers).status_code == 200
+    with django_db_blocker.unblock():
+        assert client.post(f"/settings/account/keys/{key.pk}/revoke/").status_code == 302
+    for url in web_processes:
+        eventually(lambda url=url: httpx.get(url + "/v1/models", headers=headers).status_code == 401,
+                   interval=0.1, what=f"the revoked key still works on {url}")
 
-    eventually(last_used, what="the key's last use was never recorded", timeout=5)
+
+def test_an_expired_key_is_refused_at_once_although_it_is_cached(base_url, world, django_db_blocker):
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from apiaccess import lifecycle
+
+    with django_db_blocker.unblock():
+        charlie = get_user_model().objects.get(username="charlie")
+        _, plain = lifecycle.create_key(charlie, actor=charlie, via="portal", name="brief",
+                                        expires_at=timezone.now() + timedelta(seconds=2))
+    headers = {"Authorization": f"Bearer {plain}"}
+    assert httpx.get(base_url + "/models", headers=headers).status_code == 200
+    # The expiry is checked on every request against the clock, not when the cache entry ages out.
+    error = eventually(lambda: (r := httpx.get(base_url + "/models", headers=headers)).status_code == 401 and r,
+                       interval=0.2, what="an expired key kept working")
+    assert "expired" in error.json()["error"]["message"]

@@ -2,24 +2,21 @@
 
 One Node process (tests/node/client.mjs) runs every scenario once per session and reports what a
 Node user would see; the tests below each check one behaviour of that report. The SDK is installed
-from tests/node/package-lock.json with `npm ci` when it is missing, so this works on a fresh machine
-(CI installs Debian's nodejs and npm first).
+from tests/node/package-lock.json when it is missing (tests/support/node.py).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import openai
 import pytest
 
 from tests.conftest import CHAT_MODEL, EMBED_MODEL
+from tests.support.node import NODE_DIR, node_with_packages
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
 SEED = 4242
 PROMPT = "Explain in two sentences what an API gateway does for a team of developers."
 TOOL_PROMPT = "Open the file src/app.py with read_file and tell me what it does."
@@ -31,32 +28,9 @@ EMBED_INPUTS = [
 ]
 
 
-def _locked_openai_version() -> str:
-    lock = json.loads((NODE_DIR / "package-lock.json").read_text())
-    return lock["packages"]["node_modules/openai"]["version"]
-
-
-def _installed_openai_version() -> str | None:
-    manifest = NODE_DIR / "node_modules" / "openai" / "package.json"
-    if not manifest.exists():
-        return None
-    return json.loads(manifest.read_text())["version"]
-
-
 @pytest.fixture(scope="session")
 def node_binary() -> str:
-    """`node`, with the locked SDK installed under tests/node (npm ci when missing or stale)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("node and npm are needed for the Node SDK tests: apt-get install nodejs npm")
-    if _installed_openai_version() != _locked_openai_version():
-        result = subprocess.run(
-            [npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
-            capture_output=True, text=True, timeout=300,
-        )
-        assert result.returncode == 0, f"npm ci failed:\n{result.stdout}\n{result.stderr}"
-    assert _installed_openai_version() == _locked_openai_version()
-    return node
+    return node_with_packages()
 
 
 @pytest.fixture(scope="session")

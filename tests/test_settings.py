@@ -46,3 +46,20 @@ def test_it_rejects_junk_values_loudly():
     assert result.returncode != 0 and "DEBUG must be a boolean" in result.stderr
     result = django_check({"DEFAULT_MODEL_CONCURRENCY": "four"})
     assert result.returncode != 0 and "DEFAULT_MODEL_CONCURRENCY must be an integer" in result.stderr
+
+
+def test_production_mode_has_secure_cookies_and_hsts():
+    check = ("from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+             "s.SECURE_HSTS_SECONDS, s.SIGNUP_ENABLED, s.OIDC_ENABLED)")
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DATABASE_URL")}
+    run = lambda env: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", "import django; django.setup(); " + check], cwd=REPO,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "portal.settings", **env}, capture_output=True, text=True, timeout=60)
+    assert run({"DEBUG": "false", "SECRET_KEY": "x" * 50}).stdout.split() == ["True", "True", "31536000", "False",
+                                                                              "False"]
+    assert run({}).stdout.split()[:3] == ["False", "False", "0"], "plain-HTTP development keeps working"
+
+
+def test_single_sign_on_refuses_to_start_half_configured():
+    result = django_check({"OIDC_ENABLED": "true", "OIDC_RP_CLIENT_ID": "x"})
+    assert result.returncode != 0 and "OIDC_OP_TOKEN_ENDPOINT" in result.stderr

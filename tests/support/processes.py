@@ -93,12 +93,16 @@ class RedisServer:
 
 
 class DaphneServer:
-    """The real web process (`daphne portal.asgi:application`) on a free port, with the given environment."""
+    """The real web process (`daphne portal.asgi:application`) on a free port, with the given environment.
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
+    SITE_URL defaults to the server's own URL, so the links and snippets it renders point at itself.
+    """
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="gatehouse-daphne-", suffix=".log", delete=False)
-        full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", **env}
+        full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "SITE_URL": self.url, **env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "portal.asgi:application"],
             cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -108,7 +112,6 @@ class DaphneServer:
         except Exception:
             self.stop()
             raise RuntimeError("daphne did not start:\n" + self.output()) from None
-        self.url = f"http://127.0.0.1:{self.port}"
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")

@@ -31,6 +31,8 @@ def web_env(redis_url: str, **extra: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
         "NODE_PS_POLL_SECONDS": "0.5",
+        # httpx sends no Secure cookie over plain HTTP, and staff_session signs in with httpx.
+        "SECURE_COOKIES": "false",
         **extra,
     }
 

@@ -11,7 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from apiaccess.models import ApiKey
+from apiaccess.lifecycle import create_key
+from apiaccess.models import KeyEvent
 from inference.models import Model
 
 
@@ -37,5 +38,7 @@ class Command(BaseCommand):
             known = ", ".join(Model.objects.values_list("public_id", flat=True)) or "none yet (run syncmodels)"
             raise CommandError(f"Unknown model(s): {', '.join(missing)}. Known models: {known}.")
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
-        _, plain = ApiKey.issue(user, name=name, expires_at=expires_at, allowed_models=found)
+        # Staff tooling: audited like every other way in, but not held to the self-service key limit.
+        _, plain = create_key(user, actor=None, via=KeyEvent.Via.COMMAND, name=name, expires_at=expires_at,
+                              allowed_models=found, enforce_limit=False)
         self.stdout.write(plain)

@@ -1,0 +1,40 @@
+"""Debian's headless Chromium for Playwright (it cannot download a browser here), and axe-core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.node import NODE_DIR, node_with_packages
+from tests.support.processes import REPO
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Screenshots for people to look at; kept out of git.
+ARTIFACTS = REPO / "test-artifacts"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+_AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ["violations"]});
+  return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                      nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}));
+}"""
+
+
+def axe_script() -> Path:
+    node_with_packages()  # installs axe-core with the other locked Node packages when missing
+    return NODE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def serious_accessibility_violations(page) -> list[dict]:
+    """axe-core's serious and critical findings on the page as it is now."""
+    page.add_script_tag(path=str(axe_script()))
+    return [v for v in page.evaluate(_AXE_RUN) if v["impact"] in ("serious", "critical")]
+
+
+def screenshot(page, name: str) -> Path:
+    path = ARTIFACTS / "screenshots" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    return path

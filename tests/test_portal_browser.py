@@ -1,0 +1,119 @@
+"""A person's whole path in a real browser (Debian's headless Chromium) against the live server in
+production mode: sign in, create a key, copy it from the page, call /v1/models with it (200), revoke
+it, call again (401). axe-core checks every page on the way; screenshots of the keys, Connect and
+Models pages at desktop and phone width go to test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.support.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    screenshot,
+    serious_accessibility_violations,
+)
+from tests.support.processes import eventually
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def accessible(page) -> None:
+    found = serious_accessibility_violations(page)
+    assert not found, f"axe-core on {page.url}: {found}"
+
+
+def sign_in(page, url: str, username: str, password: str) -> None:
+    page.goto(url + "/")
+    accessible(page)
+    page.get_by_role("link", name="Sign in").first.click()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    accessible(page)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector(f"text=Welcome, {username}")
+    accessible(page)
+
+
+def models_status(base: str, key: str) -> int:
+    return httpx.get(base + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code
+
+
+def test_a_person_creates_copies_uses_and_revokes_a_key(browser, gatehouse, world):
+    context = browser.new_context(viewport=DESKTOP)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gatehouse.url)
+    page = context.new_page()
+    sign_in(page, gatehouse.url, "alice", "pw-alice")
+
+    page.locator("details.user-menu summary").click()  # the user menu
+    page.get_by_role("link", name="Settings › Account").click()
+    page.wait_for_selector("h1:text('Account settings')")
+    accessible(page)
+    page.get_by_label("Name").fill("browser laptop")
+    page.get_by_label("Expires").select_option(label="In 7 days")
+    page.get_by_role("button", name="Create key").click()
+    page.wait_for_selector("#new-key-value")
+    accessible(page)
+    page.get_by_role("button", name="Copy key").click()
+    page.wait_for_selector("button.copied")
+    key = page.evaluate("navigator.clipboard.readText()")
+    assert key.startswith("sk-gh-") and key == page.input_value("#new-key-value")
+    assert models_status(gatehouse.url, key) == 200
+
+    page.get_by_text("Set up a client with this key").click()
+    assert key in page.inner_text("[data-snippet='python']")
+
+    page.goto(gatehouse.url + "/settings/account/")
+    assert key not in page.content(), "the key is shown once"
+    screenshot(page, "keys-desktop")
+    row = page.locator("tr", has_text="browser laptop")
+    row.get_by_role("link", name="Revoke").click()
+    page.wait_for_selector("h1:text('Revoke')")
+    accessible(page)
+    page.get_by_role("button", name="Revoke key").click()
+    page.wait_for_selector("text=It stops working within a few seconds")
+    assert "Revoked" in page.locator("tr", has_text="browser laptop").inner_text()
+    eventually(lambda: models_status(gatehouse.url, key) == 401, what="the revoked key still works", interval=0.1)
+
+    for path, name in (("/connect/", "connect"), ("/models/", "models")):
+        page.goto(gatehouse.url + path)
+        accessible(page)
+        screenshot(page, f"{name}-desktop")
+    page.goto(gatehouse.url + "/accounts/password/")
+    accessible(page)
+
+    phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, storage_state=context.storage_state())
+    small = phone.new_page()
+    for path, name in (("/settings/account/", "keys"), ("/connect/", "connect"), ("/models/", "models")):
+        small.goto(gatehouse.url + path)
+        accessible(small)
+        overflow = small.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{path} scrolls sideways on a phone by {overflow}px"
+        screenshot(small, f"{name}-phone")
+    phone.close()
+    context.close()
+
+
+def test_the_user_menu_works_from_the_keyboard(browser, gatehouse, world):
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    sign_in(page, gatehouse.url, "bob", "pw-bob")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.locator("details.user-menu summary").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Settings › Account"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("h1:text('Account settings')")
+    context.close()
