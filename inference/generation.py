@@ -13,8 +13,8 @@ from typing import Any
 
 from django.conf import settings
 
-from apiaccess.auth import Principal
 from inference import context_overflow, nodes, registry, slots
+from inference.caller import Caller
 from inference.embeddings import embedding_inputs, embeddings_response
 from inference.openai_format import (
     ChatChunker,
@@ -48,7 +48,7 @@ class Outcome:
     events: AsyncIterator[bytes] | None = None
 
 
-async def resolve_model(principal: Principal, model_id: str) -> ModelRoute:
+async def resolve_model(principal: Caller, model_id: str) -> ModelRoute:
     route = await registry.get_model(model_id)
     if route is None:
         raise ApiError.model_not_found(model_id)
@@ -81,7 +81,7 @@ def _check_fan_out(calls: int, *, prompts: int = 1) -> None:
     )
 
 
-async def _run(principal: Principal, route: ModelRoute, starts: list, *, stream: bool, model: str):
+async def _run(principal: Caller, route: ModelRoute, starts: list, *, stream: bool, model: str):
     """Admit the calls and run them: a MergedStream (streams) or the list of results."""
     admission = await slots.admit(route, user=str(principal.user_id), batch=principal.is_batch,
                                   calls=len(starts))
@@ -106,7 +106,7 @@ def _wait_header(admission: slots.Admission) -> dict[str, str]:
     return {QUEUE_WAIT_HEADER: str(admission.queue_wait_ms)}
 
 
-async def create_chat_completion(principal: Principal, body: ChatCompletionRequest, route: ModelRoute, *,
+async def create_chat_completion(principal: Caller, body: ChatCompletionRequest, route: ModelRoute, *,
                                  created: int) -> Outcome:
     _require_generative(route)
     _check_fan_out(body.choice_count)
@@ -133,7 +133,7 @@ async def create_chat_completion(principal: Principal, body: ChatCompletionReque
     )
 
 
-async def create_text_completion(principal: Principal, body: CompletionRequest, route: ModelRoute, *,
+async def create_text_completion(principal: Caller, body: CompletionRequest, route: ModelRoute, *,
                                  created: int) -> Outcome:
     _require_generative(route)
     prompts = completion_prompts(body)
@@ -164,7 +164,7 @@ async def create_text_completion(principal: Principal, body: CompletionRequest, 
     )
 
 
-async def create_embeddings(principal: Principal, body: EmbeddingRequest, route: ModelRoute) -> Outcome:
+async def create_embeddings(principal: Caller, body: EmbeddingRequest, route: ModelRoute) -> Outcome:
     inputs = embedding_inputs(body)
     kwargs = {"model": route.ollama_name, "input": inputs, "truncate": True,
               "options": {"num_ctx": route.context_length}, "keep_alive": registry.keep_alive_for(route)}

@@ -18,9 +18,13 @@ from inference.queue import model_prefix, now_ms
 from inference.swapper import PS_KEY
 
 
-@cache
 def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=1, socket_connect_timeout=1)
+    return _client_for(settings.REDIS_URL)
+
+
+@cache
+def _client_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=1, socket_connect_timeout=1)
 
 
 def redis_ok() -> bool:

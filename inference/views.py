@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import time
 
-from apiaccess.auth import authenticate
 from inference import context_overflow, registry
 from inference.api import api_endpoint, json_response, read_body
+from inference.caller import authenticate
 from inference.generation import (
     Outcome,
     create_chat_completion,

@@ -193,6 +193,9 @@ OLLAMA_CONNECT_TIMEOUT = envfloat("OLLAMA_CONNECT_TIMEOUT", 5.0)
 # Generous: a cold load of a big model can take minutes, and tokens may be slow.
 OLLAMA_READ_TIMEOUT = envfloat("OLLAMA_READ_TIMEOUT", 600.0)
 
+# The API's authenticator: an async function of the request returning the caller (inference/caller.py).
+API_AUTHENTICATOR = "apiaccess.auth.authenticate"
+
 # --- Scheduling (inference/slots.py, inference/swapper.py; docs/architecture.md) ----------------
 # Off: every call goes straight to a node with no bound (for comparison in bench/scheduling.py).
 QUEUE_ENABLED = envbool("QUEUE_ENABLED", True)

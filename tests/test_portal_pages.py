@@ -105,20 +105,25 @@ def test_the_models_page_lists_enabled_models_with_their_figures(world):
     assert CHAT_MODEL in page and EMBED_MODEL in page and hidden.public_id not in page
     assert f"{chat.context_length:,} tokens" in page
     assert f"{chat.concurrency} per server" in page
-    for heading in ("Kind", "Context length", "Concurrency"):
+    for heading in ("Kind", "Context length", "Concurrency", "Loaded now", "Waiting", "Typical wait"):
         assert heading in page
-    for made_up in ("Queue", "Typical wait", "Loaded"):
-        assert made_up not in page, "no live column until the scheduler supplies its figures"
 
 
-def test_the_models_page_shows_live_columns_when_they_are_supplied(world, monkeypatch):
-    from portal import models_page
+def test_the_models_page_shows_what_the_scheduler_sees_now(world, base_url):
+    """The live columns come from the scheduler's state in the suite's Redis, which the live server
+    shares: after a request the model is loaded and nothing waits."""
+    import httpx
 
-    monkeypatch.setattr(models_page, "LIVE_COLUMNS", (("queue", "Queue depth"),))
-    monkeypatch.setattr(models_page, "live_figures", lambda ids: {CHAT_MODEL: {"queue": "3 waiting"}})
-    monkeypatch.setattr("portal.views.LIVE_COLUMNS", models_page.LIVE_COLUMNS)
+    reply = httpx.post(base_url + "/chat/completions", headers={"Authorization": f"Bearer {world.alice_key}"},
+                       json={"model": CHAT_MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]},
+                       timeout=60)
+    assert reply.status_code == 200
     page = signed_in(world, "alice").get("/models/").content.decode()
-    assert ">Queue depth</th>" in page and "3 waiting" in page
+    row = page[page.index(f">{CHAT_MODEL}<"):]
+    row = row[:row.index("</tr>")]
+    assert 'data-label="Loaded now">yes, on 1 server' in row
+    assert 'data-label="Waiting">0<' in row
+    assert 'data-label="Typical wait">none<' in row
 
 
 def test_the_models_page_is_not_the_api_route_without_v1(world):
