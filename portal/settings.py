@@ -217,6 +217,13 @@ REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 0.5)
 
 # --- API --------------------------------------------------------------------------------------
 MAX_REQUEST_BODY_BYTES = envint("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
+# Bodies at least this large are parsed in a separate process (inference/parsing.py), PARSE_WORKERS at a time.
+PARSE_OFFLOAD_BYTES = envint("PARSE_OFFLOAD_BYTES", 256 * 1024, minimum=0)
+PARSE_WORKERS = envint("PARSE_WORKERS", 2, minimum=1)
+# The web process (portal/web.py): pending connections the kernel queues (daphne's default is 50, which
+# resets clients under a burst of a few hundred), and how long a connection may send nothing at all.
+WEB_LISTEN_BACKLOG = envint("WEB_LISTEN_BACKLOG", 1024, minimum=1)
+WEB_IDLE_TIMEOUT_SECONDS = envint("WEB_IDLE_TIMEOUT_SECONDS", 60, minimum=1)
 # Django's own cap on non-file bodies must not cut our API bodies short before we can answer 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # A web process trusts a verified key this long, but re-reads it sooner when any key is revoked or

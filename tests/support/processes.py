@@ -104,7 +104,7 @@ class DaphneServer:
         self.log = tempfile.NamedTemporaryFile(prefix="gatehouse-daphne-", suffix=".log", delete=False)
         full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "SITE_URL": self.url, **env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "portal.asgi:application"],
+            [sys.executable, "-m", "portal.web", "-b", "127.0.0.1", "-p", str(self.port)],
             cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         try:

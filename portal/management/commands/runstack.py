@@ -70,7 +70,8 @@ class Command(BaseCommand):
                 self.stderr.write(f"Port {port} on {host} is taken; set WEB_PORT to another port.")
                 return
             python = sys.executable
-            self._spawn("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "portal.asgi:application"], env)
+            # portal/web.py: daphne with the listen backlog, idle timeout and body guards of production.
+            self._spawn("web", [python, "-m", "portal.web", "-b", host, "-p", str(port)], env)
             self._spawn("worker", [python, "-m", "celery", "-A", "portal", "worker", "--loglevel=INFO",
                                    "--concurrency=2"], env)
             self._spawn("beat", [python, "-m", "celery", "-A", "portal", "beat", "--loglevel=INFO",

@@ -1,0 +1,216 @@
+"""The web process: daphne with Gatehouse's guards at the HTTP layer. Run `python -m portal.web -b HOST -p PORT`.
+
+Twisted, under daphne, reads a request's whole body (into a temporary file when it is large) before
+daphne hands the request to the ASGI application; by then an over-limit or unauthenticated upload has
+already cost its bandwidth and disk. So the checks that must happen before the body is read live here,
+where the headers are complete and the body has not been read yet:
+
+- a `Content-Length` over MAX_REQUEST_BODY_BYTES on an API path is answered 413 at once;
+- a chunked body (no length) on an API path is cut off with 413 once it passes the limit;
+- a body on an API path is not read until the caller's key is verified (settings.API_AUTHENTICATOR;
+  usually one dict lookup in apiaccess/auth.py's cache): a missing or bad key is answered 401 at once;
+- a request line or header block over 16 KiB (Twisted's limit) gets a JSON 431, any other malformed
+  request head a JSON 400, both with `x-request-id`, instead of a bare reset or daphne's HTML page.
+
+The listen backlog (WEB_LISTEN_BACKLOG) and the idle timeout for connections that send nothing
+(WEB_IDLE_TIMEOUT_SECONDS) are set here too; daphne's own defaults are 50 and 12 hours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+
+from daphne import server as daphne_server
+from daphne.cli import CommandLineInterface
+from daphne.http_protocol import HTTPFactory, WebRequest
+from twisted.web import http
+
+log = logging.getLogger(__name__)
+
+API_PREFIXES = (b"/v1/", b"/api/")
+LINGER_SECONDS = 2  # nginx's lingering_timeout is 5 s; a client that is still sending gets a reset after it
+HEADER_LIMIT_BYTES = http.HTTPChannel.totalHeadersSize  # 16384: request line plus all header lines
+
+
+def _error_bytes(status: int, reason: str, message: str, code: str | None) -> bytes:
+    """A whole HTTP/1.1 response carrying an OpenAI error object; the connection closes after it."""
+    from inference.middleware import new_request_id
+
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                 "code": code}}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"x-request-id: {new_request_id()}\r\nConnection: close\r\n\r\n")
+    return head.encode("ascii") + body
+
+
+class _Headers:
+    """What an API authenticator reads from a request (apiaccess/auth.py reads `headers` only)."""
+
+    def __init__(self, request: http.Request, path: str) -> None:
+        from django.utils.datastructures import CaseInsensitiveMapping
+
+        self.headers = CaseInsensitiveMapping({
+            name.decode("latin-1"): values[-1].decode("latin-1")
+            for name, values in request.requestHeaders.getAllRawHeaders()
+        })
+        self.path = path
+        self.method = request.channel._command.decode("latin-1")
+
+
+class GuardedRequest(WebRequest):
+    """daphne's request, refusing bodies it should not read before reading them (module docstring)."""
+
+    _refused = False
+    _received = 0
+    _verifying: asyncio.Future | None = None
+    _process_when_verified = False
+
+    def gotLength(self, length):
+        from django.conf import settings
+
+        channel = self.channel
+        path = (channel._path or b"").split(b"?", 1)[0]
+        if not path.startswith(API_PREFIXES) or length == 0:
+            return super().gotLength(length)
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        if length is not None and length > limit:
+            return self.refuse(413, "Payload Too Large",
+                               f"Request body too large: the limit is {limit} bytes.", "request_too_large")
+        caller = _Headers(self, path.decode("latin-1"))
+        # Never spool more than the limit, whatever the client claims.
+        super().gotLength(length)
+        self._verify(caller)
+
+    def _verify(self, caller: _Headers) -> None:
+        from inference.caller import authenticate
+        from portal.apierrors import ApiError
+
+        transport = self.channel.transport
+        transport.pauseProducing()  # read no body until the key is known to be good
+
+        async def verify():
+            try:
+                await authenticate(caller)
+            except ApiError as error:
+                if error.status == 401:
+                    self.refuse(401, "Unauthorized", error.message, error.code)
+                    return
+            except Exception:
+                # Redis or the database is down: the view will answer this properly (503), so let
+                # the request through rather than invent an answer here.
+                log.warning("the web edge could not verify a key; the view will", exc_info=True)
+            if self._refused:
+                return
+            transport.resumeProducing()
+            if self._process_when_verified:
+                self._process_when_verified = False
+                super(GuardedRequest, self).process()
+
+        self._verifying = asyncio.ensure_future(verify())
+
+    def handleContentChunk(self, data):
+        if self._refused:
+            return
+        self._received += len(data)
+        from django.conf import settings
+
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        if self._received > limit:
+            self.refuse(413, "Payload Too Large", f"Request body too large: the limit is {limit} bytes.",
+                        "request_too_large")
+            return
+        super().handleContentChunk(data)
+
+    def process(self):
+        if self._refused:
+            return None
+        if self._verifying is not None and not self._verifying.done():
+            self._process_when_verified = True  # the whole body came with the headers
+            return None
+        return super().process()
+
+    def refuse(self, status: int, reason: str, message: str, code: str | None) -> None:
+        self._refused = True
+        self.content = http._getContentFile(0)
+        channel = self.channel
+        channel.transport.write(_error_bytes(status, reason, message, code))
+        # Closing a socket with unread input makes the kernel send a reset, which can destroy the answer
+        # before the client reads it. So read and drop what is in flight for a moment, then close.
+        channel.transport.resumeProducing()
+        channel.callLater(LINGER_SECONDS, channel.loseConnection)
+
+    def basic_error(self, status, status_text, body):
+        # daphne's own HTML error pages (invalid header names, an application that crashed) as JSON.
+        from inference.middleware import new_request_id
+
+        payload = json.dumps({"error": {"message": f"{status_text.decode('ascii')}: {body}",
+                                        "type": "invalid_request_error" if status < 500 else "server_error",
+                                        "param": None, "code": None}}).encode()
+        self.handle_reply({"type": "http.response.start", "status": status,
+                           "headers": [(b"Content-Type", b"application/json"),
+                                       (b"x-request-id", new_request_id().encode())]})
+        self.handle_reply({"type": "http.response.body", "body": payload})
+
+
+class GuardedChannel(http.HTTPChannel):
+    """Malformed or oversized request heads get a JSON error with x-request-id, not a bare 400 or reset."""
+
+    def _respondToBadRequestAndDisconnect(self):
+        if self._receivedHeaderSize > self.totalHeadersSize:
+            self.lineLengthExceeded(b"")
+            return
+        self.transport.write(_error_bytes(400, "Bad Request", "Malformed HTTP request line or headers.", None))
+        self.loseConnection()
+
+    def lineLengthExceeded(self, line):
+        self.transport.write(_error_bytes(
+            431, "Request Header Fields Too Large",
+            f"The request line and headers are larger than {HEADER_LIMIT_BYTES} bytes.", "request_header_too_large"))
+        self.loseConnection()
+
+
+class GuardedHTTPFactory(HTTPFactory):
+    def __init__(self, server):
+        super().__init__(server)
+        from django.conf import settings
+
+        self.timeOut = settings.WEB_IDLE_TIMEOUT_SECONDS
+
+    def protocol(self):
+        return http._GenericHTTPChannelProtocol(GuardedChannel())
+
+    def buildProtocol(self, addr):
+        protocol = super().buildProtocol(addr)
+        protocol.requestFactory = GuardedRequest
+        return protocol
+
+
+def endpoint(host: str, port: int, backlog: int) -> str:
+    """A Twisted endpoint string; it is the only way to give daphne a listen backlog."""
+    interface = host.strip("[]").replace(":", r"\:")
+    return f"tcp:port={port}:interface={interface}:backlog={backlog}"
+
+
+def main(argv: list[str]) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    import django
+    from django.conf import settings
+
+    django.setup(set_prefix=False)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-b", "--bind", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=8000)
+    ours, rest = parser.parse_known_args(argv)
+    if not any(arg.endswith(":application") or ":" in arg and not arg.startswith("-") for arg in rest):
+        rest.append("portal.asgi:application")
+    daphne_server.HTTPFactory = GuardedHTTPFactory
+    CommandLineInterface().run(["-e", endpoint(ours.bind, ours.port, settings.WEB_LISTEN_BACKLOG), *rest])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
