@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inference.limits import check_limits, check_surrogates
 from portal.apierrors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -317,7 +318,8 @@ class EmbeddingRequest(_Body):
         if isinstance(value, list):
             if not value:
                 raise ValueError("Invalid 'input': empty array. Expected at least one input.")
-            if len(value) > 2048:
+            # One flat token array is one input, however long (the context length bounds it).
+            if len(value) > 2048 and not isinstance(value[0], int):
                 raise ValueError(f"Invalid 'input': at most 2048 inputs per request, got {len(value)}.")
         return value
 
@@ -415,6 +417,8 @@ def parse_body(model_cls: type[M], raw: bytes) -> M:
         ) from None
     if not isinstance(data, dict):
         raise ApiError.invalid_request("The request body must be a JSON object.")
+    check_surrogates(raw, data)
+    check_limits(data)
     try:
         return model_cls.model_validate(data)
     except ValidationError as exc:

@@ -17,7 +17,8 @@ from inference.generation import (
     create_text_completion,
     resolve_model,
 )
-from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, parse_body
+from inference.parsing import parse_request
+from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from inference.streaming import event_stream_response
 
 
@@ -47,7 +48,7 @@ async def retrieve_model(request, model_id: str):
 @api_endpoint("POST")
 async def chat_completions(request):
     principal = await authenticate(request)
-    body = parse_body(ChatCompletionRequest, read_body(request))
+    body = await parse_request(ChatCompletionRequest, read_body(request))
     route = await resolve_model(principal, body.model)
     with context_overflow.reported_as_openai(route, param="messages"):
         return render(await create_chat_completion(principal, body, route, created=int(time.time())))
@@ -56,7 +57,7 @@ async def chat_completions(request):
 @api_endpoint("POST")
 async def completions(request):
     principal = await authenticate(request)
-    body = parse_body(CompletionRequest, read_body(request))
+    body = await parse_request(CompletionRequest, read_body(request))
     route = await resolve_model(principal, body.model)
     with context_overflow.reported_as_openai(route, param="prompt"):
         return render(await create_text_completion(principal, body, route, created=int(time.time())))
@@ -65,6 +66,6 @@ async def completions(request):
 @api_endpoint("POST")
 async def embeddings(request):
     principal = await authenticate(request)
-    body = parse_body(EmbeddingRequest, read_body(request))
+    body = await parse_request(EmbeddingRequest, read_body(request))
     route = await resolve_model(principal, body.model)
     return render(await create_embeddings(principal, body, route))
