@@ -1,10 +1,23 @@
-"""Ollama's native errors mapped to OpenAI-shaped API errors (portal/apierrors.py)."""
+"""Ollama's native errors mapped to OpenAI-shaped API errors (portal/apierrors.py).
+
+A node's error text is never passed on word for word: it can name the node's host, its addresses
+and file paths ("error loading model /root/.ollama/models/blobs/sha256-..."). Clients get a message
+of our own with the request id; the full text goes to the log under the same id. What is useful and
+safe is kept: a capability the model lacks, a prompt that does not fit the context.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import re
 
 from portal.apierrors import ApiError
+
+log = logging.getLogger(__name__)
+
+# The id of the API request being served (inference/middleware.py sets it), for messages and logs.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("gatehouse_request_id", default=None)
 
 # Ollama rejects a full queue synchronously with 503; the request was never started, so a client
 # retry is safe. Two seconds is short enough for chat UIs and well under the 60 s the SDKs honour.
@@ -46,14 +59,31 @@ _CONTEXT_REFUSALS = ("context length", "context size")
 
 
 
-def from_ollama(status_code: int, error_text: str, model: str) -> ApiError:
+def _summary(lowered: str, model: str) -> str:
+    """What went wrong upstream, in our words, from the markers in the node's text."""
+    if "requires more system memory" in lowered or "out of memory" in lowered:
+        return f"The model server does not have enough memory for `{model}` (it requires more system memory than is available)"
+    if "error loading model" in lowered or "unable to load model" in lowered or "invalid file magic" in lowered:
+        return f"The model server could not load `{model}`"
+    if "unknown model architecture" in lowered:
+        return f"The model server cannot run `{model}` (unknown model architecture)"
+    if "unexpectedly stopped" in lowered or "runner" in lowered:
+        return f"The model server stopped while serving `{model}`"
+    return f"The model server failed while serving `{model}`"
+
+
+def from_ollama(status_code: int, error_text: str, model: str, *, request: str | None = None) -> ApiError:
     """Map an Ollama native error (`ollama.ResponseError.status_code` / `.error`) to ours.
 
     `model` is the name the client asked for, so messages never leak Ollama's internal name.
     `status_code` is -1 when the error arrived as an `{"error": ...}` line inside a stream.
+    `request` is the API request's id when the caller runs outside the request (the scheduler).
     """
     text = (error_text or "").strip() or "unknown error"
     lowered = text.lower()
+    rid = request or request_id.get()
+    ref = f" (request id {rid})" if rid else ""
+    log.warning("node error for %s (request id %s): status %s: %s", model, rid, status_code, text)
 
     if status_code == 404:
         return ApiError.model_not_found(model)
@@ -74,12 +104,14 @@ def from_ollama(status_code: int, error_text: str, model: str) -> ApiError:
                 f"The model `{model}` {what}.", param=param, code="unsupported_parameter"
             )
         if "top_logprobs" in lowered:
-            return ApiError.invalid_request(text, param="top_logprobs")
+            return ApiError.invalid_request(
+                f"The model server refused 'top_logprobs': it must be between 0 and 20{ref}.", param="top_logprobs")
         if "invalid input" in lowered:
-            return ApiError.invalid_request(text, param="input")
+            return ApiError.invalid_request(f"The model server refused the input as invalid{ref}.", param="input")
         if any(refusal in lowered for refusal in _CONTEXT_REFUSALS):
+            # Kept: it says what to fix, and inference/context_overflow.py reads the token counts in it.
             return ApiError.invalid_request(text, code=CONTEXT_LENGTH_EXCEEDED)
-        return ApiError.invalid_request(text)
+        return ApiError.invalid_request(f"The model server refused the request{ref}.")
 
     permanent = any(marker in lowered for marker in _PERMANENT_UPSTREAM_MARKERS)
     if 400 <= status_code < 500:
@@ -87,4 +119,4 @@ def from_ollama(status_code: int, error_text: str, model: str) -> ApiError:
         # misconfiguration or cancellation, not the client's fault: report a gateway error, and
         # one that will not fix itself on retry.
         permanent = status_code != 499
-    return ApiError.bad_gateway(f"The model server failed: {text}", permanent=permanent)
+    return ApiError.bad_gateway(f"{_summary(lowered, model)}{ref}.", permanent=permanent)

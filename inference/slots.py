@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from inference import nodehealth, queue
+from inference import errors, nodehealth, queue
 from inference.errors import from_ollama
 from inference.redisconn import REDIS_ERRORS, pubsub_client
 from inference.registry import ModelRoute
@@ -56,6 +56,7 @@ class Ticket:
         self.user = user
         self.batch = batch
         self.id = uuid.uuid4().hex
+        self.request_id = errors.request_id.get()  # failures reported by the scheduler quote it
         self.future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.enqueued_at = time.monotonic()
         self.granted_at: float | None = None
@@ -269,7 +270,8 @@ class Broker:
         """The swap actor could not load a model: its waiting requests get Ollama's reason."""
         for ticket in list(self.tickets.values()):
             if ticket.node is None and queue_name(ticket.route) == failure["model"]:
-                ticket.fail(from_ollama(failure["status"], failure["error"], ticket.route.public_id))
+                ticket.fail(from_ollama(failure["status"], failure["error"], ticket.route.public_id,
+                                        request=ticket.request_id))
 
     async def _renew_forever(self) -> None:
         interval = settings.SLOT_LEASE_SECONDS / 3
