@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import DisallowedHost
 
+from inference import errors
 from inference.api import error_response, is_api_path
 from portal.apierrors import SERVER_ERROR, ApiError
 
@@ -38,6 +40,21 @@ def _as_api_error(request, response):
     return replacement
 
 
+def host_error(request):
+    """A JSON 400 for a Host not in ALLOWED_HOSTS, or None.
+
+    Django checks the host only when something calls request.get_host(), which the API's lean stack
+    (portal/asgi.py) never did: any Host reached the views. Links and snippets built from the host
+    must not point at an attacker's name, and a server answering every name invites DNS rebinding.
+    """
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return error_response(ApiError(400, "Invalid Host header: this server does not answer to that name.",
+                                       code="invalid_host"))
+    return None
+
+
 class RequestIdMiddleware:
     """Give every request an id, expose it as `request.request_id` and the `x-request-id` header,
     and make sure API error responses are OpenAI error objects.
@@ -59,12 +76,13 @@ class RequestIdMiddleware:
         if self.is_async:
             return self._acall(request)
         request.request_id = new_request_id()
-        response = _as_api_error(request, self.get_response(request))
+        response = host_error(request) or _as_api_error(request, self.get_response(request))
         response["x-request-id"] = request.request_id
         return response
 
     async def _acall(self, request):
         request.request_id = new_request_id()
-        response = _as_api_error(request, await self.get_response(request))
+        errors.request_id.set(request.request_id)  # for messages built below the view (inference/errors.py)
+        response = host_error(request) or _as_api_error(request, await self.get_response(request))
         response["x-request-id"] = request.request_id
         return response
