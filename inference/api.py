@@ -51,12 +51,15 @@ def api_endpoint(*methods: str):
     Anything unexpected is logged with the request id and answered as a JSON 500, never an HTML page.
     """
 
+    # HEAD is GET without the body (RFC 9110 9.3.2); the server drops the body of a HEAD answer.
+    allowed = (*methods, "HEAD") if "GET" in methods else methods
+
     def decorator(view):
         @csrf_exempt  # bearer-key API: no cookies, so no CSRF
         @functools.wraps(view)
         async def wrapper(request, *args, **kwargs):
-            if request.method not in methods:
-                return error_response(ApiError.method_not_allowed(request.method, request.path, methods))
+            if request.method not in allowed:
+                return error_response(ApiError.method_not_allowed(request.method, request.path, allowed))
             try:
                 return await view(request, *args, **kwargs)
             except ApiError as error:

@@ -50,10 +50,10 @@ class Outcome:
 
 async def resolve_model(principal: Caller, model_id: str) -> ModelRoute:
     route = await registry.get_model(model_id)
-    if route is None:
+    # A model the key may not use is answered exactly like one that does not exist, as OpenAI does:
+    # a different answer would tell a key holder which models exist.
+    if route is None or not principal.may_use(route.public_id):
         raise ApiError.model_not_found(model_id)
-    if not principal.may_use(route.public_id):
-        raise ApiError.permission_denied(f"Your API key is not allowed to use the model `{model_id}`.")
     return route
 
 

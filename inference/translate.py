@@ -64,7 +64,9 @@ def _options(
     # than everyone else's, and Ollama reloads the model on every such mismatch (`needsReload`, Ollama's server/sched.go).
     options: dict[str, Any] = {"num_ctx": num_ctx}
     if max_tokens is not None:
-        options["num_predict"] = max_tokens
+        # No answer can be longer than the context; a larger value (10**12) only reaches the node as
+        # an absurd number, so it is clamped, as OpenAI-compatible servers do.
+        options["num_predict"] = min(max_tokens, num_ctx)
     # Only what the client set: unset values keep the Modelfile's tuned defaults.
     for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
         value = getattr(req, name)

@@ -54,12 +54,20 @@ def test_it_raises_authentication_error_in_the_sdk(base_url):
     assert caught.value.request_id.startswith("req_")
 
 
-def test_it_gives_403_when_the_key_may_not_use_the_model(base_url, world):
+def test_a_model_the_key_may_not_use_looks_exactly_like_one_that_does_not_exist(base_url, world):
+    """Issue 8 item 10: a different answer would tell the key holder that the model exists."""
     from tests.conftest import CODE_MODEL
 
-    response = httpx.post(base_url + "/chat/completions", headers={"Authorization": f"Bearer {world.bob_key}"},
-                          json={**CHAT, "model": CODE_MODEL})
-    assert_openai_error(response, 403)
+    def answer(model: str) -> dict:
+        response = httpx.post(base_url + "/chat/completions", headers={"Authorization": f"Bearer {world.bob_key}"},
+                              json={**CHAT, "model": model})
+        error = assert_openai_error(response, 404, "model_not_found")
+        assert error["param"] == "model"
+        return {**error, "message": error["message"].replace(model, "MODEL")}
+
+    forbidden, missing = answer(CODE_MODEL), answer("no-such-model:7b")
+    assert forbidden == missing
+    assert "does not exist or you do not have access to it" in forbidden["message"]
 
 
 def test_it_refuses_a_revoked_key_although_the_cache_would_still_trust_it(base_url, world, django_db_blocker):

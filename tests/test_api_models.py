@@ -57,10 +57,11 @@ def test_it_accepts_ids_with_a_slash_raw_and_encoded(base_url, world, django_db_
                    what="the server never served the original id again", interval=0.2)
 
 
-def test_it_gives_403_for_a_model_the_key_may_not_use(base_url, world):
+def test_it_gives_404_for_a_model_the_key_may_not_use(base_url, world):
     client = openai.OpenAI(base_url=base_url, api_key=world.bob_key, max_retries=0)
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.NotFoundError) as caught:
         client.models.retrieve(EMBED_MODEL)
+    assert caught.value.code == "model_not_found"
 
 
 def test_it_serves_the_same_routes_under_api(gatehouse, world):
