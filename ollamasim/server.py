@@ -130,10 +130,17 @@ async def sim_reset(request: web.Request) -> web.Response:
 
 
 async def sim_faults(request: web.Request) -> web.Response:
-    """GET: the runtime overrides. POST {"model": m, <key>: value | null, ...} or {"model": m, "clear": true}."""
+    """GET: the runtime overrides. POST {"model": m, <key>: value | null, ...}, {"model": m, "clear": true}
+    (that model's faults) or {"clear": true} without a model (every model's faults)."""
     state = request.app[STATE]
     if request.method == "POST":
         body = await _json_or_empty(request)
+        if "model" not in body and set(body) == {"clear"}:
+            if body["clear"]:
+                for entry in state.catalogue.entries():
+                    entry.faults.clear()
+                state.scheduler.faults_changed()
+            return web.json_response({e.name.short: dict(e.faults) for e in state.catalogue.entries() if e.faults})
         entry = state.catalogue.lookup(str(body.get("model", "")))
         if entry is None:
             raise ApiError(404, f"model '{body.get('model', '')}' not found")

@@ -222,3 +222,15 @@ def test_it_times_out_a_stalled_load_after_the_load_timeout():
     assert response.status_code == 500
     assert response.json()["error"].startswith("timed out waiting for llama-server to start - ")
     assert stats["load_failures"] == 1 and stats["loads"] == 0
+
+
+def test_clear_without_a_model_clears_every_fault(sim, http):
+    sim.set_faults(CHAT, fail_after_tokens=0, error_message="boom")
+    sim.set_faults(CODER, load_error="no")
+    assert len(http.get("/sim/faults").json()) == 2
+    response = http.post("/sim/faults", json={"clear": True})
+    assert response.status_code == 200 and response.json() == {}
+    assert http.get("/sim/faults").json() == {}
+    reply = http.post("/api/generate", json={"model": CHAT, "prompt": "x", "stream": False,
+                                             "options": {"num_predict": 1}})
+    assert reply.status_code == 200 and reply.json()["eval_count"] == 1
