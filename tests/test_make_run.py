@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.support.processes import REPO, RedisServer, eventually, free_port, port_open, wait_until
+from tests.support.processes import REPO, STARTING, RedisServer, eventually, free_port, port_open
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -61,8 +61,8 @@ def stack(tmp_path, own_redis):
                             text=True, start_new_session=True)
     output = Output(proc)
     try:
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{web_port}/healthz").status_code == 200,
-                   timeout=120, what="make run", proc=proc)
+        eventually(lambda: httpx.get(f"http://127.0.0.1:{web_port}/healthz").status_code == 200,
+                   timeout=120, what="make run", proc=proc, ignore=STARTING)
     except Exception:
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("make run did not serve the portal:\n" + output.text) from None

@@ -18,7 +18,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.conftest import live_server_env
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, serious_accessibility_violations
-from tests.support.processes import REPO, DaphneServer, free_port, wait_until
+from tests.support.processes import REPO, STARTING, DaphneServer, eventually, free_port
 
 PERSON = {"username": "dana", "password": "provider-pw-dana", "email": "dana@example.org"}
 
@@ -47,8 +47,8 @@ def sso(world, redis_server, static_root):
                                 env=provider_env, stdout=log, stderr=subprocess.STDOUT)
     web = None
     try:
-        wait_until(lambda: httpx.get(f"{provider_url}/o/.well-known/openid-configuration").status_code == 200,
-                   timeout=60, what="the OIDC provider", proc=provider)
+        eventually(lambda: httpx.get(f"{provider_url}/o/.well-known/openid-configuration").status_code == 200,
+                   timeout=60, what="the OIDC provider", proc=provider, ignore=STARTING)
         web = DaphneServer({
             **live_server_env(redis_server, static_root),
             "SIGNUP_ENABLED": "true",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -47,20 +45,9 @@ def sim_config(server: dict[str, Any] | None = None, models: list[dict[str, Any]
 def clean(sim: SimulatorProcess) -> SimulatorProcess:
     """Unload everything, wait until it is gone, then zero the counters."""
     sim.reset(unload=True, faults=True)
-    wait_for(lambda: not sim.stats()["loaded"], timeout=10, what="models to unload")
+    processes.eventually(lambda: not sim.stats()["loaded"], timeout=10, what="models to unload")
     sim.reset()
     return sim
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll with a deadline (tests/support/processes.py `eventually`); returns the first truthy value."""
-    return processes.eventually(condition, what=what, timeout=timeout)
-
-
-async def eventually(condition: Callable[[], Any], *, within: float = 5.0, what: str = "condition") -> Any:
-    """wait_for from inside a running event loop: the polling runs in a thread, so the loop's own
-    requests keep going meanwhile."""
-    return await asyncio.to_thread(processes.eventually, condition, what=what, timeout=within)
 
 
 def loaded_names(sim: SimulatorProcess) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -11,7 +10,8 @@ import ollama
 import openai
 import pytest
 
-from tests.sim.simkit import CHAT, CODER, clean, eventually, loading_names, sim_config
+from tests.sim.simkit import CHAT, CODER, clean, hold_loads, loading_names, sim_config
+from tests.support.processes import eventually
 from tests.support.simulator import SimulatorProcess
 
 pytestmark = pytest.mark.timeout(60)
@@ -47,12 +47,13 @@ async def test_it_frees_the_slot_as_soon_as_a_streaming_client_leaves(sim):
                 lines += 1
                 if lines == 3:
                     break
-        left = time.monotonic()
-        await eventually(lambda: generating(sim) == 0, within=2, what="slot freed")
-        assert time.monotonic() - left < 1.0
+        # Freed while the abandoned stream still had most of its 200 tokens to go: it is counted as
+        # cancelled, not completed, and the slot is free for the next request.
+        await asyncio.to_thread(eventually, lambda: generating(sim) == 0, what="slot freed")
+        assert sim.model_stats(CHAT)["completed"] == 1  # only the preload
         reply = (await client.post("/api/generate", json={"model": CHAT, "prompt": "x", "stream": False,
                                                           "options": {"num_predict": 1}})).json()
-    assert reply["total_duration"] < 500_000_000  # no waiting behind the abandoned stream
+    assert reply["eval_count"] == 1
     stats = sim.model_stats(CHAT)
     assert stats["cancellations"] == 1 and stats["cancellations_by_stage"]["generation"] == 1
     assert stats["in_flight"] == 0 and stats["completed"] == 2  # the preload and the reply
@@ -63,35 +64,35 @@ async def test_it_frees_the_slot_as_soon_as_a_streaming_client_leaves(sim):
 async def test_it_forgets_a_request_that_leaves_while_waiting_for_a_slot(sim):
     async with ollama.AsyncClient(host=sim.url) as client:
         holder = asyncio.create_task(client.generate(model=CHAT, prompt="x", options={"num_predict": 200}))
-        await eventually(lambda: generating(sim) == 1, what="slot taken")
+        await asyncio.to_thread(eventually, lambda: generating(sim) == 1, what="slot taken")
         waiter = asyncio.create_task(client.generate(model=CHAT, prompt="y", options={"num_predict": 1}))
-        await eventually(lambda: sim.model_stats(CHAT).get("waiting_for_slot") == 1, what="waiting")
+        await asyncio.to_thread(eventually, lambda: sim.model_stats(CHAT).get("waiting_for_slot") == 1, what="waiting")
         waiter.cancel()
-        await eventually(lambda: sim.model_stats(CHAT).get("waiting_for_slot") == 0, what="waiter gone")
+        await asyncio.to_thread(eventually, lambda: sim.model_stats(CHAT).get("waiting_for_slot") == 0, what="waiter gone")
         assert sim.model_stats(CHAT)["cancellations_by_stage"]["slot"] == 1
         holder.cancel()
-        await eventually(lambda: generating(sim) == 0, what="holder gone")
-        started = time.monotonic()
+        await asyncio.to_thread(eventually, lambda: generating(sim) == 0, what="holder gone")
         reply = await client.generate(model=CHAT, prompt="z", options={"num_predict": 1})
-    assert reply.eval_count == 1 and time.monotonic() - started < 0.5
-    assert sim.model_stats(CHAT)["cancellations"] == 2
+    assert reply.eval_count == 1
+    stats = sim.model_stats(CHAT)
+    assert stats["cancellations"] == 2 and stats["waiting_for_slot"] == 0 and stats["in_flight"] == 0
 
 
 @pytest.mark.asyncio
 async def test_it_aborts_a_load_when_its_client_leaves(sim):
-    sim.set_faults(CODER, load_seconds=1.0)
+    hold_loads(sim, CODER)  # the load cannot finish by itself: if it goes away, it was aborted
     async with ollama.AsyncClient(host=sim.url) as client:
         first = asyncio.create_task(client.generate(model=CODER, prompt="x", options={"num_predict": 1}))
-        await eventually(lambda: CODER in loading_names(sim), what="load started")
+        await asyncio.to_thread(eventually, lambda: CODER in loading_names(sim), what="load started")
         first.cancel()
-        left = time.monotonic()
-        await eventually(lambda: CODER not in loading_names(sim), within=2, what="load thrown away")
-        assert time.monotonic() - left < 0.7  # long before the load would have finished
+        await asyncio.to_thread(eventually, lambda: CODER not in loading_names(sim), what="load thrown away")
         stats = sim.model_stats(CODER)
         assert stats["load_aborts"] == 1 and stats["loads"] == 0
         assert stats["cancellations_by_stage"]["load"] == 1
+        sim.set_faults(CODER, load_seconds=0.3)
         again = await client.generate(model=CODER, prompt="x", options={"num_predict": 1})
-    assert again.load_duration >= 950_000_000  # the next request loads from scratch
+    # The next request loads from scratch (the simulator reports at least the configured load time).
+    assert again.load_duration >= 300_000_000
     assert sim.model_stats(CODER)["loads"] == 1
 
 
@@ -99,9 +100,9 @@ async def test_it_aborts_a_load_when_its_client_leaves(sim):
 async def test_it_frees_the_slot_when_a_non_streaming_request_is_cancelled(sim):
     async with ollama.AsyncClient(host=sim.url) as client:
         task = asyncio.create_task(client.chat(model=CHAT, messages=HI, options={"num_predict": 200}))
-        await eventually(lambda: generating(sim) == 1, what="generating")
+        await asyncio.to_thread(eventually, lambda: generating(sim) == 1, what="generating")
         task.cancel()
-        await eventually(lambda: generating(sim) == 0, within=2, what="slot freed")
+        await asyncio.to_thread(eventually, lambda: generating(sim) == 0, timeout=2, what="slot freed")
     assert sim.model_stats(CHAT)["cancellations_by_stage"]["generation"] == 1
 
 
@@ -116,5 +117,5 @@ async def test_it_frees_the_slot_when_an_openai_stream_is_closed(sim):
             break
     await stream.close()
     await client.close()
-    await eventually(lambda: generating(sim) == 0, within=2, what="slot freed")
+    await asyncio.to_thread(eventually, lambda: generating(sim) == 0, timeout=2, what="slot freed")
     assert sim.model_stats(CHAT)["cancellations_by_stage"]["generation"] == 1

@@ -10,7 +10,8 @@ import httpx
 import ollama
 import pytest
 
-from tests.sim.simkit import clean, eventually, loaded_names, sim_config
+from tests.sim.simkit import clean, loaded_names, sim_config
+from tests.support.processes import eventually
 from tests.support.simulator import SimulatorProcess
 
 pytestmark = pytest.mark.timeout(60)
@@ -84,7 +85,7 @@ async def test_it_prefers_an_idle_victim_over_a_busy_one(sim):
     load(sim, "beta:1b", keep_alive="10m")
     async with ollama.AsyncClient(host=sim.url) as client:
         running = asyncio.create_task(busy(client, "alpha:1b"))
-        await eventually(lambda: sim.model_stats("alpha:1b").get("generating") == 1, what="alpha busy")
+        await asyncio.to_thread(eventually, lambda: sim.model_stats("alpha:1b").get("generating") == 1, what="alpha busy")
         reply = await client.generate(model="gamma:1b", prompt="x", options={"num_predict": 1})
         assert not running.done()  # gamma did not wait for alpha
         await running
@@ -99,7 +100,7 @@ async def test_it_waits_for_a_busy_victim_to_drain_instead_of_killing_it(sim):
     async with ollama.AsyncClient(host=sim.url) as client:
         alpha = asyncio.create_task(busy(client, "alpha:1b", tokens=60))
         beta = asyncio.create_task(busy(client, "beta:1b", tokens=120))
-        await eventually(lambda: sim.stats()["totals"]["generating"] == 2, what="both busy")
+        await asyncio.to_thread(eventually, lambda: sim.stats()["totals"]["generating"] == 2, what="both busy")
         reply = await client.generate(model="gamma:1b", prompt="x", options={"num_predict": 1})
         gamma_done = time.monotonic()
         alpha_done = await alpha
@@ -119,9 +120,9 @@ async def test_it_blocks_every_other_load_while_it_waits_for_an_eviction(sim):
     async with ollama.AsyncClient(host=sim.url) as client:
         alpha = asyncio.create_task(busy(client, "alpha:1b", tokens=60))
         beta = asyncio.create_task(busy(client, "beta:1b", tokens=60))
-        await eventually(lambda: sim.stats()["totals"]["generating"] == 2, what="both busy")
+        await asyncio.to_thread(eventually, lambda: sim.stats()["totals"]["generating"] == 2, what="both busy")
         gamma = asyncio.create_task(client.generate(model="gamma:1b", prompt="x", options={"num_predict": 1}))
-        await eventually(lambda: "gamma:1b" in sim.stats()["models"], what="gamma scheduled")
+        await asyncio.to_thread(eventually, lambda: "gamma:1b" in sim.stats()["models"], what="gamma scheduled")
         small = await client.generate(model="t1:tiny", prompt="x", options={"num_predict": 1})
         small_done = time.monotonic()
         alpha_done = await alpha
@@ -157,12 +158,14 @@ async def test_it_lets_a_keep_alive_resurrect_a_draining_victim(sim):
     async with ollama.AsyncClient(host=sim.url) as client:
         alpha = asyncio.create_task(busy(client, "alpha:1b", tokens=40))
         beta = asyncio.create_task(busy(client, "beta:1b", tokens=40))
-        await eventually(lambda: sim.stats()["totals"]["generating"] == 2, what="both busy")
+        await asyncio.to_thread(eventually, lambda: sim.stats()["totals"]["generating"] == 2, what="both busy")
         gamma = asyncio.create_task(client.generate(model="gamma:1b", prompt="x", options={"num_predict": 1}))
-        await eventually(lambda: "gamma:1b" in sim.stats()["models"], what="gamma waiting")
+        await asyncio.to_thread(eventually, lambda: "gamma:1b" in sim.stats()["models"], what="gamma waiting")
         await busy(client, "alpha:1b", tokens=1, keep_alive="10m")  # the fast path still serves alpha
         await asyncio.gather(alpha, beta)
-        await asyncio.sleep(0.5)  # time passes, nothing unloads alpha: gamma is stuck behind it
+        # Time passes (half a second of generation on beta at 100 tokens a second, paced by the
+        # simulator), and nothing unloads alpha: gamma is stuck behind it.
+        await busy(client, "beta:1b", tokens=50)
         assert not gamma.done()
         assert sorted(await asyncio.to_thread(loaded_names, sim)) == ["alpha:1b", "beta:1b"]
         assert (await client.generate(model="alpha:1b", keep_alive=0)).done_reason == "unload"

@@ -10,7 +10,8 @@ import httpx
 import ollama
 import pytest
 
-from tests.sim.simkit import CHAT, CODER, clean, eventually, loaded_names, sim_config, wait_for
+from tests.sim.simkit import CHAT, CODER, clean, loaded_names, sim_config
+from tests.support.processes import eventually
 from tests.support.simulator import SimulatorProcess
 
 pytestmark = pytest.mark.timeout(60)
@@ -45,7 +46,7 @@ def generate(sim: SimulatorProcess, **body) -> dict:
 def test_it_unloads_an_idle_model_after_the_default_keep_alive(sim):
     generate(sim)
     assert 0.3 < seconds_left(sim) <= 0.7
-    wait_for(lambda: loaded_names(sim) == [], timeout=3, what="idle unload")
+    eventually(lambda: loaded_names(sim) == [], timeout=3, what="idle unload")
     stats = sim.model_stats(CHAT)
     assert stats["unloads"] == 1 and stats["evictions"] == 0
 
@@ -58,7 +59,7 @@ def test_it_reads_numbers_as_seconds_and_strings_as_go_durations(sim):
     generate(sim, keep_alive="1.5m")
     assert 80 < seconds_left(sim) <= 90
     generate(sim, keep_alive=0.3)
-    wait_for(lambda: loaded_names(sim) == [], timeout=3, what="unload after 0.3 s")
+    eventually(lambda: loaded_names(sim) == [], timeout=3, what="unload after 0.3 s")
 
 
 def test_it_keeps_negative_keep_alive_forever(sim):
@@ -88,22 +89,26 @@ def test_it_lets_the_last_explicit_keep_alive_win_and_absent_ones_leave_it(sim):
 def test_it_unloads_as_soon_as_a_keep_alive_zero_request_ends(sim):
     reply = generate(sim, keep_alive=0)
     assert reply["done"] is True and reply["eval_count"] == 1
-    wait_for(lambda: loaded_names(sim) == [], timeout=2, what="unload at idle")
+    eventually(lambda: loaded_names(sim) == [], timeout=2, what="unload at idle")
     assert sim.model_stats(CHAT)["unloads"] == 1
 
 
 @pytest.mark.asyncio
 async def test_it_starts_the_idle_timer_only_when_the_last_request_ends(sim):
     async with ollama.AsyncClient(host=sim.url) as client:
-        long = asyncio.create_task(client.generate(model=CHAT, prompt="x", keep_alive=0.2,
-                                                   options={"num_predict": 60}))
-        await eventually(lambda: sim.model_stats(CHAT).get("generating") == 1, what="generating")
-        await asyncio.sleep(0.4)  # twice the keep_alive, while the request is still running
-        assert CHAT in await asyncio.to_thread(loaded_names, sim)
-        reply = await long
-        assert reply.eval_count == 60
+        parts = 0
+        # 100 tokens a second: by the 40th token the request has run twice the 0.2 s keep_alive (the
+        # simulator's own clock paces the stream, so no sleep in the test).
+        async for part in await client.generate(model=CHAT, prompt="x", keep_alive=0.2, stream=True,
+                                                options={"num_predict": 60}):
+            parts += 1
+            if parts == 40:
+                assert CHAT in await asyncio.to_thread(loaded_names, sim)
+            if part.done:
+                assert part.eval_count == 60
         assert CHAT in await asyncio.to_thread(loaded_names, sim)  # the 0.2 s timer has only just started
-        await eventually(lambda: loaded_names(sim) == [], within=2, what="unload 0.2 s after the end")
+        await asyncio.to_thread(eventually, lambda: loaded_names(sim) == [], timeout=2,
+                                what="unload 0.2 s after the end")
 
 
 @pytest.mark.asyncio
@@ -116,11 +121,11 @@ async def test_it_unloads_a_busy_model_only_after_its_requests_finish(sim):
                 parts.append(part)
 
         task = asyncio.create_task(stream())
-        await eventually(lambda: len(parts) >= 3, what="stream started")
+        await asyncio.to_thread(eventually, lambda: len(parts) >= 3, what="stream started")
         unload = await client.chat(model=CHAT, messages=[], keep_alive=0)
         assert unload.done_reason == "unload"  # answered at once, while the stream goes on
         assert not parts[-1].done
         assert CHAT in await asyncio.to_thread(loaded_names, sim)
         await task
     assert parts[-1].done and parts[-1].eval_count == 50
-    await eventually(lambda: loaded_names(sim) == [], within=2, what="unload after the stream")
+    await asyncio.to_thread(eventually, lambda: loaded_names(sim) == [], timeout=2, what="unload after the stream")

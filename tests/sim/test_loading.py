@@ -15,16 +15,8 @@ import httpx
 import ollama
 import pytest
 
-from tests.sim.simkit import (
-    CHAT,
-    clean,
-    eventually,
-    hold_loads,
-    loaded_names,
-    loading_names,
-    release_loads,
-    sim_config,
-)
+from tests.sim.simkit import CHAT, clean, hold_loads, loaded_names, loading_names, release_loads, sim_config
+from tests.support.processes import eventually
 from tests.support.simulator import SimulatorProcess
 
 pytestmark = pytest.mark.timeout(60)
@@ -67,7 +59,7 @@ async def cold_burst(sim: SimulatorProcess, client: httpx.AsyncClient) -> list[a
     """Six requests for a model that is not loaded, all sent while its load is held open."""
     hold_loads(sim, CHAT)
     first = asyncio.create_task(generate(client))
-    await eventually(lambda: loading_names(sim) == [CHAT], what="the first request started the load")
+    await asyncio.to_thread(eventually, lambda: loading_names(sim) == [CHAT], what="the first request started the load")
     return [first, *(asyncio.create_task(generate(client)) for _ in range(5))]
 
 
@@ -75,7 +67,7 @@ async def cold_burst(sim: SimulatorProcess, client: httpx.AsyncClient) -> list[a
 async def test_it_queues_requests_for_a_loading_model_and_rejects_past_max_queue(current):
     async with httpx.AsyncClient(base_url=current.url, timeout=30) as client:
         burst = await cold_burst(current, client)
-        await eventually(lambda: sum(task.done() for task in burst) == 3, what="three answered at once")
+        await asyncio.to_thread(eventually, lambda: sum(task.done() for task in burst) == 3, what="three answered at once")
         rejected = [task.result() for task in burst if task.done()]
         assert [r.status_code for r in rejected] == [503] * 3
         assert all(r.content == BUSY for r in rejected)
@@ -95,7 +87,7 @@ async def test_it_queues_requests_for_a_loading_model_and_rejects_past_max_queue
 async def test_it_lets_every_request_wait_for_a_loading_model_before_0_30(older):
     async with httpx.AsyncClient(base_url=older.url, timeout=30) as client:
         burst = await cold_burst(older, client)
-        await eventually(lambda: older.model_stats(CHAT).get("in_flight") == 6, what="all six inside")
+        await asyncio.to_thread(eventually, lambda: older.model_stats(CHAT).get("in_flight") == 6, what="all six inside")
         assert older.stats()["pending_queue"]["depth"] == 0  # they took the fast path to the loading runner
         release_loads(older, CHAT)
         replies = await asyncio.gather(*burst)
@@ -109,7 +101,7 @@ async def test_it_leaves_a_loading_model_out_of_ps(current):
     async with ollama.AsyncClient(host=current.url) as client:
         hold_loads(current, CHAT)
         load = asyncio.create_task(client.generate(model=CHAT))
-        await eventually(lambda: loading_names(current) == [CHAT], what="loading")
+        await asyncio.to_thread(eventually, lambda: loading_names(current) == [CHAT], what="loading")
         assert (await client.ps()).models == []
         release_loads(current, CHAT)
         assert (await load).done_reason == "load"
@@ -121,7 +113,7 @@ async def test_it_lists_a_loading_model_in_ps_before_0_30(older):
     async with ollama.AsyncClient(host=older.url) as client:
         hold_loads(older, CHAT)
         load = asyncio.create_task(client.generate(model=CHAT))
-        await eventually(lambda: loading_names(older) == [CHAT], what="loading")
+        await asyncio.to_thread(eventually, lambda: loading_names(older) == [CHAT], what="loading")
         assert [m.model for m in (await client.ps()).models] == [CHAT]
         release_loads(older, CHAT)
         await load
@@ -132,7 +124,7 @@ async def test_it_ignores_an_unload_sent_while_the_model_loads(current):
     async with ollama.AsyncClient(host=current.url) as client:
         hold_loads(current, CHAT)
         load = asyncio.create_task(client.generate(model=CHAT, prompt="x", options={"num_predict": 1}))
-        await eventually(lambda: loading_names(current) == [CHAT], what="loading")
+        await asyncio.to_thread(eventually, lambda: loading_names(current) == [CHAT], what="loading")
         unload = await client.generate(model=CHAT, keep_alive=0)
         assert unload.done_reason == "unload"  # answered at once, as always
         release_loads(current, CHAT)
@@ -147,9 +139,9 @@ async def test_it_unloads_after_the_load_when_asked_while_loading_before_0_30(ol
     async with ollama.AsyncClient(host=older.url) as client:
         hold_loads(older, CHAT)
         load = asyncio.create_task(client.generate(model=CHAT, prompt="x", options={"num_predict": 1}))
-        await eventually(lambda: loading_names(older) == [CHAT], what="loading")
+        await asyncio.to_thread(eventually, lambda: loading_names(older) == [CHAT], what="loading")
         assert (await client.generate(model=CHAT, keep_alive=0)).done_reason == "unload"
         release_loads(older, CHAT)
         await load
-    await eventually(lambda: loaded_names(older) == [], what="unloaded once its request ended")
+    await asyncio.to_thread(eventually, lambda: loaded_names(older) == [], what="unloaded once its request ended")
     assert older.model_stats(CHAT)["unloads"] == 1

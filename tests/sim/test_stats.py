@@ -8,7 +8,8 @@ import httpx
 import ollama
 import pytest
 
-from tests.sim.simkit import CHAT, CODER, EMBEDDER, loaded_names, wait_for
+from tests.sim.simkit import CHAT, CODER, EMBEDDER, loaded_names
+from tests.support.processes import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,7 +74,7 @@ async def test_it_stalls_a_stream_on_demand_until_the_client_leaves(sim):
             async with client.stream("POST", "/api/generate", json={"model": CODER, "prompt": "x"}) as response:
                 async for _line in response.aiter_lines():
                     pass
-    await asyncio.to_thread(wait_for, lambda: sim.model_stats(CODER).get("generating") == 0, what="slot freed")
+    await asyncio.to_thread(eventually, lambda: sim.model_stats(CODER).get("generating") == 0, what="slot freed")
     assert sim.model_stats(CODER)["cancellations_by_stage"]["generation"] == 1
 
 

@@ -47,9 +47,8 @@ def eventually(probe: Callable[[], T], *, what: str, timeout: float = 10, interv
         time.sleep(interval)
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, proc: subprocess.Popen | None = None):
-    """Wait for a server to come up: connection errors mean "not yet"."""
-    eventually(condition, what=f"{what}: not ready", timeout=timeout, proc=proc, ignore=(OSError, httpx.HTTPError))
+# What a server that is still starting answers with: "not yet", not a failure.
+STARTING = (OSError, httpx.HTTPError)
 
 
 def port_open(port: int) -> bool:
@@ -77,7 +76,7 @@ class RedisServer:
              "--dir", self.dir, "--maxmemory-policy", "noeviction"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: port_open(self.port), timeout=10, what="redis-server", proc=self.proc)
+        eventually(lambda: port_open(self.port), timeout=10, what="redis-server", proc=self.proc, ignore=STARTING)
 
     def kill(self) -> None:
         self.proc.kill()
@@ -108,7 +107,7 @@ class DaphneServer:
             cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         try:
-            wait_until(lambda: port_open(self.port), timeout=30, what="daphne", proc=self.proc)
+            eventually(lambda: port_open(self.port), timeout=30, what="daphne", proc=self.proc, ignore=STARTING)
         except Exception:
             self.stop()
             raise RuntimeError("daphne did not start:\n" + self.output()) from None

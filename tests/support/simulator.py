@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from ollamasim.config import to_toml
-from tests.support.processes import REPO, free_port, wait_until
+from tests.support.processes import REPO, STARTING, eventually, free_port
 
 _RUNNING: weakref.WeakSet[SimulatorProcess] = weakref.WeakSet()
 
@@ -46,7 +46,7 @@ class SimulatorProcess:
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         _RUNNING.add(self)
         try:
-            wait_until(self._answers, timeout=startup_timeout, what="ollamasim", proc=self.proc)
+            eventually(self._answers, timeout=startup_timeout, what="ollamasim", proc=self.proc, ignore=STARTING)
         except Exception:
             output = self.output()
             self.stop()
