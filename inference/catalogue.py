@@ -6,17 +6,20 @@ the synchronous ollama client; it never runs on the request path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
 import httpx
 import ollama
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from inference import nodes
 from inference.models import Model, Node, NodeModel
+from portal.redis_clients import sync_client
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,36 @@ def seed_nodes_from_settings() -> None:
         Node.objects.get_or_create(url=normalise_node_url(url))
 
 
-def sync_catalogue() -> list[NodeReport]:
+SYNC_LOCK_KEY = "gh:catalogue-sync-lock"
+SYNC_LOCK_SECONDS = 300  # a sync that died with the lock held frees it after this long
+
+
+def sync_catalogue(wait: float | None = None) -> list[NodeReport]:
+    """Sync every node's models into the database; one sync at a time across all processes.
+
+    Two syncs at once (beat's periodic task and `make run` starting, or two starts) write the same
+    rows and fight over SQLite's lock. A sync that finds another running waits up to `wait` seconds
+    (CATALOGUE_SYNC_WAIT_SECONDS by default), then returns [] and leaves the work to the one running.
+    Without Redis there is nobody to agree with, so it runs anyway.
+    """
+    wait = settings.CATALOGUE_SYNC_WAIT_SECONDS if wait is None else wait
+    try:
+        lock = sync_client().lock(SYNC_LOCK_KEY, timeout=SYNC_LOCK_SECONDS, blocking_timeout=wait)
+        acquired = lock.acquire(blocking=wait > 0)
+    except redis.RedisError as exc:
+        log.warning("catalogue sync without the Redis lock (%s)", exc)
+        return _sync_all()
+    if not acquired:
+        log.info("another catalogue sync is running; skipping this one")
+        return []
+    try:
+        return _sync_all()
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            lock.release()
+
+
+def _sync_all() -> list[NodeReport]:
     seed_nodes_from_settings()
     return [sync_node(node) for node in Node.objects.all()]
 

@@ -9,4 +9,5 @@ from inference import catalogue
 
 @shared_task(ignore_result=True)
 def sync_catalogue() -> list[dict]:
-    return [report.__dict__ for report in catalogue.sync_catalogue()]
+    # Periodic: if a sync is already running, its result is as fresh as ours would be.
+    return [report.__dict__ for report in catalogue.sync_catalogue(wait=0)]

@@ -87,13 +87,18 @@ DATABASE_URL = envstr("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": envstr("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
-            # Several processes (web, worker, beat) share the file: wait for locks.
-            "OPTIONS": {"timeout": 20},
-        }
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                             "NAME": envstr("SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))}}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, worker, beat) share the file. WAL lets readers work while one process
+    # writes; the timeout is SQLite's busy timeout (wait for a lock rather than fail at once); IMMEDIATE
+    # takes the write lock when a transaction starts, since a read lock that must be upgraded midway
+    # fails at once with "database is locked", whatever the busy timeout.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        **DATABASES["default"].get("OPTIONS", {}),
     }
 # The test suite runs a real daphne process beside pytest, so the test database must be a file it can
 # open; one per test run, so two runs on one machine never share (and delete) each other's.
@@ -220,6 +225,9 @@ MAX_REQUEST_BODY_BYTES = envint("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024, mini
 # Bodies at least this large are parsed in a separate process (inference/parsing.py), PARSE_WORKERS at a time.
 PARSE_OFFLOAD_BYTES = envint("PARSE_OFFLOAD_BYTES", 256 * 1024, minimum=0)
 PARSE_WORKERS = envint("PARSE_WORKERS", 2, minimum=1)
+# One catalogue sync at a time across all processes (a Redis lock): a sync that finds another running
+# waits up to this long for it (make run's start), then gives up; the periodic task does not wait.
+CATALOGUE_SYNC_WAIT_SECONDS = envint("CATALOGUE_SYNC_WAIT_SECONDS", 60, minimum=0)
 # The web process (portal/web.py): pending connections the kernel queues (daphne's default is 50, which
 # resets clients under a burst of a few hundred), and how long a connection may send nothing at all.
 WEB_LISTEN_BACKLOG = envint("WEB_LISTEN_BACKLOG", 1024, minimum=1)

@@ -91,3 +91,37 @@ def test_it_seeds_nodes_from_settings_and_runs_as_a_celery_task(sim, settings):
     assert {r["url"]: r["healthy"] for r in reports if r["url"] in seeded} == {sim.url: True, seeded[1]: False}
     assert Node.objects.filter(url__in=seeded).count() == 2
     assert sync_catalogue() and Node.objects.filter(url__in=seeded).count() == 2, "seeding twice creates no duplicates"
+
+
+def test_only_one_catalogue_sync_runs_at_a_time(sim, settings, redis_server):
+    from inference.catalogue import SYNC_LOCK_KEY
+    from portal.redis_clients import sync_client
+
+    settings.OLLAMA_NODES = [sim.url]
+
+    def listings() -> int:
+        return sim.stats()["endpoints"].get("/api/tags", 0)
+
+    before = listings()
+    running = sync_client().lock(SYNC_LOCK_KEY, timeout=60)
+    assert running.acquire(blocking=False)  # another process's sync, as far as this one can tell
+    try:
+        assert sync_catalogue(wait=0) == []
+        assert listings() == before, "the node was asked while another sync ran"
+    finally:
+        running.release()
+    reports = sync_catalogue(wait=0)
+    assert any(r.url == sim.url and r.healthy for r in reports)
+    assert listings() > before
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout():
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone()[0] >= 10_000
