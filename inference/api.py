@@ -21,7 +21,10 @@ API_PREFIXES = ("/v1/", "/api/")
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return HttpResponse(body, status=status, headers=headers, content_type="application/json")
+    # backslashreplace: text echoed from a client could hold a lone surrogate, which UTF-8 cannot carry;
+    # "\ud800" written out is still valid JSON, where a failed encode would be a 500.
+    return HttpResponse(body.encode("utf-8", "backslashreplace"), status=status, headers=headers,
+                        content_type="application/json")
 
 
 def error_response(error: ApiError) -> HttpResponse:

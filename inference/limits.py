@@ -69,6 +69,11 @@ def check_limits(data: dict[str, Any]) -> None:
                 f"Invalid '{field}': at most {MAX_TEXT_CHARS} characters of text per request.", param=field)
 
 
+def _printable(text: str) -> str:
+    # The field name goes back to the client in the error, so it must be encodable itself.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _first_surrogate(value: Any, path: list[str]) -> list[str] | None:
     if isinstance(value, str):
         try:
@@ -79,7 +84,7 @@ def _first_surrogate(value: Any, path: list[str]) -> list[str] | None:
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         if isinstance(key, str) and _first_surrogate(key, path) is not None:
-            return [*path, key]
+            return [*path, _printable(key)]
         found = _first_surrogate(item, [*path, str(key)])
         if found is not None:
             return found

@@ -224,3 +224,10 @@ def test_an_absurd_max_tokens_still_gets_an_answer(base_url, auth):
                           json={**CHAT, "max_tokens": 10**12, "messages": [{"role": "user", "content": "hi"}],
                                 "stop": ["."]})
     assert response.status_code == 200, response.text
+
+
+def test_a_lone_surrogate_in_a_field_name_is_a_400_too(base_url, auth):
+    # Found by tests/test_fuzz.py: the field name went back in the error message and broke its encoding.
+    response = httpx.post(base_url + "/chat/completions", headers={**auth, "Content-Type": "application/json"},
+                          content=b'{"\\ud800": null}')
+    assert assert_openai_error(response, 400)["param"] == "\\ud800"
