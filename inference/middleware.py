@@ -7,7 +7,7 @@ import uuid
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import DisallowedHost
 
-from inference import errors
+from inference import cors, errors
 from inference.api import error_response, is_api_path
 from portal.apierrors import SERVER_ERROR, ApiError
 
@@ -83,6 +83,9 @@ class RequestIdMiddleware:
     async def _acall(self, request):
         request.request_id = new_request_id()
         errors.request_id.set(request.request_id)  # for messages built below the view (inference/errors.py)
-        response = host_error(request) or _as_api_error(request, await self.get_response(request))
+        response = host_error(request) or cors.preflight(request)
+        if response is None:
+            response = _as_api_error(request, await self.get_response(request))
+        cors.add_headers(request, response)
         response["x-request-id"] = request.request_id
         return response

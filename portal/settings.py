@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "portal.security.ContentSecurityPolicyMiddleware",
 ]
 
 # The OpenAI-compatible API (/v1/, /api/) runs with only this (portal/asgi.py explains why).
@@ -161,7 +162,18 @@ SESSION_COOKIE_HTTPONLY = True
 # Django sends HSTS only on HTTPS responses, so this is harmless behind plain-HTTP test servers.
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+# Health checks call the web process directly over plain HTTP, from inside its own network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Portal pages only (portal/security.py); the API answers JSON to programs, not pages to browsers.
+CONTENT_SECURITY_POLICY = envstr(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'",
+)
+# Browser pages allowed to call the API (inference/cors.py), e.g. https://app.example.org; none by default.
+API_CORS_ALLOWED_ORIGINS = frozenset(envlist("API_CORS_ALLOWED_ORIGINS"))
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

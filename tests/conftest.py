@@ -157,6 +157,7 @@ def live_server_env(redis_server, static_root: str) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         # Long, so tests that see a revoked key refused prove the Redis broadcast did it, not expiry.
         "API_KEY_CACHE_SECONDS": "600",
+        "API_CORS_ALLOWED_ORIGINS": "https://app.example.org",  # tests/test_production.py
     }
 
 
