@@ -16,4 +16,5 @@ RUN pip install . && python manage.py collectstatic --noinput \
 USER gatehouse
 
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "portal.asgi:application"]
+# portal/web.py: daphne with the body guards, listen backlog and idle timeout of production.
+CMD ["python", "-m", "portal.web", "-b", "0.0.0.0", "-p", "8000"]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[1] / "compose.yaml").read_text())
@@ -20,7 +25,7 @@ def test_it_has_every_production_service():
 
 
 def test_it_runs_the_right_commands():
-    assert "daphne" in command("web") and "portal.asgi:application" in command("web")
+    assert "portal.web" in command("web")  # daphne serving portal.asgi:application (portal/web.py)
     assert "migrate" in command("web")
     assert "celery -A portal worker" in command("worker")
     assert "celery -A portal beat" in command("beat")
@@ -56,3 +61,62 @@ def test_it_health_checks_the_stores():
     assert "pg_isready" in " ".join(SERVICES["postgres"]["healthcheck"]["test"])
     assert "ping" in " ".join(SERVICES["redis"]["healthcheck"]["test"])
     assert "noeviction" in command("redis")
+
+
+# -- the web process and the reverse proxy in front of it (issue 8, "Slow and many clients") ---------
+
+CADDYFILE = Path(__file__).resolve().parents[1] / "deploy" / "Caddyfile"
+
+
+def test_the_web_process_runs_with_a_listen_backlog_behind_the_proxy():
+    web = SERVICES["web"]
+    assert "-m portal.web" in command("web") and "--proxy-headers" in command("web")
+    assert "WEB_LISTEN_BACKLOG" in web["environment"] and "WEB_IDLE_TIMEOUT_SECONDS" in web["environment"]
+    assert "WEB_LISTEN_BACKLOG" in str(web["sysctls"]["net.core.somaxconn"]), "the kernel caps the backlog"
+    assert "ports" not in web, "users reach daphne through the proxy only"
+    env = web["environment"]
+    assert env["TRUST_PROXY_HEADERS"] == "true" and env["SECURE_SSL_REDIRECT"] == "true"
+    assert "127.0.0.1" in env["ALLOWED_HOSTS"], "the health check calls 127.0.0.1"
+
+
+def test_the_proxy_terminates_tls_in_front_of_web():
+    proxy = SERVICES["proxy"]
+    assert proxy["image"].startswith("caddy:")
+    assert {"80:80", "443:443"} <= set(proxy["ports"])
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    assert "internal" in proxy["environment"]["GATEHOUSE_TLS"], "no certificates needed by default"
+
+
+def test_the_caddyfile_buffers_requests_limits_bodies_times_out_slow_clients_and_streams_sse():
+    text = CADDYFILE.read_text()
+    directives = [line.split("#")[0].strip() for line in text.splitlines()]
+    for expected in ("tls {$GATEHOUSE_TLS:internal}", "max_size {$MAX_REQUEST_BODY_BYTES:20971520}",
+                     "buffer_requests", "flush_interval -1", "read_header 10s", "read_body 60s",
+                     "reverse_proxy web:8000 {"):
+        assert expected in directives, expected
+    assert not any(d.startswith("write ") for d in directives), "a write timeout would cut long streams"
+
+
+def caddy(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["caddy", *args, "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+                          env={**os.environ, "HOME": os.environ.get("HOME", "/tmp"), **(env or {})},
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed (Debian: apt install caddy)")
+def test_caddy_accepts_the_caddyfile_with_and_without_certificates():
+    # As the simulator profile runs it: no certificates, Caddy's local CA.
+    result = caddy("validate")
+    assert result.returncode == 0, result.stderr
+    # As production runs it: the operator's certificate files (adapt: the files are not here).
+    result = caddy("adapt", env={"GATEHOUSE_DOMAIN": "gatehouse.example.org",
+                                 "GATEHOUSE_TLS": "/certs/fullchain.pem /certs/privkey.pem"})
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    server = config["apps"]["http"]["servers"]["srv0"]
+    assert server["read_header_timeout"] == 10 * 10**9 and "write_timeout" not in server
+    assert config["apps"]["tls"]["certificates"]["load_files"][0]["certificate"] == "/certs/fullchain.pem"
+    handlers = server["routes"][0]["handle"][0]["routes"][0]["handle"]
+    assert handlers[0] == {"handler": "request_body", "max_size": 20 * 1024 * 1024}
+    assert handlers[1]["buffer_requests"] is True and handlers[1]["flush_interval"] == -1

@@ -4,7 +4,9 @@ object with the right status and x-request-id, sent before the server reads what
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
 
 import httpx
 import openai
@@ -231,3 +233,13 @@ def test_a_lone_surrogate_in_a_field_name_is_a_400_too(base_url, auth):
     response = httpx.post(base_url + "/chat/completions", headers={**auth, "Content-Type": "application/json"},
                           content=b'{"\\ud800": null}')
     assert assert_openai_error(response, 400)["param"] == "\\ud800"
+
+
+# -- the web process (portal/web.py) ----------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_the_web_process_listens_with_a_backlog_for_bursts(gatehouse):
+    # daphne's own backlog is 50: a burst of a few hundred connections got resets.
+    listening = subprocess.run(["ss", "-ltnH", f"sport = :{gatehouse.port}"], capture_output=True, text=True,
+                               check=True).stdout.split()
+    assert int(listening[2]) == 1024  # Send-Q of a listening socket is its backlog

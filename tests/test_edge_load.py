@@ -12,6 +12,7 @@ and below the stall it guards against.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -27,9 +28,11 @@ STALL_BOUND_SECONDS = 1.5
 
 @pytest.fixture(scope="module")
 def roomy_gatehouse(world, redis_server, static_root):
-    """A web process with the default body limit (20 MiB), which the shared one lowers to 1 MiB."""
+    """A web process with the default body limit (20 MiB), which the shared one lowers to 1 MiB, and a
+    short idle timeout."""
     env = live_server_env(redis_server, static_root)
     del env["MAX_REQUEST_BODY_BYTES"]
+    env["WEB_IDLE_TIMEOUT_SECONDS"] = "2"
     server = DaphneServer(env)
     yield server
     server.stop()
@@ -61,3 +64,10 @@ def test_a_huge_body_does_not_stall_other_requests(roomy_gatehouse, world):
     error = assert_openai_error(outcome["response"], 400)
     assert error["param"] == "messages"
     assert latencies and max(latencies) < STALL_BOUND_SECONDS, sorted(latencies)[-5:]
+
+
+def test_a_connection_that_sends_nothing_is_closed(roomy_gatehouse):
+    """WEB_IDLE_TIMEOUT_SECONDS (2 s here; daphne's own is 12 hours): a silent client holds nothing for long."""
+    with socket.create_connection(("127.0.0.1", roomy_gatehouse.port), timeout=30) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and then nothing more
+        assert sock.recv(1024) == b""  # closed by the server, long before the 30 s timeout here
