@@ -47,6 +47,8 @@ def host_error(request):
     (portal/asgi.py) never did: any Host reached the views. Links and snippets built from the host
     must not point at an attacker's name, and a server answering every name invites DNS rebinding.
     """
+    if not is_api_path(request.path):
+        return None  # portal pages: Django's own check (CommonMiddleware) answers with its 400 page
     try:
         request.get_host()
     except DisallowedHost:
