@@ -62,14 +62,16 @@ _CONTEXT_REFUSALS = ("context length", "context size")
 def _summary(lowered: str, model: str) -> str:
     """What went wrong upstream, in our words, from the markers in the node's text."""
     if "requires more system memory" in lowered or "out of memory" in lowered:
-        return f"The model server does not have enough memory for `{model}` (it requires more system memory than is available)"
-    if "error loading model" in lowered or "unable to load model" in lowered or "invalid file magic" in lowered:
-        return f"The model server could not load `{model}`"
-    if "unknown model architecture" in lowered:
-        return f"The model server cannot run `{model}` (unknown model architecture)"
-    if "unexpectedly stopped" in lowered or "runner" in lowered:
-        return f"The model server stopped while serving `{model}`"
-    return f"The model server failed while serving `{model}`"
+        why = "it does not have enough memory for the model (it requires more system memory than is available)"
+    elif "error loading model" in lowered or "unable to load model" in lowered or "invalid file magic" in lowered:
+        why = "it could not load the model"
+    elif "unknown model architecture" in lowered:
+        why = "it cannot run this model (unknown model architecture)"
+    elif "unexpectedly stopped" in lowered or "runner" in lowered:
+        why = "its model runner stopped"
+    else:
+        why = "see the server log"
+    return f"The model server failed while serving `{model}`: {why}"
 
 
 def from_ollama(status_code: int, error_text: str, model: str, *, request: str | None = None) -> ApiError:
