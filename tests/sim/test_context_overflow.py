@@ -112,9 +112,13 @@ def test_it_stops_generating_at_the_end_of_the_context_without_shift(http):
     reply = chat(http, [user(question)], shift=False, options={"num_ctx": NUM_CTX}).json()
     assert reply["done_reason"] == "length"
     assert reply["prompt_eval_count"] + reply["eval_count"] == NUM_CTX
-    lines = ndjson(http.post("/api/generate", json={"model": CHAT, "prompt": question, "shift": False,
+    # Natural replies are 8 to 24 tokens (simkit's response_tokens), random without a seed: leave less
+    # room than the shortest, or a short reply ends with "stop" before the context is full.
+    bare = "word " * (NUM_CTX - 16)  # 250 tokens with the template: room for 6
+    lines = ndjson(http.post("/api/generate", json={"model": CHAT, "prompt": bare, "shift": False,
                                                     "options": {"num_ctx": NUM_CTX}}).text)
     assert lines[-1]["done_reason"] == "length"
+    assert lines[-1]["prompt_eval_count"] + lines[-1]["eval_count"] == NUM_CTX
 
 
 def test_it_follows_the_ollama_runner_before_0_30():
