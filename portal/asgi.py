@@ -14,6 +14,7 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
@@ -34,10 +35,35 @@ class ApiASGIHandler(ASGIHandler):
             settings.MIDDLEWARE = site_middleware
 
     async def __call__(self, scope, receive, send):
+        # Under portal/web.py an over-limit body never gets this far; under another ASGI server (which
+        # hands the body over as the application reads it) this refuses it before reading it.
+        if _declared_length(scope) > settings.MAX_REQUEST_BODY_BYTES:
+            await _refuse_too_large(send)
+            return
         # Django wraps each request in a ThreadSensitiveContext, which starts a fresh thread for the
         # request's first sync call (the request_started signal sends one on every request). API views
         # make sync calls only to refresh caches, so they share the process's one sync thread instead.
         await self.handle(scope, receive, send)
+
+
+def _declared_length(scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+async def _refuse_too_large(send) -> None:
+    import json
+
+    from inference.middleware import new_request_id
+    from portal.apierrors import ApiError
+
+    body = json.dumps(ApiError.payload_too_large(settings.MAX_REQUEST_BODY_BYTES).as_dict()).encode()
+    await send({"type": "http.response.start", "status": 413, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", new_request_id().encode()), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 api_asgi_app = ApiASGIHandler()

@@ -243,3 +243,28 @@ def test_the_web_process_listens_with_a_backlog_for_bursts(gatehouse):
     listening = subprocess.run(["ss", "-ltnH", f"sport = :{gatehouse.port}"], capture_output=True, text=True,
                                check=True).stdout.split()
     assert int(listening[2]) == 1024  # Send-Q of a listening socket is its backlog
+
+
+@pytest.mark.asyncio
+async def test_under_another_asgi_server_an_over_limit_length_is_refused_unread():
+    """Servers such as uvicorn hand the body over only as the application reads it: portal/asgi.py
+    answers 413 from the declared length and never asks for the body."""
+    from portal.asgi import api_asgi_app
+
+    sent: list[dict] = []
+
+    async def receive():
+        raise AssertionError("the body was read")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+             "query_string": b"", "root_path": "", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5),
+             "headers": [(b"host", b"127.0.0.1"), (b"content-length", b"999999999999")]}
+    await api_asgi_app(scope, receive, send)
+    assert sent[0]["status"] == 413
+    headers = dict(sent[0]["headers"])
+    assert headers[b"x-request-id"].startswith(b"req_")
+    assert json.loads(sent[1]["body"])["error"]["code"] == "request_too_large"

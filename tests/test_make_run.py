@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +80,9 @@ def test_it_serves_the_portal_signs_in_the_admin_and_stops_on_ctrl_c(stack):
     css = httpx.get(f"http://127.0.0.1:{web_port}/static/admin/css/base.css")
     assert css.status_code == 200 and "text/css" in css.headers["content-type"], "the admin would be unstyled"
     assert sim_models
+    if shutil.which("ss"):  # the web process listens with WEB_LISTEN_BACKLOG (portal/web.py), not daphne's 50
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{web_port}"], capture_output=True, text=True).stdout
+        assert int(listening.split()[2]) == 1024, listening
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
