@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support.browser import browser  # noqa: F401 - the shared headless Chromium fixture
 from tests.support.processes import REPO, DaphneServer, RedisServer
 
 # The e2e catalogue: a chat model with tools, a code model with fill-in-the-middle, an embedder.

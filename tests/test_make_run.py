@@ -14,11 +14,8 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.processes import REPO, RedisServer, eventually, free_port, port_open, wait_until
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 class Output:
