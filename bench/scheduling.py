@@ -9,6 +9,7 @@ Starts its own redis-server, simulators, a throw-away SQLite database and real d
 3. overhead: a request that finds a free slot, with the queue on vs QUEUE_ENABLED=false (p50/p99).
 4. redis:    admissions + releases per second through the Lua scripts, from one and two processes.
 5. waiting:  2,000 concurrent streams waiting in one web process's queue, and that process's RSS.
+6. disconnect: how soon a running stream's slot is free after its client leaves.
 
     .venv/bin/python bench/scheduling.py [--json bench/results/scheduling.json] [--only swap,fairness,...]
 """
@@ -322,9 +323,41 @@ async def bench_waiting(workdir: str, streams: int) -> dict:
         redis.stop()
 
 
+# -- 6. slot release after a client disconnects ---------------------------------------------------------
+
+async def bench_disconnect(workdir: str, rounds: int = 30) -> dict:
+    """A client reads the first token of a long stream and leaves: how soon is its slot free again?"""
+    redis = RedisServer()
+    sim = SimulatorProcess(sim_config([WAIT_MODEL], tokens_per_second=20, response_tokens=[200, 200]))
+    world = World([sim], f"{workdir}/disconnect", redis)
+    url = world.webs[0].url + "/v1/chat/completions"
+    import redis as redis_sync
+
+    kv = redis_sync.Redis.from_url(redis.url)
+    running = "gh:{" + WAIT_MODEL + "}:run:" + sim.url
+    samples = []
+    try:
+        async with httpx.AsyncClient(timeout=60) as client:
+            for _ in range(rounds):
+                async with client.stream("POST", url, json=chat_body(WAIT_MODEL, stream=True),
+                                         headers=world.headers()) as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: "):
+                            break
+                left = time.perf_counter()
+                while kv.zcard(running):  # noqa: ASYNC110 - polling Redis, the only place that knows
+                    await asyncio.sleep(0.001)
+                samples.append(time.perf_counter() - left)
+    finally:
+        world.stop()
+        sim.stop()
+        redis.stop()
+    return {"p50_ms": round(pct(samples, 50), 1), "max_ms": round(max(samples) * 1000, 1), "rounds": rounds}
+
+
 async def run(args) -> dict:
     workdir = tempfile.mkdtemp(prefix="gatehouse-bench-sched-")
-    for sub in ("swap", "fair", "overhead-queue_off", "overhead-queue_on", "waiting"):
+    for sub in ("swap", "fair", "overhead-queue_off", "overhead-queue_on", "waiting", "disconnect"):
         os.makedirs(f"{workdir}/{sub}", exist_ok=True)
     results: dict = {"cpus": os.cpu_count()}
     if "swap" in args.only:
@@ -337,6 +370,8 @@ async def run(args) -> dict:
         results["redis"] = bench_redis()
     if "waiting" in args.only:
         results["waiting"] = await bench_waiting(workdir, args.streams)
+    if "disconnect" in args.only:
+        results["disconnect"] = await bench_disconnect(workdir)
     return results
 
 
@@ -373,12 +408,16 @@ def report(results: dict) -> None:
         w = results["waiting"]
         print("5. Waiting streams in one web process (target: 2,000 in < 300 MB RSS)")
         print(f"   {w['waiting_streams']} waiting; RSS {w['rss_mb']} MB (idle {w['rss_before_mb']} MB)\n")
+    if "disconnect" in results:
+        d = results["disconnect"]
+        print("6. Slot free again after the client of a running stream leaves (target: within 100 ms)")
+        print(f"   p50 {d['p50_ms']} ms, max {d['max_ms']} ms over {d['rounds']} rounds\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "scheduling.json"))
-    parser.add_argument("--only", type=lambda s: s.split(","), default=["swap", "fairness", "overhead", "redis", "waiting"])
+    parser.add_argument("--only", type=lambda s: s.split(","), default=["swap", "fairness", "overhead", "redis", "waiting", "disconnect"])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--streams", type=int, default=2000)
     args = parser.parse_args()

@@ -120,22 +120,30 @@ class ModelState:
     avg_service_ms: float | None
 
 
+def read_state(pipe, model: str, nodes: list[str]) -> int:
+    """Queue the reads behind a ModelState on a pipeline (sync or async); returns how many replies."""
+    prefix = model_prefix(model)
+    pipe.zcard(prefix + "enq")
+    pipe.zrange(prefix + "enq", 0, 0, withscores=True)
+    pipe.hgetall(prefix + "place")
+    pipe.hget(prefix + "svc", "avg_ms")
+    for node in nodes:
+        pipe.zcard(prefix + "run:" + node)
+    return 4 + len(nodes)
+
+
+def parse_state(replies: list, nodes: list[str]) -> ModelState:
+    waiting, oldest, placement, avg, *running = replies
+    oldest_wait = max(0, now_ms() - int(oldest[0][1])) if oldest else 0
+    return ModelState(int(waiting), oldest_wait, dict(placement),
+                      dict(zip(nodes, (int(n) for n in running), strict=True)), float(avg) if avg else None)
+
+
 async def model_state(model: str, nodes: list[str], client: aioredis.Redis | None = None) -> ModelState:
     client = client or redis_client()
-    prefix = model_prefix(model)
     async with client.pipeline(transaction=False) as pipe:
-        pipe.zcard(prefix + "enq")
-        pipe.zrange(prefix + "enq", 0, 0, withscores=True)
-        pipe.hgetall(prefix + "place")
-        pipe.hget(prefix + "svc", "avg_ms")
-        for node in nodes:
-            pipe.zcard(prefix + "run:" + node)
-        reply = await pipe.execute()
-    waiting, oldest, placement, avg = reply[:4]
-    placement = dict(placement)
-    running = dict(zip(nodes, (int(n) for n in reply[4:]), strict=True))
-    oldest_wait = max(0, now_ms() - int(oldest[0][1])) if oldest else 0
-    return ModelState(int(waiting), oldest_wait, placement, running, float(avg) if avg else None)
+        read_state(pipe, model, nodes)
+        return parse_state(await pipe.execute(), nodes)
 
 
 def retry_after_seconds(waiting: int, ready_slots: int, avg_service_ms: float | None) -> int:

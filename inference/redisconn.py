@@ -1,7 +1,8 @@
 """The async Redis connection of this process (one per event loop), with tight timeouts.
 
 Every scheduler call goes through it, so when Redis is down a request fails fast with a clean 503
-instead of hanging: connecting gives up after half a second and a reply after REDIS_SOCKET_TIMEOUT.
+instead of hanging: connecting and each reply give up after REDIS_SOCKET_TIMEOUT (refused connections
+fail at once).
 """
 
 from __future__ import annotations

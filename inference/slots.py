@@ -31,6 +31,9 @@ from portal.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 
+SUBSCRIBE_WAIT_SECONDS = 3.0
+
+
 def policy_for(route: ModelRoute) -> queue.Policy:
     return queue.Policy(
         concurrency=route.concurrency,
@@ -165,6 +168,7 @@ class Broker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.tickets: dict[str, Ticket] = {}
         self.subscribed = asyncio.Event()
+        self.redis_down = False  # the subscription failed and has not come back yet
         self.actor_wake = asyncio.Event()
         self._background: set[asyncio.Task] = set()
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._renew_forever())]
@@ -193,8 +197,12 @@ class Broker:
     async def admit(self, route: ModelRoute, user: str, batch: bool, calls: int) -> Admission:
         if not self.subscribed.is_set():
             # A grant published before we listen would be lost (the renewal round would still find it).
+            # While Redis is known to be down, answer at once; while the subscription is only starting
+            # (a busy machine), give it a little longer.
+            if self.redis_down:
+                raise redis_unavailable()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(settings.REDIS_SOCKET_TIMEOUT):
+                async with asyncio.timeout(SUBSCRIBE_WAIT_SECONDS):
                     await self.subscribed.wait()
             if not self.subscribed.is_set():
                 raise redis_unavailable()
@@ -229,6 +237,7 @@ class Broker:
                                        queue.LOAD_FAILED_CHANNEL)
                 await nodehealth.refresh()
                 self.subscribed.set()
+                self.redis_down = False
                 await self._check_all()  # grants sent while we were not listening
                 async for message in pubsub.listen():
                     if message["type"] != "message":
@@ -247,6 +256,7 @@ class Broker:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis went away: resubscribe when it is back
                 self.subscribed.clear()
+                self.redis_down = True
                 log.warning("grant subscription lost (%s); reconnecting", exc)
                 await asyncio.sleep(0.5)
             finally:

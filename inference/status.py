@@ -14,7 +14,7 @@ from django.conf import settings
 
 from inference.models import Model, Node
 from inference.nodehealth import DOWN_KEY
-from inference.queue import model_prefix, now_ms
+from inference.queue import parse_state, read_state
 from inference.swapper import PS_KEY
 
 
@@ -56,41 +56,34 @@ def scheduler_status() -> dict[str, Any]:
     nodes = node_health()
     models = list(Model.objects.filter(enabled=True).order_by("public_id"))
     urls = list(nodes)
-    client = _client()
-    with client.pipeline(transaction=False) as pipe:
-        for model in models:
-            prefix = model_prefix(model.ollama_name)
-            pipe.zcard(prefix + "enq")
-            pipe.zrange(prefix + "enq", 0, 0, withscores=True)
-            pipe.hgetall(prefix + "place")
-            pipe.hget(prefix + "svc", "avg_ms")
-            for url in urls:
-                pipe.zcard(prefix + "run:" + url)
+    with _client().pipeline(transaction=False) as pipe:
+        counts = [read_state(pipe, model.ollama_name, urls) for model in models]
         replies = pipe.execute()
-    per_model = 4 + len(urls)
     out_models = {}
-    for i, model in enumerate(models):
-        waiting, oldest, place, avg, *running = replies[i * per_model:(i + 1) * per_model]
-        avg_ms = float(avg) if avg else None
-        slots = model.concurrency * max(1, sum(1 for state in place.values() if state == "ready"))
+    start = 0
+    for model, count in zip(models, counts, strict=True):
+        state = parse_state(replies[start:start + count], urls)
+        start += count
+        slots = model.concurrency * max(1, sum(1 for place in state.placement.values() if place == "ready"))
+        avg_ms = state.avg_service_ms
         out_models[model.public_id] = {
             "ollama_name": model.ollama_name,
             "kind": model.kind,
             "pinned": model.pinned,
             "concurrency": model.concurrency,
             "max_queue": model.max_queue,
-            "queue_depth": waiting,
-            "oldest_wait_ms": max(0, now_ms() - int(oldest[0][1])) if oldest else 0,
-            "in_flight": sum(running),
+            "queue_depth": state.waiting,
+            "oldest_wait_ms": state.oldest_wait_ms,
+            "in_flight": sum(state.running.values()),
             "avg_call_ms": round(avg_ms) if avg_ms else None,
             # A newcomer waits for the queue ahead of it to drain through the model's slots.
-            "typical_wait_ms": round(waiting * avg_ms / slots) if avg_ms else None,
+            "typical_wait_ms": round(state.waiting * avg_ms / slots) if avg_ms else None,
             "nodes": {
-                url: {"placement": place.get(url, "not loaded"), "in_flight": count,
+                url: {"placement": state.placement.get(url, "not loaded"), "in_flight": count,
                       "loaded": model.ollama_name in nodes[url]["loaded"],
                       "memory_bytes": nodes[url]["loaded"].get(model.ollama_name, 0)}
-                for url, count in zip(urls, running, strict=True)
-                if url in place or count or model.ollama_name in nodes[url]["loaded"]
+                for url, count in state.running.items()
+                if url in state.placement or count or model.ollama_name in nodes[url]["loaded"]
             },
         }
     for node in nodes.values():

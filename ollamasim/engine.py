@@ -57,7 +57,7 @@ def _rng(call: Call, resolved: Resolved, *parts: Any) -> Any:
 
 def _unload_now(call: Call) -> Call:
     """`keep_alive: 0` with nothing to generate: unload (after in-flight requests) and answer at once,
-    200 even when the model was not loaded (ollama.md §1.6)."""
+    200 even when the model was not loaded (Ollama server/routes.go GenerateHandler)."""
     call.state.scheduler.expire_model(call.entry)
     call.immediate = done_response(call.model, "unload", chat=call.chat)
     return call

@@ -230,7 +230,7 @@ SWAP_MAX_WAIT_SECONDS = envfloat("SWAP_MAX_WAIT_SECONDS", 60.0)
 # How often the swap actor reads every node's /api/ps (health and memory).
 NODE_PS_POLL_SECONDS = envfloat("NODE_PS_POLL_SECONDS", 2.0)
 # Redis calls on the request path give up after this, so an outage is a quick 503, not a hang.
-REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 0.5)
+REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 1.0)
 
 # --- API --------------------------------------------------------------------------------------
 MAX_REQUEST_BODY_BYTES = envint("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
@@ -270,5 +270,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # httpx logs every request at INFO: the scheduler polls each node's /api/ps every few seconds.
+    "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},
 }

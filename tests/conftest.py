@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support.browser import browser  # noqa: F401 - the shared headless Chromium fixture
 from tests.support.processes import REPO, DaphneServer, RedisServer
 
 # The e2e catalogue: a chat model with tools, a code model with fill-in-the-middle, an embedder.
@@ -60,7 +61,20 @@ def django_db_setup(django_test_environment, django_db_blocker):
         config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
     yield
     with django_db_blocker.unblock():
+        _disconnect_other_sessions()
         teardown_databases(config, verbosity=0)
+
+
+def _disconnect_other_sessions() -> None:
+    """PostgreSQL refuses to drop a database someone is connected to. Async ORM calls made inside
+    pytest run in worker threads whose connections Django does not close, so end them first."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,8 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.processes import REPO, STARTING, RedisServer, eventually, free_port, port_open
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 class Output:

@@ -6,26 +6,14 @@ Models pages at desktop and phone width go to test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import httpx
-import pytest
-from playwright.sync_api import sync_playwright
 
 from tests.support.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
     screenshot,
     serious_accessibility_violations,
 )
 from tests.support.processes import eventually
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def accessible(page) -> None:

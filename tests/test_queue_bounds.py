@@ -15,12 +15,15 @@ from tests.support.stack import Stack, sim_config
 
 MODEL = "sched-bounds:latest"  # 4 slots, 8 waiting
 ROOMY = "sched-roomy:latest"  # 4 slots, 64 waiting
+FAULTY = "sched-faulty:latest"  # fails after a few tokens
 
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        world = Stack({"gpu": sim_config([MODEL, ROOMY], tokens_per_second=10, reply_tokens=10)}, webs=2,
+        config = sim_config([MODEL, ROOMY, FAULTY], tokens_per_second=10, reply_tokens=10)
+        config["models"][2]["fail_after_tokens"] = 3
+        world = Stack({"gpu": config}, webs=2,
                       models={MODEL: {"concurrency": 4, "max_queue": 8}, ROOMY: {"concurrency": 4, "max_queue": 64}})
     yield world
     with django_db_blocker.unblock():
@@ -177,3 +180,18 @@ def test_the_sdk_sees_a_queue_full_503_as_an_internal_server_error_it_can_read(s
         errors = [e for e in pool.map(ask, range(14)) if e is not None]
     assert len(errors) == 2
     assert all(e.status_code == 503 and e.code == "queue_full" for e in errors)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+def test_every_slot_of_a_request_is_released_when_its_choices_fail(stack, sim, stream):
+    response = stack.chat(FAULTY, n=3, stream=stream)
+    if stream:
+        assert response.status_code == 200  # the failure came after the first tokens
+        events = [line for line in response.text.splitlines() if line.startswith("data: ")]
+        assert events[-1].startswith('data: {"error"')
+    else:
+        assert response.status_code == 502
+    eventually(lambda: stack.running(FAULTY) == 0 and stack.waiting(FAULTY) == 0,
+               what="the failed request's slots came back", timeout=5)
+    # And the model still serves: nothing was leaked.
+    assert stack.chat(ROOMY, max_tokens=1).status_code == 200

@@ -15,14 +15,18 @@ from tests.support.processes import eventually
 from tests.support.stack import Stack, sim_config
 
 MODEL = "sched-fair:latest"
+LONG = "sched-fair-long:latest"  # 1.6 s a reply: arrival jitter is small beside it
 SILENT = "sched-silent:latest"  # stalls after a few tokens, to watch keep-alives
 
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        world = Stack({"gpu": sim_config([MODEL, SILENT], tokens_per_second=10, reply_tokens=8)}, webs=2,
-                      models={MODEL: {"concurrency": 4, "max_queue": 100}, SILENT: {"concurrency": 1, "max_queue": 4}},
+        config = sim_config([MODEL, SILENT, LONG], tokens_per_second=10, reply_tokens=8)
+        config["models"][2]["tokens_per_second"] = 5
+        world = Stack({"gpu": config}, webs=2,
+                      models={MODEL: {"concurrency": 4, "max_queue": 100}, SILENT: {"concurrency": 1, "max_queue": 4},
+                              LONG: {"concurrency": 4, "max_queue": 100}},
                       users=("ann", "ben", "cid"), batch_users=("bulk",),
                       env={"SLOT_LEASE_SECONDS": "3", "SSE_KEEPALIVE_SECONDS": "0.5",
                            "BATCH_MAX_WAIT_SECONDS": "2"})
@@ -38,8 +42,9 @@ def idle(stack):
     return stack
 
 
-def _record(stack, order: list[str], lock: threading.Lock, user: str, web: int = 0, **body) -> None:
-    response = stack.chat(MODEL, user=user, web=web, **body)
+def _record(stack, order: list[str], lock: threading.Lock, user: str, web: int = 0, model: str = MODEL,
+            **body) -> None:
+    response = stack.chat(model, user=user, web=web, **body)
     assert response.status_code == 200, response.text
     with lock:
         order.append(user)
@@ -47,12 +52,20 @@ def _record(stack, order: list[str], lock: threading.Lock, user: str, web: int =
 
 def test_a_person_sending_a_few_requests_is_not_starved_by_a_flood(idle):
     stack = idle
+    stack.chat(LONG, max_tokens=1)  # loaded
     order: list[str] = []
     lock = threading.Lock()
+    ann_at_once, ben_at_once = threading.Barrier(40), threading.Barrier(4)
+
+    def ask(user: str, barrier: threading.Barrier, i: int) -> None:
+        barrier.wait()
+        _record(stack, order, lock, user, i % 2, model=LONG)
+
     with ThreadPoolExecutor(44) as pool:
-        flood = [pool.submit(_record, stack, order, lock, "ann", i % 2) for i in range(40)]
-        eventually(lambda: stack.waiting(MODEL) >= 20, what="ann's flood queued")
-        few = [pool.submit(_record, stack, order, lock, "ben", i % 2) for i in range(4)]
+        flood = [pool.submit(ask, "ann", ann_at_once, i) for i in range(40)]
+        # All 40 admitted (4 running, 36 waiting) before ben asks: a moment later, nothing done yet.
+        eventually(lambda: stack.waiting(LONG) >= 36 - len(order), what="ann's flood queued")
+        few = [pool.submit(ask, "ben", ben_at_once, i) for i in range(4)]
         for future in flood + few:
             future.result()
     assert len(order) == 44

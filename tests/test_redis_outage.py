@@ -27,7 +27,7 @@ def test_requests_get_a_quick_clean_503_while_redis_is_down_and_work_again_after
     stack.redis.kill()
     try:
         for stream in (False, True):
-            # A hang would hit this client's 3 s timeout; Gatehouse gives up on Redis after 0.5 s.
+            # A hang would hit this client's 3 s timeout; Gatehouse gives up on Redis after 1 s at most.
             response = stack.chat(MODEL, timeout=3, stream=stream)
             assert response.status_code == 503
             error = response.json()["error"]

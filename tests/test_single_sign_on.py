@@ -14,10 +14,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from playwright.sync_api import sync_playwright
 
 from tests.conftest import live_server_env
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, serious_accessibility_violations
+from tests.support.browser import DESKTOP, serious_accessibility_violations
 from tests.support.processes import REPO, STARTING, DaphneServer, eventually, free_port
 
 PERSON = {"username": "dana", "password": "provider-pw-dana", "email": "dana@example.org"}
@@ -68,14 +67,6 @@ def sso(world, redis_server, static_root):
         provider.terminate()
         provider.wait(timeout=10)
         os.unlink(db.name)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def sign_in_with_sso(page, web_url: str, password: str | None) -> None:
