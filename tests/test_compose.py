@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[1] / "compose.yaml").read_text())
@@ -104,7 +102,6 @@ def caddy(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
                           capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed (Debian: apt install caddy)")
 def test_caddy_accepts_the_caddyfile_with_and_without_certificates():
     # As the simulator profile runs it: no certificates, Caddy's local CA.
     result = caddy("validate")

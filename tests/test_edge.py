@@ -4,7 +4,6 @@ object with the right status and x-request-id, sent before the server reads what
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 
@@ -237,7 +236,6 @@ def test_a_lone_surrogate_in_a_field_name_is_a_400_too(base_url, auth):
 
 # -- the web process (portal/web.py) ----------------------------------------------------------------
 
-@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
 def test_the_web_process_listens_with_a_backlog_for_bursts(gatehouse):
     # daphne's own backlog is 50: a burst of a few hundred connections got resets.
     listening = subprocess.run(["ss", "-ltnH", f"sport = :{gatehouse.port}"], capture_output=True, text=True,
