@@ -306,7 +306,7 @@ async def bench_waiting(workdir: str, streams: int) -> dict:
             tasks = []
             for i in range(streams + 1):
                 tasks.append(asyncio.create_task(hold()))
-                if i % 40 == 39:  # daphne's listen backlog is small: open connections in waves
+                if i % 40 == 39:  # open connections in waves, as many clients arriving over a moment would
                     await asyncio.sleep(0.05)
             deadline = time.monotonic() + 120
             for _ in iter(lambda: kv.zcard("gh:{" + WAIT_MODEL + "}:enq") < streams and time.monotonic() < deadline, False):
