@@ -224,6 +224,27 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 60.0)
 API_KEY_REVOCATION_CHECK_SECONDS = envfloat("API_KEY_REVOCATION_CHECK_SECONDS", 1.0)
 # Active (not revoked, not expired) keys one person may hold.
+# Rate limits and token quotas (inference/ratelimit.py). Defaults for every person (over all of their
+# keys) and for every key; overrides per person and per key in the admin. 0 = no limit.
+RATE_LIMITS_ENABLED = envbool("RATE_LIMITS_ENABLED", True)
+PERSON_LIMITS = {
+    "requests_per_minute": envint("LIMIT_REQUESTS_PER_MINUTE", 600, minimum=0),
+    "tokens_per_minute": envint("LIMIT_TOKENS_PER_MINUTE", 1_000_000, minimum=0),
+    "concurrent_requests": envint("LIMIT_CONCURRENT_REQUESTS", 0, minimum=0),
+    "tokens_per_day": envint("LIMIT_TOKENS_PER_DAY", 0, minimum=0),
+    "tokens_per_month": envint("LIMIT_TOKENS_PER_MONTH", 0, minimum=0),
+}
+KEY_LIMITS = {
+    "requests_per_minute": envint("KEY_LIMIT_REQUESTS_PER_MINUTE", 0, minimum=0),
+    "tokens_per_minute": envint("KEY_LIMIT_TOKENS_PER_MINUTE", 0, minimum=0),
+    "concurrent_requests": envint("KEY_LIMIT_CONCURRENT_REQUESTS", 0, minimum=0),
+    "tokens_per_day": envint("KEY_LIMIT_TOKENS_PER_DAY", 0, minimum=0),
+    "tokens_per_month": envint("KEY_LIMIT_TOKENS_PER_MONTH", 0, minimum=0),
+}
+# A killed web process cannot free its requests' concurrent places; they expire after this long.
+# Longer than any request should run, since a request's place is not renewed while it runs.
+CONCURRENT_REQUEST_LEASE_SECONDS = envfloat("CONCURRENT_REQUEST_LEASE_SECONDS", 900.0)
+
 MAX_API_KEYS_PER_USER = envint("MAX_API_KEYS_PER_USER", 10, minimum=1)
 
 REST_FRAMEWORK = {
