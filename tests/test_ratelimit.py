@@ -22,7 +22,10 @@ def person(redis_server) -> int:
     return next(_ids)
 
 
-async def admit(person: int, key: int = 1, *, key_limits=Limits(), person_limits=Limits(), estimate: int = 0):
+NONE = Limits()
+
+
+async def admit(person: int, key: int = 1, *, key_limits=NONE, person_limits=NONE, estimate: int = 0):
     return await ratelimit.acquire(user_id=person, key_id=key, key_limits=key_limits,
                                    person_limits=person_limits, estimate=estimate)
 
