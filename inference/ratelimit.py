@@ -134,7 +134,7 @@ def rate_limit_headers(reply: list[int]) -> dict[str, str]:
     return headers
 
 
-def refusal(scope: str, name: str, limit: int, retry_ms: int) -> ApiError:
+def refusal(scope: str, name: str, limit: int, retry_ms: int, headers: dict[str, str] | None = None) -> ApiError:
     """The 429 for a closed limit: which one, of whom, and when it opens again."""
     whose = "your API key" if scope == "key" else "your account"
     message = (f"Rate limit reached for {whose} on {LIMIT_NAMES[name]}: limit {limit}. "
@@ -148,8 +148,8 @@ def refusal(scope: str, name: str, limit: int, retry_ms: int) -> ApiError:
     else:
         # Under an hour: the SDKs retry 429s and honour Retry-After, which is right for a per-minute limit.
         error.type = "tokens" if "tokens" in name else "requests"
+    error.headers.update(headers or {})
     error.headers["x-gatehouse-limit"] = f"{scope}:{name}"
-    error.headers["x-ratelimit-reset"] = format_reset(retry_ms)
     return error
 
 
@@ -220,8 +220,8 @@ async def acquire(*, user_id: int, key_id: int, key_limits: LimitValues, person_
             "Gatehouse cannot reach its rate-limit store (Redis) right now. Please retry shortly.", retry_after=2
         ) from None
     if reply[0] == 0:
-        _, scope, name, limit, retry_ms = reply
-        raise refusal(scope, name, int(limit), int(retry_ms))
+        _, scope, name, limit, retry_ms, *figures = reply
+        raise refusal(scope, name, int(limit), int(retry_ms), rate_limit_headers([0, *map(int, figures)]))
     settle_args = [key_values[1], key_values[2], person_values[1], person_values[2]]
     return Grant(keys=keys, request_id=request_id, estimate=estimate, settle_args=settle_args,
                  headers=rate_limit_headers([int(x) for x in reply]))

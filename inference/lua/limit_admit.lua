@@ -6,7 +6,7 @@
 -- costs nothing. A limit of 0 is no limit.
 -- Returns {1, req_limit, req_remaining, req_reset_ms, tok_limit, tok_remaining, tok_reset_ms} (the
 -- scope with the fewest remaining, -1 where neither scope has that limit), or
--- {0, scope, limit_name, limit, retry_ms} for the limit that stays closed longest.
+-- {0, scope, limit_name, limit, retry_ms, <the same six figures>} for the limit that stays closed longest.
 local now, id, lease = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local estimate = tonumber(ARGV[4])
 local day_reset, month_reset = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -62,14 +62,32 @@ for s = 1, 2 do
     refuse(scope, 'tokens_per_month', monthq, month_reset)
   end
 end
-if refused then return refused end
-
 local out = {1, -1, -1, 0, -1, -1, 0}
 local function report(slot, limit, remaining, reset)
   if out[slot] < 0 or remaining < out[slot + 1] then
-    out[slot], out[slot + 1], out[slot + 2] = limit, math.floor(remaining), reset
+    out[slot], out[slot + 1], out[slot + 2] = limit, math.floor(math.max(0, remaining)), reset
   end
 end
+-- The headers describe the buckets after this request took its part (or as they are, if refused).
+local take_request, take_tokens = 1, estimate
+if refused then take_request, take_tokens = 0, 0 end
+for s = 1, 2 do
+  local k, a = (s - 1) * 5, 6 + (s - 1) * 5
+  local rpm, tpm = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  if rpm > 0 then
+    local left = levels[k + 1] - take_request
+    report(2, rpm, left, ms_until(rpm, left, rpm))
+  end
+  if tpm > 0 then
+    local left = levels[k + 2] - take_tokens
+    report(5, tpm, left, ms_until(tpm, left, tpm))
+  end
+end
+if refused then
+  for i = 2, 7 do refused[#refused + 1] = out[i] end
+  return refused
+end
+
 local function store(key, value, limit)
   redis.call('HSET', key, 'level', tostring(value), 'at', now)
   -- Once full again the state is the same as missing, so let it go then.
@@ -79,16 +97,8 @@ end
 for s = 1, 2 do
   local k, a = (s - 1) * 5, 6 + (s - 1) * 5
   local rpm, tpm, conc = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  if rpm > 0 then
-    local left = levels[k + 1] - 1
-    store(KEYS[k + 1], left, rpm)
-    report(2, rpm, left, ms_until(rpm, left, rpm))
-  end
-  if tpm > 0 then
-    local left = levels[k + 2] - estimate
-    store(KEYS[k + 2], left, tpm)
-    report(5, tpm, math.max(0, left), ms_until(tpm, left, tpm))
-  end
+  if rpm > 0 then store(KEYS[k + 1], levels[k + 1] - 1, rpm) end
+  if tpm > 0 then store(KEYS[k + 2], levels[k + 2] - estimate, tpm) end
   if conc > 0 then
     redis.call('ZADD', KEYS[k + 3], now + lease, id)
     redis.call('PEXPIRE', KEYS[k + 3], lease)
