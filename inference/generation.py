@@ -7,6 +7,7 @@ the response. Every generation response carries `x-gatehouse-queue-wait-ms`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ from inference.translate import (
     kwargs_for_choice,
 )
 from inference.upstream import MergedStream, UpstreamCall, gather_results
+from inference.usage import UsageLog
 from portal.apierrors import ApiError
 
 QUEUE_WAIT_HEADER = "x-gatehouse-queue-wait-ms"
@@ -88,36 +90,53 @@ async def _run(principal: Caller, route: ModelRoute, starts: list, *, stream: bo
 
     Returns the response headers (queue wait, x-ratelimit-*) and a MergedStream (streams) or the
     list of results. `requests` are the Ollama requests of the calls, to estimate their prompts.
+    Whatever happens, the request's tokens are settled against its limits and its usage is recorded
+    once it ends, both in the background.
     """
     meter = RequestMeter([estimate_prompt_tokens(kwargs) for kwargs in requests])
-    grant = await ratelimit.acquire(user_id=principal.user_id, key_id=principal.key_id,
-                                    key_limits=principal.key_limits, person_limits=principal.person_limits,
-                                    estimate=meter.estimate)
+    usage = UsageLog(principal, route.public_id, streamed=stream, meter=meter)
+    try:
+        grant = await ratelimit.acquire(user_id=principal.user_id, key_id=principal.key_id,
+                                        key_limits=principal.key_limits, person_limits=principal.person_limits,
+                                        estimate=meter.estimate)
+    except ApiError as exc:
+        usage.finish(exc)
+        raise
 
-    def settle() -> None:
+    def finish(error: BaseException | None = None, disconnected: bool = False) -> None:
         grant.settle(meter.total_tokens)
+        usage.finish(error, disconnected=disconnected)
 
     try:
         admission = await slots.admit(route, user=str(principal.user_id), batch=principal.is_batch,
                                       calls=len(starts))
     except BaseException as exc:
-        settle()
+        finish(exc, disconnected=isinstance(exc, asyncio.CancelledError))
         if isinstance(exc, ApiError):
             exc.headers.update(grant.headers)
         raise
     calls = [UpstreamCall(ticket, start, model, call_meter)
              for ticket, start, call_meter in zip(admission.tickets, starts, meter.calls, strict=True)]
     if not stream:
+        error: BaseException | None = None
         try:
             results = await gather_results(calls, model)
-        except ApiError as exc:
-            exc.headers.update(grant.headers)
+        except BaseException as exc:
+            error = exc
+            if isinstance(exc, ApiError):
+                exc.headers.update(grant.headers)
             raise
         finally:
             admission.release_all()  # already released by each call; this covers calls never started
-            settle()
+            usage.queue_wait_ms = admission.queue_wait_ms
+            finish(error, disconnected=isinstance(error, asyncio.CancelledError))
         return _headers(admission, grant), results
-    merged = MergedStream(calls, model, on_close=settle)
+
+    def stream_ended(merged: MergedStream) -> None:
+        usage.queue_wait_ms = admission.queue_wait_ms
+        finish(merged.error, disconnected=merged.error is None and not merged.complete)
+
+    merged = MergedStream(calls, model, on_close=stream_ended)
     try:
         await merged.open(settings.SSE_KEEPALIVE_SECONDS)
     except BaseException as exc:

@@ -8,6 +8,7 @@ at admission. A call that never got a slot used nothing.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 CHARS_PER_TOKEN = 4  # a rough estimate for a prompt, until the node reports its count
@@ -19,16 +20,24 @@ class CallMeter:
     def __init__(self, prompt_estimate: int) -> None:
         self.prompt_estimate = prompt_estimate
         self.started = False
+        self.node = ""
         self.parts = 0
+        self.first_part_at: float | None = None  # time.monotonic()
         self.final: tuple[int, int] | None = None  # (prompt, completion) as the node reported them
+        self.gpu_ns = 0  # the node's load, prompt evaluation and generation durations
 
-    def start(self) -> None:
+    def start(self, node: str) -> None:
         self.started = True
+        self.node = node
 
     def observe(self, part: Any) -> None:
         """A streamed part, or a whole non-streamed answer."""
+        if self.first_part_at is None:
+            self.first_part_at = time.monotonic()
         if getattr(part, "done", False) or part_is_embedding(part):
             self.final = (getattr(part, "prompt_eval_count", None) or 0, getattr(part, "eval_count", None) or 0)
+            self.gpu_ns = sum(getattr(part, name, None) or 0
+                              for name in ("load_duration", "prompt_eval_duration", "eval_duration"))
         else:
             self.parts += 1
 
@@ -84,3 +93,16 @@ class RequestMeter:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def first_part_at(self) -> float | None:
+        times = [call.first_part_at for call in self.calls if call.first_part_at is not None]
+        return min(times) if times else None
+
+    @property
+    def gpu_seconds(self) -> float:
+        return sum(call.gpu_ns for call in self.calls) / 1e9
+
+    @property
+    def node(self) -> str:
+        return next((call.node for call in self.calls if call.node), "")

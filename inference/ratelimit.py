@@ -21,7 +21,6 @@ Redis Cluster slot. A limit of 0 means no limit.
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import datetime as dt
 import logging
@@ -34,6 +33,7 @@ from typing import Protocol
 
 from django.conf import settings
 
+from inference import background
 from inference.redisconn import REDIS_ERRORS, redis_client
 from portal.apierrors import ApiError
 
@@ -161,9 +161,6 @@ def _script(client, name: str):
     return script
 
 
-_background: set[asyncio.Task] = set()
-
-
 @dataclass
 class Grant:
     """A request admitted by the limiter. Settle it exactly once when the request ends."""
@@ -181,9 +178,7 @@ class Grant:
         if self.settled or not self.keys:
             return
         self.settled = True
-        task = asyncio.get_running_loop().create_task(self._settle(tokens))
-        _background.add(task)  # keep a reference, or the task may be collected mid-flight
-        task.add_done_callback(_background.discard)
+        background.spawn(self._settle(tokens))
 
     async def _settle(self, tokens: int) -> None:
         day_reset, month_reset = quota_resets_ms()

@@ -71,7 +71,7 @@ class UpstreamCall:
         try:
             while True:
                 node = await self.ticket.granted()
-                self.meter.start()
+                self.meter.start(node)
                 try:
                     answer = await self.start(nodes.client_for(node))
                     self.meter.observe(answer)
@@ -90,7 +90,7 @@ class UpstreamCall:
         try:
             while True:
                 node = await self.ticket.granted()
-                self.meter.start()
+                self.meter.start(node)
                 try:
                     iterator = await self.start(nodes.client_for(node))
                     first = await anext(iterator)
@@ -134,9 +134,12 @@ class MergedStream:
     up choices that run: their parts are buffered until read.
     """
 
-    def __init__(self, calls: list[UpstreamCall], model: str, on_close: Callable[[], None] | None = None) -> None:
+    def __init__(self, calls: list[UpstreamCall], model: str,
+                 on_close: Callable[[MergedStream], None] | None = None) -> None:
         self.model = model
-        self._on_close = on_close  # once every call has ended: settle the request's rate limits
+        self._on_close = on_close  # once every call has ended: settle rate limits, record usage
+        self.error: BaseException | None = None  # what ended the stream early, if anything did
+        self.complete = False  # every call reached its end
         self._queue: asyncio.Queue = asyncio.Queue()
         self._buffer: list[tuple[int, Any, BaseException | None]] = []
         self._tasks = [asyncio.create_task(self._pump(i, call)) for i, call in enumerate(calls)]
@@ -168,6 +171,7 @@ class MergedStream:
                 while len(opened) < self._count:
                     item = await self._queue.get()
                     if item[2] is not None:
+                        self.error = item[2]
                         raise item[2]
                     self._buffer.append(item)
                     opened.add(item[0])
@@ -192,9 +196,11 @@ class MergedStream:
                     yield None
                     continue
             if error is not None:
+                self.error = error
                 raise error
             if part is _END:
                 remaining -= 1
+                self.complete = remaining == 0
             else:
                 yield index, part
 
@@ -206,7 +212,7 @@ class MergedStream:
         finally:
             if self._on_close is not None:
                 on_close, self._on_close = self._on_close, None
-                on_close()
+                on_close(self)
 
 
 async def _close(iterator) -> None:

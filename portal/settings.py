@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "portal",
     "apiaccess",
     "inference",
+    "usage",
 ]
 
 MIDDLEWARE = [
@@ -176,9 +177,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 NODE_POLL_SECONDS = envfloat("NODE_POLL_SECONDS", 30.0)
 KEY_LAST_USED_FLUSH_SECONDS = envfloat("KEY_LAST_USED_FLUSH_SECONDS", 60.0)
+USAGE_DRAIN_SECONDS = envfloat("USAGE_DRAIN_SECONDS", 10.0)
 CELERY_BEAT_SCHEDULE = {
     "sync-catalogue": {"task": "inference.tasks.sync_catalogue", "schedule": NODE_POLL_SECONDS},
     "flush-key-last-used": {"task": "apiaccess.tasks.flush_key_last_used", "schedule": KEY_LAST_USED_FLUSH_SECONDS},
+    "drain-usage": {"task": "usage.tasks.drain_usage", "schedule": USAGE_DRAIN_SECONDS},
 }
 
 # --- Ollama nodes and model defaults ----------------------------------------------------------
@@ -244,6 +247,10 @@ KEY_LIMITS = {
 # A killed web process cannot free its requests' concurrent places; they expire after this long.
 # Longer than any request should run, since a request's place is not renewed while it runs.
 CONCURRENT_REQUEST_LEASE_SECONDS = envfloat("CONCURRENT_REQUEST_LEASE_SECONDS", 900.0)
+
+# Usage records (inference/usage.py -> Redis stream -> usage/drain.py -> database).
+USAGE_RECORDS_ENABLED = envbool("USAGE_RECORDS_ENABLED", True)
+USAGE_STREAM_MAX_LENGTH = envint("USAGE_STREAM_MAX_LENGTH", 5_000_000, minimum=1000)
 
 MAX_API_KEYS_PER_USER = envint("MAX_API_KEYS_PER_USER", 10, minimum=1)
 

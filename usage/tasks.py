@@ -1,0 +1,12 @@
+"""Celery tasks for usage records. Thin: the work is in plain functions."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from usage import drain
+
+
+@shared_task(ignore_result=True)
+def drain_usage() -> int:
+    return drain.drain()
