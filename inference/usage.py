@@ -1,7 +1,8 @@
 """One usage record per API request, written off the hot path to a Redis stream.
 
 When a request ends (answered, refused, failed, or abandoned by its client) a background task adds
-one entry to the stream `gh:usage`. A Celery task (usage/drain.py) moves entries into the database
+one entry to the stream `gh:usage`. The same transaction adds to the
+counters behind /metrics (inference/telemetry.py). A Celery task (usage/drain.py) moves entries into the database
 in batches through a consumer group, so nothing is lost while no worker runs: entries wait in the
 stream, and an entry is deleted only once its row is committed.
 
@@ -15,7 +16,7 @@ import time
 
 from django.conf import settings
 
-from inference import background
+from inference import background, telemetry
 from inference.caller import Caller
 from inference.metering import RequestMeter
 from inference.redisconn import REDIS_ERRORS, redis_client
@@ -23,7 +24,7 @@ from portal.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 
-USAGE_STREAM = "gh:usage"
+USAGE_STREAM = "gh:{usage}:stream"  # the same hash tag as the metrics counters (inference/telemetry.py)
 DISCONNECTED = 499  # nginx's status for "the client closed the request"
 
 # Why a request did not get an answer, for the staff pages' "rejections by reason".
@@ -97,9 +98,13 @@ class UsageLog:
 
 
 async def _write(fields: dict[str, str]) -> None:
+    """The record and the /metrics counters, in one transaction: both land, or neither."""
+    pipe = redis_client().pipeline(transaction=True)
+    # Trimmed only far beyond what a stopped worker leaves behind in a day or two, so a worker
+    # that never comes back cannot fill Redis's memory.
+    pipe.xadd(USAGE_STREAM, fields, maxlen=settings.USAGE_STREAM_MAX_LENGTH, approximate=True)
+    telemetry.add_request(pipe, fields)
     try:
-        # Trimmed only far beyond what a stopped worker leaves behind in a day or two, so a worker
-        # that never comes back cannot fill Redis's memory.
-        await redis_client().xadd(USAGE_STREAM, fields, maxlen=settings.USAGE_STREAM_MAX_LENGTH, approximate=True)
+        await pipe.execute()
     except REDIS_ERRORS as exc:
         log.warning("usage record lost, Redis unreachable: %s %s", fields.get("model"), exc)

@@ -249,6 +249,8 @@ KEY_LIMITS = {
 CONCURRENT_REQUEST_LEASE_SECONDS = envfloat("CONCURRENT_REQUEST_LEASE_SECONDS", 900.0)
 
 # Usage records (inference/usage.py -> Redis stream -> usage/drain.py -> database).
+# /metrics is readable by staff, and by a scraper sending "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = envsecret("METRICS_TOKEN") or ""
 USAGE_RECORDS_ENABLED = envbool("USAGE_RECORDS_ENABLED", True)
 USAGE_STREAM_MAX_LENGTH = envint("USAGE_STREAM_MAX_LENGTH", 5_000_000, minimum=1000)
 

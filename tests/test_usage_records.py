@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from inference.usage import USAGE_STREAM
 from tests.support.processes import CeleryWorker, eventually
 from tests.support.stack import Stack, sim_config, web_env
 
@@ -119,12 +120,12 @@ def test_no_record_is_lost_while_the_worker_is_down(stack, worker, records):
     for i in range(12):
         body = {"max_tokens": 2, "stream": i % 3 == 0}
         assert stack.chat(MODEL, user="offline", web=0, **body).status_code == 200
-    eventually(lambda: stack.kv.xlen("gh:usage") >= 12, what="the records waiting in Redis")
+    eventually(lambda: stack.kv.xlen(USAGE_STREAM) >= 12, what="the records waiting in Redis")
     assert len(records("offline")) == 1  # nobody drains them meanwhile
     restarted = CeleryWorker(web_env(stack.redis.url, USAGE_DRAIN_SECONDS="0.3", NODE_POLL_SECONDS="3600"))
     try:
         found = wait_records(records, "offline", 13)
-        eventually(lambda: stack.kv.xlen("gh:usage") == 0, what="the stream emptied")
+        eventually(lambda: stack.kv.xlen(USAGE_STREAM) == 0, what="the stream emptied")
         assert len(records("offline")) == 13  # every one, none twice
         assert sum(r.streamed for r in found) == 4
     finally:
