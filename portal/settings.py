@@ -178,10 +178,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 NODE_POLL_SECONDS = envfloat("NODE_POLL_SECONDS", 30.0)
 KEY_LAST_USED_FLUSH_SECONDS = envfloat("KEY_LAST_USED_FLUSH_SECONDS", 60.0)
 USAGE_DRAIN_SECONDS = envfloat("USAGE_DRAIN_SECONDS", 10.0)
+USAGE_ROLLUP_SECONDS = envfloat("USAGE_ROLLUP_SECONDS", 3600.0)
+# Raw usage records are rolled up into daily rows after this many days (the usage pages show 30).
+USAGE_RAW_RETENTION_DAYS = envint("USAGE_RAW_RETENTION_DAYS", 90, minimum=31)
+USAGE_ROLLUP_RETENTION_DAYS = envint("USAGE_ROLLUP_RETENTION_DAYS", 0, minimum=0)  # 0: keep for ever
 CELERY_BEAT_SCHEDULE = {
     "sync-catalogue": {"task": "inference.tasks.sync_catalogue", "schedule": NODE_POLL_SECONDS},
     "flush-key-last-used": {"task": "apiaccess.tasks.flush_key_last_used", "schedule": KEY_LAST_USED_FLUSH_SECONDS},
     "drain-usage": {"task": "usage.tasks.drain_usage", "schedule": USAGE_DRAIN_SECONDS},
+    "roll-up-usage": {"task": "usage.tasks.roll_up_usage", "schedule": USAGE_ROLLUP_SECONDS},
 }
 
 # --- Ollama nodes and model defaults ----------------------------------------------------------

@@ -30,6 +30,7 @@ urlpatterns = [
     path("connect/", views.connect_page, name="connect"),
     path("models/", views.models_page, name="models"),
     path("", include("apiaccess.urls")),
+    path("", include("usage.urls")),
     path("admin/", admin.site.urls),
     path("v1/", include("inference.urls")),
     path("api/", include("inference.urls")),

@@ -51,3 +51,27 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class DailyUsage(models.Model):
+    """Usage records older than USAGE_RAW_RETENTION_DAYS, rolled up per day (usage/rollup.py)."""
+
+    day = models.DateField(db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                             db_constraint=False, related_name="+")
+    key = models.ForeignKey("apiaccess.ApiKey", on_delete=models.SET_NULL, null=True, blank=True,
+                            db_constraint=False, related_name="+")
+    model = models.CharField(max_length=200)
+    reason = models.CharField(max_length=20, choices=UsageRecord.Reason.choices)
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    gpu_seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name_plural = "daily usage"
+        indexes = [models.Index(fields=["user", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model} {self.reason}: {self.requests}"
