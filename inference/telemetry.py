@@ -29,6 +29,10 @@ BUCKETS = {
     "load": (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
 }
 SEP = "\t"
+# Refusals (429, 503) per model in 10-second buckets, for the dashboard's "last minute" figures.
+RECENT = PREFIX + "recent:"  # + unix time // 10 -> HASH "<model>\t<status>" -> count
+RECENT_BUCKET_SECONDS = 10
+RECENT_BUCKETS = 6
 
 
 def bucket_field(name: str, label: str, seconds: float) -> str:
@@ -54,6 +58,10 @@ def add_request(pipe, fields: dict[str, str]) -> None:
         tokens = int(fields[f"{kind}_tokens"])
         if tokens:
             pipe.hincrby(TOKENS, f"{model}{SEP}{kind}", tokens)
+    if fields["status"] in ("429", "503"):
+        bucket = RECENT + str(int(float(fields["at"])) // RECENT_BUCKET_SECONDS)
+        pipe.hincrby(bucket, f"{model}{SEP}{fields['status']}", 1)
+        pipe.expire(bucket, RECENT_BUCKET_SECONDS * (RECENT_BUCKETS + 2))
     if fields["node"]:  # it reached a slot: its wait in the queue and first token are meaningful
         observe(pipe, "queue_wait", model, int(fields["queue_wait_ms"]) / 1000)
         if fields["ttft_ms"]:
@@ -67,3 +75,9 @@ async def add_swap(client, kind: str, model: str, node: str, seconds: float | No
     if seconds is not None:
         observe(pipe, "load", model, seconds)
     await pipe.execute()
+
+
+def recent_keys(now: float) -> list[str]:
+    """The buckets that make up the last minute (the current one is still filling)."""
+    current = int(now) // RECENT_BUCKET_SECONDS
+    return [RECENT + str(current - i) for i in range(RECENT_BUCKETS)]

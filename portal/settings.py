@@ -170,6 +170,10 @@ if TRUST_PROXY_HEADERS:
 # --- Redis, Celery ---------------------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# The live dashboard's websockets (portal/dashboard.py) reach every web process through Redis.
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                              "CONFIG": {"hosts": [REDIS_URL], "prefix": "gh:channels:"}}}
+
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -25,6 +25,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
+    path("dashboard/", views.dashboard_page, name="dashboard"),
     path("portal/api/status", SchedulerStatus.as_view(), name="scheduler-status"),
     path("accounts/", include(accounts)),
     path("connect/", views.connect_page, name="connect"),
