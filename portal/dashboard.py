@@ -21,7 +21,8 @@ from channels.layers import get_channel_layer
 
 from inference import telemetry
 from inference.redisconn import REDIS_ERRORS, redis_client
-from inference.status import _client, scheduler_status
+from inference.status import client as status_client
+from inference.status import scheduler_status
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def snapshot() -> dict:
     """Per node: state and loaded models with their memory; per model: queue, running, refusals."""
     status = scheduler_status()
     refusals: dict[tuple[str, str], int] = {}
-    with _client().pipeline(transaction=False) as pipe:
+    with status_client().pipeline(transaction=False) as pipe:
         for key in telemetry.recent_keys(time.time()):
             pipe.hgetall(key)
         for bucket in pipe.execute():

@@ -16,7 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from inference import telemetry
-from inference.status import _client, scheduler_status
+from inference.status import client as status_client
+from inference.status import scheduler_status
 
 SEP = telemetry.SEP
 
@@ -67,7 +68,7 @@ class RedisCollector:
                 loaded.add_metric([name, url], size)
         yield from (depth, running, up, memory, loaded)
 
-        client = _client()
+        client = status_client()
         with client.pipeline(transaction=False) as pipe:
             pipe.hgetall(telemetry.REQUESTS)
             pipe.hgetall(telemetry.TOKENS)
