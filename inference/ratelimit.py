@@ -145,6 +145,8 @@ def refusal(scope: str, name: str, limit: int, retry_ms: int, headers: dict[str,
         error.code = "quota_exceeded"
         error.message = (f"You have used your quota of {limit} {LIMIT_NAMES[name]} for {whose}; "
                          f"it resets in {_in_words(retry_ms)}.")
+        # Hours away: the SDKs would retry at once and twice for nothing (openai-python `_should_retry`).
+        error.headers["x-should-retry"] = "false"
     else:
         # Under an hour: the SDKs retry 429s and honour Retry-After, which is right for a per-minute limit.
         error.type = "tokens" if "tokens" in name else "requests"

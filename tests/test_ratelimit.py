@@ -125,6 +125,7 @@ async def test_a_daily_quota_is_exceeded_until_midnight_utc(person):
     assert error.code == "quota_exceeded"
     assert error.type == "insufficient_quota"
     assert "quota of 1000 tokens per day" in error.message
+    assert error.headers["x-should-retry"] == "false"  # the SDKs would retry in vain
     now = dt.datetime.now(dt.UTC)
     midnight = dt.datetime(now.year, now.month, now.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
     assert abs(int(error.headers["Retry-After"]) - (midnight - now).total_seconds()) < 5
