@@ -11,8 +11,9 @@ used, off the response path (a second script, run in a background task).
 - tokens are not known before the model has run, so admission reserves an estimate of the prompt
   (about four characters a token) and the settlement charges the difference. A request that uses
   more than was left puts the bucket in debt, and nothing more is admitted until it refills;
-- concurrent requests are a sorted set of request ids with a lease, so a web process that is killed
-  cannot hold a place for longer than CONCURRENT_REQUEST_LEASE_SECONDS;
+- concurrent requests are a sorted set of request ids with a lease that the web process renews while
+  the request runs, so a web process that is killed frees its places within
+  CONCURRENT_REQUEST_LEASE_SECONDS;
 - daily and monthly token quotas are counters per UTC day and month.
 
 Every key lives under the person's own hash tag (`gh:u{<user id>}:...`), so the script touches one
@@ -21,6 +22,7 @@ Redis Cluster slot. A limit of 0 means no limit.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import datetime as dt
 import logging
@@ -172,6 +174,7 @@ class Grant:
     estimate: int
     settle_args: list[int]
     headers: dict[str, str] = field(default_factory=dict)
+    concurrent_keys: list[str] = field(default_factory=list)  # the places it holds, if any scope limits them
     settled: bool = False
 
     def settle(self, tokens: int) -> None:
@@ -180,6 +183,7 @@ class Grant:
         if self.settled or not self.keys:
             return
         self.settled = True
+        _places.drop(self)
         background.spawn(self._settle(tokens))
 
     async def _settle(self, tokens: int) -> None:
@@ -192,6 +196,43 @@ class Grant:
 
 
 UNLIMITED = Grant(keys=[], request_id="", estimate=0, settle_args=[])
+
+
+class _Places:
+    """The concurrent places this process holds, renewed every third of their lease: a long request
+    keeps its place, and a killed process's places lapse within one lease."""
+
+    def __init__(self) -> None:
+        self.grants: dict[str, Grant] = {}
+        self.task: asyncio.Task | None = None
+
+    def hold(self, grant: Grant) -> None:
+        self.grants[grant.request_id] = grant
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.task = loop.create_task(self._renew_while_held())
+
+    def drop(self, grant: Grant) -> None:
+        self.grants.pop(grant.request_id, None)
+
+    async def _renew_while_held(self) -> None:
+        while self.grants:
+            lease_ms = int(settings.CONCURRENT_REQUEST_LEASE_SECONDS * 1000)
+            await asyncio.sleep(lease_ms / 3000)
+            expiry = _now_ms() + lease_ms
+            pipe = redis_client().pipeline(transaction=False)
+            for grant in list(self.grants.values()):
+                for key in grant.concurrent_keys:
+                    # XX: a place that lapsed meanwhile (Redis was unreachable too long) is not taken back.
+                    pipe.zadd(key, {grant.request_id: expiry}, xx=True)
+                    pipe.pexpire(key, lease_ms)
+            try:
+                await pipe.execute()
+            except REDIS_ERRORS as exc:
+                log.warning("could not renew concurrent request places: %s", exc)
+
+
+_places = _Places()
 
 
 def _now_ms() -> int:
@@ -220,5 +261,10 @@ async def acquire(*, user_id: int, key_id: int, key_limits: LimitValues, person_
         _, scope, name, limit, retry_ms, *figures = reply
         raise refusal(scope, name, int(limit), int(retry_ms), rate_limit_headers([0, *map(int, figures)]))
     settle_args = [key_values[1], key_values[2], person_values[1], person_values[2]]
-    return Grant(keys=keys, request_id=request_id, estimate=estimate, settle_args=settle_args,
-                 headers=rate_limit_headers([int(x) for x in reply]))
+    concurrent = [scope_keys[2] for scope_keys, values in ((keys[:5], key_values), (keys[5:], person_values))
+                  if values[2] > 0]
+    grant = Grant(keys=keys, request_id=request_id, estimate=estimate, settle_args=settle_args,
+                  headers=rate_limit_headers([int(x) for x in reply]), concurrent_keys=concurrent)
+    if concurrent:
+        _places.hold(grant)
+    return grant

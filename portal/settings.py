@@ -254,9 +254,9 @@ KEY_LIMITS = {
     "tokens_per_day": envint("KEY_LIMIT_TOKENS_PER_DAY", 0, minimum=0),
     "tokens_per_month": envint("KEY_LIMIT_TOKENS_PER_MONTH", 0, minimum=0),
 }
-# A killed web process cannot free its requests' concurrent places; they expire after this long.
-# Longer than any request should run, since a request's place is not renewed while it runs.
-CONCURRENT_REQUEST_LEASE_SECONDS = envfloat("CONCURRENT_REQUEST_LEASE_SECONDS", 900.0)
+# A request's concurrent place is a lease its web process renews while it runs; a killed process's
+# places come back after this long.
+CONCURRENT_REQUEST_LEASE_SECONDS = envfloat("CONCURRENT_REQUEST_LEASE_SECONDS", 60.0)
 
 # Usage records (inference/usage.py -> Redis stream -> usage/drain.py -> database).
 # /metrics is readable by staff, and by a scraper sending "Authorization: Bearer <METRICS_TOKEN>".

@@ -4,6 +4,7 @@ key, and tokens of streams (finished or abandoned) counted against the limits.""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +17,7 @@ from tests.support.stack import Stack, sim_config
 
 MODEL = "limits-fast:latest"  # 10 tokens in 0.1 s
 SLOW = "limits-slow:latest"  # 10 tokens a second
+KILL = "limits-kill:latest"  # a stack of its own, whose web process is killed
 PEOPLE = ("rpm", "conc", "hdr", "sdk", "stream", "gone", "plain")
 
 
@@ -168,3 +170,32 @@ def test_without_an_override_the_defaults_from_settings_apply(stack):
     response = stack.chat(MODEL, user="plain", max_tokens=1)
     assert response.headers["x-ratelimit-limit-requests"] == "600"
     assert response.headers["x-ratelimit-limit-tokens"] == "1000000"
+
+
+def test_a_killed_web_process_gives_its_concurrent_places_back(django_db_setup, django_db_blocker):
+    from django.contrib.auth import get_user_model
+
+    from apiaccess.models import Account
+
+    with django_db_blocker.unblock():
+        own = Stack({"slow": sim_config([KILL], tokens_per_second=10, reply_tokens=300)}, webs=2, users=("kay",),
+                    env={"CONCURRENT_REQUEST_LEASE_SECONDS": "1.5"}, models={KILL: {"concurrency": 4}})
+        Account.objects.create(user=get_user_model().objects.get(username=f"kay-{own.redis.port}"),
+                               concurrent_requests=1)
+    try:
+        def hold() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # its web process is killed under it
+                own.chat(KILL, user="kay", web=0, timeout=60)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        eventually(lambda: own.running(KILL) == 1, what="the first request running")
+        assert own.chat(KILL, user="kay", web=1, max_tokens=1).status_code == 429  # its place is taken
+        own.webs[0].kill()  # no clean-up runs: the place is freed only by its lease lapsing
+        holder.join()
+        response = eventually(lambda: (r := own.chat(KILL, user="kay", web=1, max_tokens=1)).status_code == 200 and r,
+                              what="the place back after the lease", timeout=15)
+        assert response.headers["x-gatehouse-queue-wait-ms"]
+    finally:
+        with django_db_blocker.unblock():
+            own.stop()

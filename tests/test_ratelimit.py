@@ -106,6 +106,17 @@ async def test_it_bounds_concurrent_requests_until_one_is_settled(person):
 
 
 @pytest.mark.asyncio
+async def test_a_long_request_keeps_its_concurrent_place_past_the_lease(person, settings):
+    settings.CONCURRENT_REQUEST_LEASE_SECONDS = 0.6  # renewed every 0.2 s
+    limits = Limits(concurrent_requests=1)
+    grant = await admit(person, person_limits=limits)
+    await asyncio.sleep(1.5)  # the request runs for more than two leases
+    await refused(person, person_limits=limits)
+    grant.settle(0)
+    await eventually_admitted(person, person_limits=limits)
+
+
+@pytest.mark.asyncio
 async def test_tokens_used_beyond_the_estimate_close_the_minute_until_it_refills(person):
     limits = Limits(tokens_per_minute=600)  # 10 tokens a second come back
     grant = await admit(person, person_limits=limits, estimate=100)
