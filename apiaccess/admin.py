@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
 from apiaccess import lifecycle
+from apiaccess.limits import LIMIT_FIELDS
 from apiaccess.models import Account, ApiKey, ExternalIdentity, KeyEvent
 from portal.http import client_ip
 
@@ -62,9 +63,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["user", "name", "expires_at", "priority", "allowed_models"]
+            return ["user", "name", "expires_at", "priority", "allowed_models", *LIMIT_FIELDS]
         return ["user", "name", "masked", "status_label", "created_at", "last_used_at", "expires_at", "revoked_at",
-                "priority", "allowed_models"]
+                "priority", "allowed_models", *LIMIT_FIELDS]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -89,6 +90,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             enforce_limit=False,  # staff may exceed the self-service limit on someone's behalf
             priority=obj.priority,
         )
+        ApiKey.objects.filter(pk=created.pk).update(**{name: getattr(obj, name) for name in LIMIT_FIELDS})
         # Let the admin's own bookkeeping (log entry, m2m save, messages) carry on with the created row.
         obj.pk, obj.lookup, obj.digest, obj.created_at = created.pk, created.lookup, created.digest, created.created_at
         obj._state.adding = False
@@ -146,6 +148,8 @@ class AccountInline(admin.StackedInline):
     model = Account
     can_delete = False
     verbose_name_plural = "Gatehouse settings"
+    fieldsets = [(None, {"fields": ["priority"]}),
+                 ("Limits over all of this person's keys", {"fields": LIMIT_FIELDS})]
 
 
 class ExternalIdentityInline(admin.TabularInline):

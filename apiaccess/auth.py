@@ -18,8 +18,9 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from apiaccess import last_used, revocation, verification
+from apiaccess import last_used, limits, revocation, verification
 from apiaccess.keys import digest_key
+from apiaccess.limits import Limits
 from apiaccess.models import ApiKey, Priority
 from portal.apierrors import ApiError
 
@@ -34,6 +35,8 @@ class Principal:
     allowed_models: frozenset[str]  # public model ids; empty = every model
     expires_at: datetime | None
     priority: str = "interactive"  # or "batch": served only when no interactive request waits
+    key_limits: Limits = Limits()  # this key's own rate limits and quotas
+    person_limits: Limits = Limits()  # the owner's, over all of their keys
 
     @property
     def is_batch(self) -> bool:
@@ -88,6 +91,8 @@ def _load(plain: str) -> tuple[Principal | None, str]:
         allowed_models=allowed,
         expires_at=api_key.expires_at,
         priority=_priority(api_key),
+        key_limits=limits.key_limits(api_key),
+        person_limits=limits.person_limits(getattr(api_key.user, "gatehouse_account", None)),
     )
     return principal, ""
 

@@ -6,6 +6,8 @@ from django.utils import timezone
 
 from apiaccess import keys
 
+LIMIT_HELP = "Empty: the default from settings; 0: no limit"
+
 
 class Priority(models.TextChoices):
     INTERACTIVE = "interactive", "Interactive"
@@ -14,8 +16,24 @@ class Priority(models.TextChoices):
     BATCH = "batch", "Batch (served when the GPUs are idle)"
 
 
-class Account(models.Model):
-    """Per-person settings that apply to all of a person's keys."""
+class LimitOverrides(models.Model):
+    """Rate limits and token quotas that replace the defaults from settings (apiaccess/limits.py).
+
+    Empty: the default applies. 0: no limit.
+    """
+
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP)
+    concurrent_requests = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP)
+    tokens_per_day = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP + " (UTC days)")
+    tokens_per_month = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP + " (UTC months)")
+
+    class Meta:
+        abstract = True
+
+
+class Account(LimitOverrides):
+    """Per-person settings that apply to all of a person's keys: priority, and limits over all of them."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gatehouse_account")
     priority = models.CharField(max_length=20, choices=Priority.choices, default=Priority.INTERACTIVE)
@@ -24,7 +42,7 @@ class Account(models.Model):
         return f"account of {self.user}"
 
 
-class ApiKey(models.Model):
+class ApiKey(LimitOverrides):
     """An API key. The plain key is shown once at creation; only its digest is stored."""
 
     class Status(models.TextChoices):

@@ -12,6 +12,14 @@ class NodeModelInline(admin.TabularInline):
     can_delete = False
 
 
+def _set_enabled(queryset, enabled: bool) -> int:
+    nodes = list(queryset)
+    for node in nodes:
+        node.enabled = enabled
+        node.save(update_fields=["enabled"])
+    return len(nodes)
+
+
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
     list_display = ["url", "name", "enabled", "healthy", "version", "model_count", "gpu_memory", "last_seen_at"]
@@ -25,13 +33,14 @@ class NodeAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(model_total=Count("models", distinct=True))
 
+    # Saved one by one, not with queryset.update(), so the audit log (portal/audit.py) records each.
     @admin.action(description="Drain: no new requests; running ones finish")
     def drain(self, request, queryset):
-        self.message_user(request, f"{queryset.update(enabled=False)} node(s) draining.")
+        self.message_user(request, f"{_set_enabled(queryset, False)} node(s) draining.")
 
     @admin.action(description="Return to service")
     def undrain(self, request, queryset):
-        self.message_user(request, f"{queryset.update(enabled=True)} node(s) back in service.")
+        self.message_user(request, f"{_set_enabled(queryset, True)} node(s) back in service.")
 
     @admin.display(description="Models", ordering="model_total")
     def model_count(self, obj):

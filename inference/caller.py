@@ -13,9 +13,18 @@ from typing import Protocol
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from inference.ratelimit import LimitValues
+
 
 class Caller(Protocol):
-    user_id: int  # fairness: people are served in turn
+    user_id: int  # fairness: people are served in turn; the person's rate limits
+    key_id: int  # the key's own rate limits
+
+    @property
+    def key_limits(self) -> LimitValues: ...  # inference/ratelimit.py; 0 = no limit
+
+    @property
+    def person_limits(self) -> LimitValues: ...
 
     @property
     def is_batch(self) -> bool: ...  # batch work yields to interactive work

@@ -7,15 +7,17 @@ the response. Every generation response carries `x-gatehouse-queue-wait-ms`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
-from inference import context_overflow, nodes, registry, slots
+from inference import context_overflow, nodes, ratelimit, registry, slots
 from inference.caller import Caller
 from inference.embeddings import embedding_inputs, embeddings_response
+from inference.metering import RequestMeter, estimate_prompt_tokens
 from inference.openai_format import (
     ChatChunker,
     CompletionChunker,
@@ -34,6 +36,7 @@ from inference.translate import (
     kwargs_for_choice,
 )
 from inference.upstream import MergedStream, UpstreamCall, gather_results
+from inference.usage import UsageLog
 from portal.apierrors import ApiError
 
 QUEUE_WAIT_HEADER = "x-gatehouse-queue-wait-ms"
@@ -81,29 +84,73 @@ def _check_fan_out(calls: int, *, prompts: int = 1) -> None:
     )
 
 
-async def _run(principal: Caller, route: ModelRoute, starts: list, *, stream: bool, model: str):
-    """Admit the calls and run them: a MergedStream (streams) or the list of results."""
-    admission = await slots.admit(route, user=str(principal.user_id), batch=principal.is_batch,
-                                  calls=len(starts))
-    calls = [UpstreamCall(ticket, start, model) for ticket, start in zip(admission.tickets, starts, strict=True)]
+async def _run(principal: Caller, route: ModelRoute, starts: list, *, stream: bool, model: str,
+               requests: list[dict]):
+    """Pass the rate limits, admit the calls and run them.
+
+    Returns the response headers (queue wait, x-ratelimit-*) and a MergedStream (streams) or the
+    list of results. `requests` are the Ollama requests of the calls, to estimate their prompts.
+    Whatever happens, the request's tokens are settled against its limits and its usage is recorded
+    once it ends, both in the background.
+    """
+    meter = RequestMeter([estimate_prompt_tokens(kwargs) for kwargs in requests])
+    usage = UsageLog(principal, route.public_id, streamed=stream, meter=meter)
+    try:
+        grant = await ratelimit.acquire(user_id=principal.user_id, key_id=principal.key_id,
+                                        key_limits=principal.key_limits, person_limits=principal.person_limits,
+                                        estimate=meter.estimate)
+    except ApiError as exc:
+        usage.finish(exc)
+        raise
+
+    def finish(error: BaseException | None = None, disconnected: bool = False) -> None:
+        grant.settle(meter.total_tokens)
+        usage.finish(error, disconnected=disconnected)
+
+    try:
+        admission = await slots.admit(route, user=str(principal.user_id), batch=principal.is_batch,
+                                      calls=len(starts))
+    except BaseException as exc:
+        finish(exc, disconnected=isinstance(exc, asyncio.CancelledError))
+        if isinstance(exc, ApiError):
+            exc.headers.update(grant.headers)
+        raise
+    calls = [UpstreamCall(ticket, start, model, call_meter)
+             for ticket, start, call_meter in zip(admission.tickets, starts, meter.calls, strict=True)]
     if not stream:
+        error: BaseException | None = None
         try:
-            return admission, await gather_results(calls, model)
+            results = await gather_results(calls, model)
+        except BaseException as exc:
+            error = exc
+            if isinstance(exc, ApiError):
+                exc.headers.update(grant.headers)
+            raise
         finally:
             admission.release_all()  # already released by each call; this covers calls never started
-    merged = MergedStream(calls, model)
+            usage.queue_wait_ms = admission.queue_wait_ms
+            finish(error, disconnected=isinstance(error, asyncio.CancelledError))
+        return _headers(admission, grant), results
+
+    def stream_ended(merged: MergedStream) -> None:
+        usage.queue_wait_ms = admission.queue_wait_ms
+        finish(merged.error, disconnected=merged.error is None and not merged.complete)
+
+    merged = MergedStream(calls, model, on_close=stream_ended)
     try:
         await merged.open(settings.SSE_KEEPALIVE_SECONDS)
-    except BaseException:
+    except BaseException as exc:
         # An error before the stream started (it keeps its HTTP status), or the client left.
         await merged.aclose()
         admission.release_all()
+        if isinstance(exc, ApiError):
+            exc.headers.update(grant.headers)
         raise
-    return admission, merged
+    return _headers(admission, grant), merged
 
 
-def _wait_header(admission: slots.Admission) -> dict[str, str]:
-    return {QUEUE_WAIT_HEADER: str(admission.queue_wait_ms)}
+def _headers(admission: slots.Admission, grant: ratelimit.Grant) -> dict[str, str]:
+    return {QUEUE_WAIT_HEADER: str(admission.queue_wait_ms), **grant.headers}
 
 
 async def create_chat_completion(principal: Caller, body: ChatCompletionRequest, route: ModelRoute, *,
@@ -116,16 +163,17 @@ async def create_chat_completion(principal: Caller, body: ChatCompletionRequest,
     base.update(context_overflow.request_fields(route))
     per_choice = [kwargs_for_choice(base, body.seed, i) for i in range(body.choice_count)]
     starts = [lambda client, kw=kw: nodes.chat(client, kw, stream=bool(body.stream)) for kw in per_choice]
-    admission, outcome = await _run(principal, route, starts, stream=bool(body.stream), model=body.model)
+    headers, outcome = await _run(principal, route, starts, stream=bool(body.stream), model=body.model,
+                                  requests=per_choice)
     if body.stream:
         chunker = ChatChunker(
             completion_id=new_chat_id(), created=created, model=body.model,
             n=body.choice_count, include_usage=body.include_usage, include_logprobs=bool(body.logprobs),
             parallel_tool_calls=body.parallel_tool_calls is not False,
         )
-        return Outcome(_wait_header(admission), events=sse_events(outcome, chunker, body.model))
+        return Outcome(headers, events=sse_events(outcome, chunker, body.model))
     return Outcome(
-        _wait_header(admission),
+        headers,
         payload=chat_completion(
             completion_id=new_chat_id(), created=created, model=body.model, choices=outcome,
             include_logprobs=bool(body.logprobs), parallel_tool_calls=body.parallel_tool_calls is not False,
@@ -147,16 +195,17 @@ async def create_text_completion(principal: Caller, body: CompletionRequest, rou
         base.update(context_overflow.request_fields(route))
         calls.extend(kwargs_for_choice(base, body.seed, j) for j in range(body.choice_count))
     starts = [lambda client, kw=kw: nodes.generate(client, kw, stream=bool(body.stream)) for kw in calls]
-    admission, outcome = await _run(principal, route, starts, stream=bool(body.stream), model=body.model)
+    headers, outcome = await _run(principal, route, starts, stream=bool(body.stream), model=body.model,
+                                  requests=calls)
     if body.stream:
         chunker = CompletionChunker(
             completion_id=new_completion_id(), created=created, model=body.model,
             prompts=prompts, n=body.choice_count, echo=bool(body.echo), include_usage=body.include_usage,
             logprobs=body.logprobs,
         )
-        return Outcome(_wait_header(admission), events=sse_events(outcome, chunker, body.model))
+        return Outcome(headers, events=sse_events(outcome, chunker, body.model))
     return Outcome(
-        _wait_header(admission),
+        headers,
         payload=text_completion(
             completion_id=new_completion_id(), created=created, model=body.model, prompts=prompts,
             n=body.choice_count, choices=outcome, echo=bool(body.echo), logprobs=body.logprobs,
@@ -168,8 +217,8 @@ async def create_embeddings(principal: Caller, body: EmbeddingRequest, route: Mo
     inputs = embedding_inputs(body)
     kwargs = {"model": route.ollama_name, "input": inputs, "truncate": True,
               "options": {"num_ctx": route.context_length}, "keep_alive": registry.keep_alive_for(route)}
-    admission, (result,) = await _run(principal, route, [lambda client: nodes.embed(client, kwargs)],
-                                      stream=False, model=body.model)
+    headers, (result,) = await _run(principal, route, [lambda client: nodes.embed(client, kwargs)],
+                                    stream=False, model=body.model, requests=[kwargs])
     if len(result.embeddings) != len(inputs):
         raise ApiError.bad_gateway(
             f"The model server returned {len(result.embeddings)} embeddings for {len(inputs)} inputs."
@@ -177,4 +226,4 @@ async def create_embeddings(principal: Caller, body: EmbeddingRequest, route: Mo
     payload = embeddings_response(
         body.model, result.embeddings, result.prompt_eval_count, body.encoding_format, dimensions=body.dimensions
     )
-    return Outcome(_wait_header(admission), payload=payload)
+    return Outcome(headers, payload=payload)

@@ -27,6 +27,11 @@ def _client_for(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True, socket_timeout=1, socket_connect_timeout=1)
 
 
+def client() -> redis.Redis:
+    """A synchronous client for sync views (/metrics, the dashboard's snapshot)."""
+    return _client()
+
+
 def redis_ok() -> bool:
     try:
         return bool(_client().ping())

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import ollama
 from django.conf import settings
 
-from inference import context_overflow, nodehealth, nodes, queue, registry
+from inference import context_overflow, nodehealth, nodes, queue, registry, telemetry
 from inference.nodes import UPSTREAM_ERRORS
 from inference.redisconn import REDIS_ERRORS, redis_client
 from inference.registry import ModelRoute, NodeInfo
@@ -297,6 +297,8 @@ class SwapActor:
                 await redis_client().publish(queue.LOAD_FAILED_CHANNEL, json.dumps(failure))
             return
         log.info("loaded %s on %s in %.1f s", model, url, time.monotonic() - started)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await telemetry.add_swap(redis_client(), "load", model, url, time.monotonic() - started)
         self.ready_since[(model, url)] = time.monotonic()
         await queue.set_place(model, url, "ready")
         self.views[url].polled_at = 0  # measure its memory soon
@@ -311,6 +313,9 @@ class SwapActor:
             await nodes.unload(url, model)
         except (*UPSTREAM_ERRORS, TimeoutError) as exc:
             log.warning("unloading %s on %s failed: %s", model, url, exc)
+        else:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await telemetry.add_swap(redis_client(), "unload", model, url)
         await queue.set_place(model, url, "gone")
         self.views[url].loaded.pop(model, None)
         self.ready_since.pop((model, url), None)

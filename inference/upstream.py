@@ -25,6 +25,7 @@ import ollama
 
 from inference import nodehealth, nodes
 from inference.errors import from_ollama
+from inference.metering import CallMeter
 from inference.nodes import NODE_FAILURES, UPSTREAM_ERRORS
 from portal.apierrors import ApiError
 
@@ -50,11 +51,12 @@ def upstream_error(exc: BaseException, model: str) -> ApiError:
 class UpstreamCall:
     """One call to a node for one choice of a request, holding its ticket until it ends."""
 
-    def __init__(self, ticket, start: Start, model: str) -> None:
+    def __init__(self, ticket, start: Start, model: str, meter: CallMeter | None = None) -> None:
         self.ticket = ticket
         self.start = start
         self.model = model  # the id the client asked for, for error messages
         self.attempts = 0
+        self.meter = meter or CallMeter(0)  # the tokens it used, for rate limits
 
     async def _node_failed(self, node: str, exc: BaseException) -> None:
         """Take the node out; go back to the queue if another node may serve, else give up."""
@@ -69,8 +71,11 @@ class UpstreamCall:
         try:
             while True:
                 node = await self.ticket.granted()
+                self.meter.start(node)
                 try:
-                    return await self.start(nodes.client_for(node))
+                    answer = await self.start(nodes.client_for(node))
+                    self.meter.observe(answer)
+                    return answer
                 except NODE_FAILURES as exc:
                     await self._node_failed(node, exc)
         except UPSTREAM_ERRORS as exc:
@@ -85,6 +90,7 @@ class UpstreamCall:
         try:
             while True:
                 node = await self.ticket.granted()
+                self.meter.start(node)
                 try:
                     iterator = await self.start(nodes.client_for(node))
                     first = await anext(iterator)
@@ -93,8 +99,10 @@ class UpstreamCall:
                     await _close(iterator)
                     iterator = None
                     await self._node_failed(node, exc)
+            self.meter.observe(first)
             yield first
             async for part in iterator:
+                self.meter.observe(part)
                 yield part
         finally:
             # Closing the ollama client's generator closes its HTTP response, which stops Ollama.
@@ -126,8 +134,12 @@ class MergedStream:
     up choices that run: their parts are buffered until read.
     """
 
-    def __init__(self, calls: list[UpstreamCall], model: str) -> None:
+    def __init__(self, calls: list[UpstreamCall], model: str,
+                 on_close: Callable[[MergedStream], None] | None = None) -> None:
         self.model = model
+        self._on_close = on_close  # once every call has ended: settle rate limits, record usage
+        self.error: BaseException | None = None  # what ended the stream early, if anything did
+        self.complete = False  # every call reached its end
         self._queue: asyncio.Queue = asyncio.Queue()
         self._buffer: list[tuple[int, Any, BaseException | None]] = []
         self._tasks = [asyncio.create_task(self._pump(i, call)) for i, call in enumerate(calls)]
@@ -159,6 +171,7 @@ class MergedStream:
                 while len(opened) < self._count:
                     item = await self._queue.get()
                     if item[2] is not None:
+                        self.error = item[2]
                         raise item[2]
                     self._buffer.append(item)
                     opened.add(item[0])
@@ -183,16 +196,23 @@ class MergedStream:
                     yield None
                     continue
             if error is not None:
+                self.error = error
                 raise error
             if part is _END:
                 remaining -= 1
+                self.complete = remaining == 0
             else:
                 yield index, part
 
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            if self._on_close is not None:
+                on_close, self._on_close = self._on_close, None
+                on_close(self)
 
 
 async def _close(iterator) -> None:

@@ -84,4 +84,15 @@ async def http_app(scope, receive, send):
     await app(scope, receive, send)
 
 
-application = ProtocolTypeRouter({"http": http_app})
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from portal.dashboard import DashboardConsumer  # noqa: E402
+
+websocket_app = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
+])))
+
+application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_app})

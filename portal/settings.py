@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "portal",
     "apiaccess",
     "inference",
+    "usage",
 ]
 
 MIDDLEWARE = [
@@ -56,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.audit.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.security.ContentSecurityPolicyMiddleware",
@@ -186,6 +188,10 @@ if TRUST_PROXY_HEADERS:
 # --- Redis, Celery ---------------------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# The live dashboard's websockets (portal/dashboard.py) reach every web process through Redis.
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                              "CONFIG": {"hosts": [REDIS_URL], "prefix": "gh:channels:"}}}
+
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -193,9 +199,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 NODE_POLL_SECONDS = envfloat("NODE_POLL_SECONDS", 30.0)
 KEY_LAST_USED_FLUSH_SECONDS = envfloat("KEY_LAST_USED_FLUSH_SECONDS", 60.0)
+USAGE_DRAIN_SECONDS = envfloat("USAGE_DRAIN_SECONDS", 10.0)
+USAGE_ROLLUP_SECONDS = envfloat("USAGE_ROLLUP_SECONDS", 3600.0)
+# Raw usage records are rolled up into daily rows after this many days (the usage pages show 30).
+USAGE_RAW_RETENTION_DAYS = envint("USAGE_RAW_RETENTION_DAYS", 90, minimum=31)
+USAGE_ROLLUP_RETENTION_DAYS = envint("USAGE_ROLLUP_RETENTION_DAYS", 0, minimum=0)  # 0: keep for ever
 CELERY_BEAT_SCHEDULE = {
     "sync-catalogue": {"task": "inference.tasks.sync_catalogue", "schedule": NODE_POLL_SECONDS},
     "flush-key-last-used": {"task": "apiaccess.tasks.flush_key_last_used", "schedule": KEY_LAST_USED_FLUSH_SECONDS},
+    "drain-usage": {"task": "usage.tasks.drain_usage", "schedule": USAGE_DRAIN_SECONDS},
+    "roll-up-usage": {"task": "usage.tasks.roll_up_usage", "schedule": USAGE_ROLLUP_SECONDS},
 }
 
 # --- Ollama nodes and model defaults ----------------------------------------------------------
@@ -251,6 +264,33 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 60.0)
 API_KEY_REVOCATION_CHECK_SECONDS = envfloat("API_KEY_REVOCATION_CHECK_SECONDS", 1.0)
 # Active (not revoked, not expired) keys one person may hold.
+# Rate limits and token quotas (inference/ratelimit.py). Defaults for every person (over all of their
+# keys) and for every key; overrides per person and per key in the admin. 0 = no limit.
+RATE_LIMITS_ENABLED = envbool("RATE_LIMITS_ENABLED", True)
+PERSON_LIMITS = {
+    "requests_per_minute": envint("LIMIT_REQUESTS_PER_MINUTE", 600, minimum=0),
+    "tokens_per_minute": envint("LIMIT_TOKENS_PER_MINUTE", 1_000_000, minimum=0),
+    "concurrent_requests": envint("LIMIT_CONCURRENT_REQUESTS", 0, minimum=0),
+    "tokens_per_day": envint("LIMIT_TOKENS_PER_DAY", 0, minimum=0),
+    "tokens_per_month": envint("LIMIT_TOKENS_PER_MONTH", 0, minimum=0),
+}
+KEY_LIMITS = {
+    "requests_per_minute": envint("KEY_LIMIT_REQUESTS_PER_MINUTE", 0, minimum=0),
+    "tokens_per_minute": envint("KEY_LIMIT_TOKENS_PER_MINUTE", 0, minimum=0),
+    "concurrent_requests": envint("KEY_LIMIT_CONCURRENT_REQUESTS", 0, minimum=0),
+    "tokens_per_day": envint("KEY_LIMIT_TOKENS_PER_DAY", 0, minimum=0),
+    "tokens_per_month": envint("KEY_LIMIT_TOKENS_PER_MONTH", 0, minimum=0),
+}
+# A request's concurrent place is a lease its web process renews while it runs; a killed process's
+# places come back after this long.
+CONCURRENT_REQUEST_LEASE_SECONDS = envfloat("CONCURRENT_REQUEST_LEASE_SECONDS", 60.0)
+
+# Usage records (inference/usage.py -> Redis stream -> usage/drain.py -> database).
+# /metrics is readable by staff, and by a scraper sending "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = envsecret("METRICS_TOKEN") or ""
+USAGE_RECORDS_ENABLED = envbool("USAGE_RECORDS_ENABLED", True)
+USAGE_STREAM_MAX_LENGTH = envint("USAGE_STREAM_MAX_LENGTH", 5_000_000, minimum=1000)
+
 MAX_API_KEYS_PER_USER = envint("MAX_API_KEYS_PER_USER", 10, minimum=1)
 
 REST_FRAMEWORK = {

@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from inference.api import missing_v1_prefix
 from portal import views
 from portal.forms import ChangePasswordForm, SignInForm
+from portal.metrics import metrics_view
 from portal.status_api import SchedulerStatus
 
 admin.site.site_header = "Gatehouse"
@@ -23,11 +24,14 @@ accounts = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
+    path("dashboard/", views.dashboard_page, name="dashboard"),
     path("portal/api/status", SchedulerStatus.as_view(), name="scheduler-status"),
     path("accounts/", include(accounts)),
     path("connect/", views.connect_page, name="connect"),
     path("models/", views.models_page, name="models"),
     path("", include("apiaccess.urls")),
+    path("", include("usage.urls")),
     path("admin/", admin.site.urls),
     path("v1/", include("inference.urls")),
     path("api/", include("inference.urls")),

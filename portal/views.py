@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
@@ -57,6 +58,12 @@ def connect_page(request):
 @login_required
 def models_page(request):
     return render(request, "portal/models.html", {"rows": model_rows(request.user), "live_columns": LIVE_COLUMNS})
+
+
+@staff_member_required
+def dashboard_page(request):
+    """The live dashboard; its figures arrive over the websocket (portal/dashboard.py)."""
+    return render(request, "portal/dashboard.html")
 
 
 def healthz(request):

@@ -127,3 +127,35 @@ class DaphneServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class CeleryWorker:
+    """A real Celery worker with its beat embedded (`celery -A portal worker -B`), so periodic tasks run."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="gatehouse-celery-")
+        self.log = tempfile.NamedTemporaryFile(prefix="gatehouse-celery-", suffix=".log", delete=False)
+        full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", **env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "portal", "worker", "-B", "--loglevel=INFO", "--concurrency=1",
+             "--pool=solo", "--schedule", os.path.join(self.dir, "beat-schedule")],
+            cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def kill(self) -> None:
+        """kill -9: whatever the worker had read but not acknowledged stays pending in Redis."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,108 @@
+"""Count the tokens a request used, for its rate limits, including a stream the client abandoned.
+
+Ollama reports exact counts (`prompt_eval_count`, `eval_count`) only in its last part. A stream that
+ends early (the client left, the node failed) never gets there, so until then each part relayed
+counts as one generated token (Ollama streams one token a part) and the prompt counts as estimated
+at admission. A call that never got a slot used nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+CHARS_PER_TOKEN = 4  # a rough estimate for a prompt, until the node reports its count
+
+
+class CallMeter:
+    """The tokens of one upstream call."""
+
+    def __init__(self, prompt_estimate: int) -> None:
+        self.prompt_estimate = prompt_estimate
+        self.started = False
+        self.node = ""
+        self.parts = 0
+        self.first_part_at: float | None = None  # time.monotonic()
+        self.final: tuple[int, int] | None = None  # (prompt, completion) as the node reported them
+        self.gpu_ns = 0  # the node's load, prompt evaluation and generation durations
+
+    def start(self, node: str) -> None:
+        self.started = True
+        self.node = node
+
+    def observe(self, part: Any) -> None:
+        """A streamed part, or a whole non-streamed answer."""
+        if self.first_part_at is None:
+            self.first_part_at = time.monotonic()
+        if getattr(part, "done", False) or part_is_embedding(part):
+            self.final = (getattr(part, "prompt_eval_count", None) or 0, getattr(part, "eval_count", None) or 0)
+            self.gpu_ns = sum(getattr(part, name, None) or 0
+                              for name in ("load_duration", "prompt_eval_duration", "eval_duration"))
+        else:
+            self.parts += 1
+
+    @property
+    def prompt_tokens(self) -> int:
+        if self.final is not None:
+            return self.final[0]
+        return self.prompt_estimate if self.started else 0
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.final[1] if self.final is not None else self.parts
+
+
+def part_is_embedding(part: Any) -> bool:
+    return hasattr(part, "embeddings")
+
+
+def estimate_prompt_tokens(kwargs: dict[str, Any]) -> int:
+    """About how many tokens the text of an Ollama request is (images and tool schemas not counted)."""
+    chars = 0
+    for message in kwargs.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        chars += len(content) if isinstance(content, str) else 0
+    for name in ("prompt", "system", "suffix"):
+        value = kwargs.get(name)
+        chars += len(value) if isinstance(value, str) else 0
+    texts = kwargs.get("input")
+    if isinstance(texts, str):
+        texts = [texts]
+    chars += sum(len(text) for text in texts or () if isinstance(text, str))
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+class RequestMeter:
+    """All calls of one request."""
+
+    def __init__(self, prompt_estimates: list[int]) -> None:
+        self.calls = [CallMeter(estimate) for estimate in prompt_estimates]
+
+    @property
+    def estimate(self) -> int:
+        return sum(call.prompt_estimate for call in self.calls)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(call.prompt_tokens for call in self.calls)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(call.completion_tokens for call in self.calls)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def first_part_at(self) -> float | None:
+        times = [call.first_part_at for call in self.calls if call.first_part_at is not None]
+        return min(times) if times else None
+
+    @property
+    def gpu_seconds(self) -> float:
+        return sum(call.gpu_ns for call in self.calls) / 1e9
+
+    @property
+    def node(self) -> str:
+        return next((call.node for call in self.calls if call.node), "")

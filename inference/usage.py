@@ -1,0 +1,110 @@
+"""One usage record per API request, written off the hot path to a Redis stream.
+
+When a request ends (answered, refused, failed, or abandoned by its client) a background task adds
+one entry to the stream `gh:usage`. The same transaction adds to the
+counters behind /metrics (inference/telemetry.py). A Celery task (usage/drain.py) moves entries into the database
+in batches through a consumer group, so nothing is lost while no worker runs: entries wait in the
+stream, and an entry is deleted only once its row is committed.
+
+The record's fields are strings (a stream entry is a flat hash): see `UsageLog.fields`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+
+from inference import background, telemetry
+from inference.caller import Caller
+from inference.metering import RequestMeter
+from inference.redisconn import REDIS_ERRORS, redis_client
+from portal.apierrors import ApiError
+
+log = logging.getLogger(__name__)
+
+USAGE_STREAM = "gh:{usage}:stream"  # the same hash tag as the metrics counters (inference/telemetry.py)
+DISCONNECTED = 499  # nginx's status for "the client closed the request"
+
+# Why a request did not get an answer, for the staff pages' "rejections by reason".
+OK = "ok"
+RATE_LIMITED = "rate_limited"
+QUOTA = "quota"
+QUEUE_FULL = "queue_full"
+TIMEOUT = "timeout"
+BACKEND_ERROR = "backend_error"
+INVALID = "invalid_request"
+CLIENT_LEFT = "disconnected"
+
+
+def reason_for(error: BaseException) -> tuple[int, str]:
+    """(status, reason) of a request that ended with `error`."""
+    if not isinstance(error, ApiError):
+        return 500, BACKEND_ERROR
+    by_code = {"rate_limit_exceeded": RATE_LIMITED, "quota_exceeded": QUOTA, "queue_full": QUEUE_FULL,
+               "queue_timeout": TIMEOUT}
+    if error.code in by_code:
+        return error.status, by_code[error.code]
+    return error.status, BACKEND_ERROR if error.status >= 500 else INVALID
+
+
+class UsageLog:
+    """Collects what one request did and writes its record once, when it ends."""
+
+    def __init__(self, caller: Caller, model: str, *, streamed: bool, meter: RequestMeter) -> None:
+        self.caller = caller
+        self.model = model
+        self.streamed = streamed
+        self.meter = meter
+        self.at = time.time()
+        self.started = time.monotonic()
+        self.queue_wait_ms = 0
+        self.written = False
+
+    def fields(self, status: int, reason: str, disconnected: bool) -> dict[str, str]:
+        first = self.meter.first_part_at
+        return {
+            "at": f"{self.at:.3f}",
+            "user": str(self.caller.user_id),
+            "key": str(self.caller.key_id),
+            "model": self.model,
+            "node": self.meter.node,
+            "status": str(status),
+            "reason": reason,
+            "prompt_tokens": str(self.meter.prompt_tokens),
+            "completion_tokens": str(self.meter.completion_tokens),
+            "queue_wait_ms": str(self.queue_wait_ms),
+            "ttft_ms": "" if first is None else str(int((first - self.started) * 1000)),
+            "duration_ms": str(int((time.monotonic() - self.started) * 1000)),
+            "gpu_seconds": f"{self.meter.gpu_seconds:.6f}",
+            "priority": "batch" if self.caller.is_batch else "interactive",
+            "streamed": "1" if self.streamed else "0",
+            "disconnected": "1" if disconnected else "0",
+        }
+
+    def finish(self, error: BaseException | None = None, *, disconnected: bool = False) -> None:
+        """Write the record (once) in the background; the response never waits for it."""
+        if self.written or not settings.USAGE_RECORDS_ENABLED:
+            return
+        self.written = True
+        if disconnected:
+            status, reason = DISCONNECTED, CLIENT_LEFT
+        elif error is not None:
+            status, reason = reason_for(error)
+        else:
+            status, reason = 200, OK
+        background.spawn(_write(self.fields(status, reason, disconnected)))
+
+
+async def _write(fields: dict[str, str]) -> None:
+    """The record and the /metrics counters, in one transaction: both land, or neither."""
+    pipe = redis_client().pipeline(transaction=True)
+    # Trimmed only far beyond what a stopped worker leaves behind in a day or two, so a worker
+    # that never comes back cannot fill Redis's memory.
+    pipe.xadd(USAGE_STREAM, fields, maxlen=settings.USAGE_STREAM_MAX_LENGTH, approximate=True)
+    telemetry.add_request(pipe, fields)
+    try:
+        await pipe.execute()
+    except REDIS_ERRORS as exc:
+        log.warning("usage record lost, Redis unreachable: %s %s", fields.get("model"), exc)

@@ -1,0 +1,132 @@
+"""One usage record per API request, written through a Redis stream and drained into the database by
+a real Celery worker: the fields of answered, streamed, abandoned and refused requests, and no record
+lost while the worker is down."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from inference.usage import USAGE_STREAM
+from tests.support.processes import CeleryWorker, eventually
+from tests.support.stack import Stack, sim_config, web_env
+
+MODEL = "usage-fast:latest"  # 10 tokens in 0.1 s
+SLOW = "usage-slow:latest"  # 10 tokens a second
+PEOPLE = ("fields", "streamer", "leaver", "limited", "batch", "offline")
+
+
+@pytest.fixture(scope="module")
+def stack(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        world = Stack({"gpu": sim_config([MODEL], tokens_per_second=100, reply_tokens=10),
+                       "slow": sim_config([SLOW], tokens_per_second=10, reply_tokens=300)},
+                      users=PEOPLE, models={MODEL: {"concurrency": 8}, SLOW: {"concurrency": 8}})
+    yield world
+    with django_db_blocker.unblock():
+        world.stop()
+
+
+@pytest.fixture
+def worker(stack):
+    worker = CeleryWorker(web_env(stack.redis.url, USAGE_DRAIN_SECONDS="0.3", NODE_POLL_SECONDS="3600"))
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def records(stack, django_db_blocker):
+    """The usage records of one person, as the database holds them now."""
+    from usage.models import UsageRecord
+
+    def of(person: str) -> list:
+        with django_db_blocker.unblock():
+            return list(UsageRecord.objects.filter(user__username=f"{person}-{stack.redis.port}")
+                        .select_related("key").order_by("at", "pk"))
+
+    return of
+
+
+def wait_records(records, person: str, count: int, timeout: float = 30) -> list:
+    return eventually(lambda: (found := records(person)) and len(found) >= count and found,
+                      what=f"{count} usage records of {person}", timeout=timeout)
+
+
+def test_an_answered_request_is_recorded_with_its_tokens_node_and_timings(stack, worker, records):
+    response = stack.chat(MODEL, user="fields", max_tokens=5)
+    assert response.status_code == 200
+    usage = response.json()["usage"]
+    (record,) = wait_records(records, "fields", 1)
+    assert record.model == MODEL
+    assert record.node == stack.sims["gpu"].url
+    assert (record.status, record.reason) == (200, "ok")
+    assert record.prompt_tokens == usage["prompt_tokens"]
+    assert record.completion_tokens == usage["completion_tokens"] == 5
+    assert record.key.name == "sched"
+    assert record.gpu_seconds > 0  # the node's own durations
+    assert record.queue_wait_ms >= 0
+    assert record.ttft_ms is not None and record.ttft_ms <= record.duration_ms
+    assert record.priority == "interactive"
+    assert not record.streamed and not record.disconnected
+
+
+def test_a_streamed_request_is_recorded_with_the_final_counts(stack, worker, records):
+    with httpx.stream("POST", stack.url() + "/chat/completions", headers=stack.headers("streamer"), timeout=30,
+                      json={"model": MODEL, "stream": True, "max_tokens": 7,
+                            "messages": [{"role": "user", "content": "hello"}]}) as response:
+        assert response.status_code == 200
+        response.read()
+    (record,) = wait_records(records, "streamer", 1)
+    assert record.streamed and not record.disconnected
+    assert record.completion_tokens == 7
+    assert record.reason == "ok"
+
+
+def test_an_abandoned_stream_is_recorded_as_disconnected_with_what_it_received(stack, worker, records):
+    with httpx.stream("POST", stack.url() + "/chat/completions", headers=stack.headers("leaver"), timeout=30,
+                      json={"model": SLOW, "stream": True, "messages": [{"role": "user", "content": "hello"}]}) as r:
+        received = 0
+        for line in r.iter_lines():
+            if line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
+                received += 1
+            if received >= 5:
+                break
+    (record,) = wait_records(records, "leaver", 1)
+    assert record.disconnected and record.streamed
+    assert (record.status, record.reason) == (499, "disconnected")
+    assert 5 <= record.completion_tokens < 300
+
+
+def test_a_refused_request_is_recorded_with_its_reason(stack, worker, records, django_db_blocker):
+    from django.contrib.auth import get_user_model
+
+    from apiaccess.models import Account
+
+    with django_db_blocker.unblock():
+        user = get_user_model().objects.get(username=f"limited-{stack.redis.port}")
+        Account.objects.update_or_create(user=user, defaults={"requests_per_minute": 1})
+    assert stack.chat(MODEL, user="limited", max_tokens=1).status_code == 200
+    assert stack.chat(MODEL, user="limited", max_tokens=1).status_code == 429
+    found = wait_records(records, "limited", 2)
+    assert sorted((r.status, r.reason) for r in found) == [(200, "ok"), (429, "rate_limited")]
+    refused = next(r for r in found if r.status == 429)
+    assert refused.total_tokens == 0 and refused.node == ""
+
+
+def test_no_record_is_lost_while_the_worker_is_down(stack, worker, records):
+    assert stack.chat(MODEL, user="offline", max_tokens=1).status_code == 200
+    wait_records(records, "offline", 1)
+    worker.kill()
+    for i in range(12):
+        body = {"max_tokens": 2, "stream": i % 3 == 0}
+        assert stack.chat(MODEL, user="offline", web=0, **body).status_code == 200
+    eventually(lambda: stack.kv.xlen(USAGE_STREAM) >= 12, what="the records waiting in Redis")
+    assert len(records("offline")) == 1  # nobody drains them meanwhile
+    restarted = CeleryWorker(web_env(stack.redis.url, USAGE_DRAIN_SECONDS="0.3", NODE_POLL_SECONDS="3600"))
+    try:
+        found = wait_records(records, "offline", 13)
+        eventually(lambda: stack.kv.xlen(USAGE_STREAM) == 0, what="the stream emptied")
+        assert len(records("offline")) == 13  # every one, none twice
+        assert sum(r.streamed for r in found) == 4
+    finally:
+        restarted.stop()
