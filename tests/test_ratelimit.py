@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import time
 
 import pytest
 
 from apiaccess.limits import Limits
 from inference import ratelimit
+from inference.redisconn import redis_client
 from portal.apierrors import ApiError
 
 _ids = itertools.count(1_000_000)
@@ -109,8 +111,15 @@ async def test_it_bounds_concurrent_requests_until_one_is_settled(person):
 async def test_a_long_request_keeps_its_concurrent_place_past_the_lease(person, settings):
     settings.CONCURRENT_REQUEST_LEASE_SECONDS = 0.6  # renewed every 0.2 s
     limits = Limits(concurrent_requests=1)
+    admitted_ms = time.time() * 1000
     grant = await admit(person, person_limits=limits)
-    await asyncio.sleep(1.5)  # the request runs for more than two leases
+    # Wait (polling Redis) until the place has been renewed after two whole leases went by.
+    async def lease_expiry() -> float:
+        return await redis_client().zscore(grant.concurrent_keys[0], grant.request_id) or 0
+
+    async with asyncio.timeout(10):
+        while await lease_expiry() < admitted_ms + 3 * 600:
+            await asyncio.sleep(0.05)  # noqa: ASYNC110 - polling Redis, where the renewal shows
     await refused(person, person_limits=limits)
     grant.settle(0)
     await eventually_admitted(person, person_limits=limits)
