@@ -118,8 +118,8 @@ async def test_a_long_request_keeps_its_concurrent_place_past_the_lease(person, 
         return await redis_client().zscore(grant.concurrent_keys[0], grant.request_id) or 0
 
     async with asyncio.timeout(10):
-        while await lease_expiry() < admitted_ms + 3 * 600:
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - polling Redis, where the renewal shows
+        while await lease_expiry() < admitted_ms + 3 * 600:  # noqa: ASYNC110 - polling Redis, where renewals show
+            await asyncio.sleep(0.05)
     await refused(person, person_limits=limits)
     grant.settle(0)
     await eventually_admitted(person, person_limits=limits)
