@@ -5,7 +5,6 @@ its slots still held."""
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -29,7 +28,7 @@ def stack(django_db_setup, django_db_blocker):
                               LONG: {"concurrency": 4, "max_queue": 100}},
                       users=("ann", "ben", "cid"), batch_users=("bulk",),
                       env={"SLOT_LEASE_SECONDS": "3", "SSE_KEEPALIVE_SECONDS": "0.5",
-                           "BATCH_MAX_WAIT_SECONDS": "2"})
+                           "BATCH_MAX_WAIT_SECONDS": "6"})
     yield world
     with django_db_blocker.unblock():
         world.stop()
@@ -84,7 +83,7 @@ def test_batch_requests_wait_while_interactive_ones_are_queued(idle):
         for future in bulk + people:
             future.result()
     # 4 batch requests held the slots when cid arrived; cid's 8 short ones then go first: they are all
-    # done before any batch request reaches the ageing bound of 2 s.
+    # done long before any batch request reaches the ageing bound of 6 s, even on a busy machine.
     assert order.index("cid") <= 4
     assert max(i for i, who in enumerate(order) if who == "cid") < 14, order
 
@@ -92,7 +91,6 @@ def test_batch_requests_wait_while_interactive_ones_are_queued(idle):
 def test_a_batch_request_that_waited_past_the_bound_gets_a_turn(idle):
     stack = idle
     stop = threading.Event()
-    done: list[float] = []
 
     def keep_busy(user: str) -> None:  # an endless stream of interactive requests
         while not stop.is_set():
@@ -103,10 +101,9 @@ def test_a_batch_request_that_waited_past_the_bound_gets_a_turn(idle):
         thread.start()
     try:
         eventually(lambda: stack.waiting(MODEL) >= 3, what="interactive requests queued")
-        started = time.monotonic()
-        response = stack.chat(MODEL, user="bulk", timeout=30)
-        done.append(time.monotonic() - started)
+        response = stack.chat(MODEL, user="bulk", timeout=60)
         assert response.status_code == 200
+        assert int(response.headers["x-gatehouse-queue-wait-ms"]) >= 6000  # it waited for the bound
         assert stack.waiting(MODEL) > 0  # it went ahead of waiting interactive requests
     finally:
         stop.set()
