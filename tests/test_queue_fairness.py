@@ -96,7 +96,7 @@ def test_a_batch_request_that_waited_past_the_bound_gets_a_turn(idle):
         while not stop.is_set():
             stack.chat(MODEL, user=user)
 
-    threads = [threading.Thread(target=keep_busy, args=("ann" if i % 2 else "ben",)) for i in range(8)]
+    threads = [threading.Thread(target=keep_busy, args=("ann" if i % 2 else "ben",)) for i in range(12)]
     for thread in threads:
         thread.start()
     try:
