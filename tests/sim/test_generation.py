@@ -151,7 +151,8 @@ def test_it_answers_a_json_schema_format_with_a_valid_instance(sim):
 def test_it_fills_in_the_middle_for_insert_models(sim):
     data = generate(sim, model=CODER, prompt="def add(a, b):\n", suffix="\n    return result\n",
                     options={"num_predict": 12})
-    assert data["eval_count"] == 12 and data["response"].strip()
+    # num_predict caps the reply; an unseeded natural reply may end sooner.
+    assert 0 < data["eval_count"] <= 12 and data["response"].strip()
 
 
 def test_it_returns_logprobs_in_the_clients_shape(sim):
