@@ -32,6 +32,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/scheduling.py
+	$(BIN)/python bench/ratelimit.py
 
 clean:
 	rm -rf $(VENV) .run db.sqlite3 .test-db.sqlite3
