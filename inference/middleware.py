@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import DisallowedHost
 
 from inference import cors, errors
 from inference.api import error_response, is_api_path
 from portal.apierrors import SERVER_ERROR, ApiError
+from portal.hybrid import HybridMiddleware
 
 
 def new_request_id() -> str:
@@ -57,22 +57,13 @@ def host_error(request):
     return None
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(HybridMiddleware):
     """Give every request an id, expose it as `request.request_id` and the `x-request-id` header,
     and make sure API error responses are OpenAI error objects.
 
     The OpenAI SDKs surface the header on errors (`APIStatusError.request_id`), so users can quote
     it in bug reports and we can find the request in our logs.
     """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request):
         if self.is_async:

@@ -12,12 +12,12 @@ import contextvars
 import datetime as dt
 import decimal
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db.models.signals import post_delete, post_save, pre_save
 
 from apiaccess.limits import LIMIT_FIELDS
 from apiaccess.models import Account, ApiKey
 from inference.models import Model, Node
+from portal.hybrid import HybridMiddleware
 from portal.models import AuditEntry
 
 TRACKED = {
@@ -82,18 +82,9 @@ def connect_signals() -> None:
         post_delete.connect(_deleted, sender=model, dispatch_uid=f"audit-deleted-{model._meta.label_lower}")
 
 
-class AuditActorMiddleware:
+class AuditActorMiddleware(HybridMiddleware):
     """Note who is making changes through the admin. Only admin paths: elsewhere nobody is audited,
     and looking the user up would cost every page a query."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def _actor_of(self, request):
         if not request.path.startswith("/admin/") or request.method in ("GET", "HEAD", "OPTIONS"):

@@ -7,8 +7,9 @@ inline `style` attributes, which Django's admin templates use.
 
 from __future__ import annotations
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+
+from portal.hybrid import HybridMiddleware
 
 
 def _add_policy(response):
@@ -18,20 +19,11 @@ def _add_policy(response):
     return response
 
 
-class ContentSecurityPolicyMiddleware:
+class ContentSecurityPolicyMiddleware(HybridMiddleware):
     """Adds settings.CONTENT_SECURITY_POLICY to responses that do not set their own.
 
     Async-capable, so it adds no thread hop of its own under daphne (portal/asgi.py explains the cost).
     """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request):
         if self.is_async:
