@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -91,7 +91,31 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class DaphneServer:
+class ChildProcess:
+    """A process the suite started, with its output in a log file. kill() is kill -9: no cleanup runs
+    in it, so whatever it held in Redis is freed only by lease expiry (or stays pending, for a worker)."""
+
+    proc: subprocess.Popen
+    log: Any
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class DaphneServer(ChildProcess):
     """The real web process (`daphne portal.asgi:application`) on a free port, with the given environment.
 
     SITE_URL defaults to the server's own URL, so the links and snippets it renders point at itself.
@@ -112,24 +136,8 @@ class DaphneServer:
             self.stop()
             raise RuntimeError("daphne did not start:\n" + self.output()) from None
 
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
 
-    def kill(self) -> None:
-        """kill -9: no cleanup runs, so whatever it held in Redis is only freed by lease expiry."""
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class CeleryWorker:
+class CeleryWorker(ChildProcess):
     """A real Celery worker with its beat embedded (`celery -A portal worker -B`), so periodic tasks run."""
 
     def __init__(self, env: dict[str, str]) -> None:
@@ -142,20 +150,6 @@ class CeleryWorker:
             cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
         )
 
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def kill(self) -> None:
-        """kill -9: whatever the worker had read but not acknowledged stays pending in Redis."""
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self, timeout: float = 15) -> None:
+        super().stop(timeout)
         shutil.rmtree(self.dir, ignore_errors=True)
