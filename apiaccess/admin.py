@@ -14,6 +14,7 @@ from apiaccess import lifecycle
 from apiaccess.limits import LIMIT_FIELDS
 from apiaccess.models import Account, ApiKey, ExternalIdentity, KeyEvent
 from portal.http import client_ip
+from portal.readonly_admin import ReadOnlyModelAdmin
 
 User = get_user_model()
 
@@ -109,23 +110,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(KeyEvent)
-class KeyEventAdmin(admin.ModelAdmin):
+class KeyEventAdmin(ReadOnlyModelAdmin):
     list_display = ["at", "action", "key_label", "owner_username", "actor_username", "via", "source_ip"]
     list_filter = ["action", "via", "at"]
     search_fields = ["key_label", "owner_username", "actor_username", "detail"]
     date_hierarchy = "at"
     readonly_fields = ["at", "action", "via", "key", "key_label", "owner", "owner_username", "actor",
                        "actor_username", "source_ip", "detail"]
-
-    # An audit trail is read, never written or pruned by hand.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ApiKeyInline(admin.TabularInline):

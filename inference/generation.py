@@ -112,8 +112,7 @@ async def _run(principal: Caller, route: ModelRoute, starts: list, *, stream: bo
                                       calls=len(starts))
     except BaseException as exc:
         finish(exc, disconnected=isinstance(exc, asyncio.CancelledError))
-        if isinstance(exc, ApiError):
-            exc.headers.update(grant.headers)
+        _add_limit_headers(exc, grant)
         raise
     calls = [UpstreamCall(ticket, start, model, call_meter)
              for ticket, start, call_meter in zip(admission.tickets, starts, meter.calls, strict=True)]
@@ -123,8 +122,7 @@ async def _run(principal: Caller, route: ModelRoute, starts: list, *, stream: bo
             results = await gather_results(calls, model)
         except BaseException as exc:
             error = exc
-            if isinstance(exc, ApiError):
-                exc.headers.update(grant.headers)
+            _add_limit_headers(exc, grant)
             raise
         finally:
             admission.release_all()  # already released by each call; this covers calls never started
@@ -143,10 +141,15 @@ async def _run(principal: Caller, route: ModelRoute, starts: list, *, stream: bo
         # An error before the stream started (it keeps its HTTP status), or the client left.
         await merged.aclose()
         admission.release_all()
-        if isinstance(exc, ApiError):
-            exc.headers.update(grant.headers)
+        _add_limit_headers(exc, grant)
         raise
     return _headers(admission, grant), merged
+
+
+def _add_limit_headers(exc: BaseException, grant: ratelimit.Grant) -> None:
+    """Errors after the limiter admitted the request carry its x-ratelimit-* headers too."""
+    if isinstance(exc, ApiError):
+        exc.headers.update(grant.headers)
 
 
 def _headers(admission: slots.Admission, grant: ratelimit.Grant) -> dict[str, str]:

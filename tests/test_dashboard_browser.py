@@ -7,9 +7,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, screenshot
+from tests.support.browser import DESKTOP, screenshot
 from tests.support.processes import eventually
 from tests.support.stack import Stack, sim_config
 from tests.test_portal_browser import accessible
@@ -33,14 +32,6 @@ def stack(django_db_setup, django_db_blocker, static_root):
     yield world
     with django_db_blocker.unblock():
         world.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def cell(page, field: str) -> str:

@@ -8,18 +8,9 @@ import datetime as dt
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import sync_playwright
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, screenshot
+from tests.support.browser import DESKTOP, PHONE, screenshot
 from tests.test_portal_browser import accessible, sign_in
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

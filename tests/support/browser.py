@@ -47,7 +47,7 @@ def screenshot(page, name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's headless Chromium, one per test module (import this fixture into the module)."""
+    """Debian's headless Chromium, one per test module (tests/conftest.py makes it every module's)."""
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
