@@ -139,11 +139,16 @@ def parse_state(replies: list, nodes: list[str]) -> ModelState:
                       dict(zip(nodes, (int(n) for n in running), strict=True)), float(avg) if avg else None)
 
 
-async def model_state(model: str, nodes: list[str], client: aioredis.Redis | None = None) -> ModelState:
-    client = client or redis_client()
-    async with client.pipeline(transaction=False) as pipe:
-        read_state(pipe, model, nodes)
-        return parse_state(await pipe.execute(), nodes)
+async def model_states(models: dict[str, list[str]]) -> dict[str, ModelState]:
+    """Several models' states (model -> its nodes) in one round trip."""
+    async with redis_client().pipeline(transaction=False) as pipe:
+        counts = [read_state(pipe, model, nodes) for model, nodes in models.items()]
+        replies = await pipe.execute()
+    states, start = {}, 0
+    for (model, nodes), count in zip(models.items(), counts, strict=True):
+        states[model] = parse_state(replies[start:start + count], nodes)
+        start += count
+    return states
 
 
 def retry_after_seconds(waiting: int, ready_slots: int, avg_service_ms: float | None) -> int:

@@ -102,8 +102,7 @@ class SwapActor:
         infos = await registry.all_nodes()
         await self._poll_nodes(infos)
         usable = {url for url, view in self.views.items() if view.info.enabled and not nodehealth.is_down(url)}
-        states = {route.ollama_name: await queue.model_state(route.ollama_name, list(route.node_urls))
-                  for route in routes}
+        states = await queue.model_states({route.ollama_name: list(route.node_urls) for route in routes})
         claimed: set[str] = set()  # nodes already given a load or unload this round
         for route in routes:
             await self._reconcile(route, states[route.ollama_name])
