@@ -8,6 +8,7 @@ characters, and Continue, the client with the most stop strings, sends about a d
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -20,10 +21,13 @@ MAX_STOP_CHARS = 1_000  # per stop sequence
 MAX_PROMPTS = 2_048  # completions: prompts in one request (each one upstream call at most)
 MAX_TEXT_CHARS = 10_000_000  # all the text of a request's messages, prompt or input together
 
-# json.loads keeps a lone UTF-16 surrogate ("\ud800") as a str that cannot be encoded as UTF-8, so
-# sending it on to the node fails. A surrogate escape in the raw body is rare (Python's json.dumps
-# writes emoji as surrogate pairs), so the walk below runs only when one is there.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+# json.loads keeps a lone UTF-16 surrogate as a str that cannot be encoded as UTF-8, so sending it on
+# to the node fails. It gets one from the JSON escape ("\ud800") and also from raw bytes: it decodes
+# bodies with "surrogatepass", so ED A0 80 (U+D800 encoded as if it were a character, as CESU-8 and
+# WTF-8 do) becomes "\ud800" too, and so do unpaired surrogates in a UTF-16 or UTF-32 body. Both
+# forms are rare in UTF-8 bodies (Python's json.dumps writes emoji as surrogate pairs, and real UTF-8
+# never has ED followed by A0-BF), so the walk below runs only when one of them is there.
+_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]|\xed[\xa0-\xbf]")
 
 
 def _too_many(param: str, limit: int, what: str) -> ApiError:
@@ -93,11 +97,11 @@ def _first_surrogate(value: Any, path: list[str]) -> list[str] | None:
 
 def check_surrogates(raw: bytes, data: dict[str, Any]) -> None:
     """A 400 naming the field that holds a lone UTF-16 surrogate, which no UTF-8 text can carry."""
-    if not _SURROGATE_ESCAPE.search(raw):
+    if json.detect_encoding(raw) in ("utf-8", "utf-8-sig") and not _SURROGATE.search(raw):
         return
     path = _first_surrogate(data, [])
     if path is not None:
         param = ".".join(path) or None
         raise ApiError.invalid_request(
-            f"Invalid '{param}': the string contains a lone UTF-16 surrogate (e.g. \\ud800), which is "
-            "not valid Unicode text.", param=param)
+            f"Invalid '{param}': the string contains a lone UTF-16 surrogate (the escape \\ud800 or the "
+            "bytes ED A0 80, for example), which is not valid Unicode text.", param=param)

@@ -409,7 +409,12 @@ def parse_body(model_cls: type[M], raw: bytes) -> M:
         raise ApiError.invalid_request("The request body is empty; expected a JSON object.")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # before ValueError, its base class
+        raise ApiError.invalid_request(
+            f"The request body is not valid {exc.encoding.upper()} text: byte 0x{exc.object[exc.start]:02x} at "
+            f"position {exc.start} ({exc.reason}). Send the JSON body encoded as UTF-8."
+        ) from None
+    except ValueError as exc:
         raise ApiError.invalid_request(f"We could not parse the JSON body of your request: {exc}.") from None
     except RecursionError:  # absurdly deep nesting: still the client's malformed body, not our 500
         raise ApiError.invalid_request(

@@ -81,6 +81,28 @@ def test_a_lone_surrogate_is_a_400_naming_the_field(base_url, auth, path, body, 
     assert assert_openai_error(response, 400)["param"] == param
 
 
+@pytest.mark.parametrize("path,body,param", [
+    ("/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "SURROGATE"}]}, "messages.0.content"),
+    ("/completions", {"model": CODE_MODEL, "max_tokens": 2, "prompt": "SURROGATE"}, "prompt"),
+    ("/embeddings", {"model": EMBED_MODEL, "input": "SURROGATE"}, "input"),
+])
+def test_a_lone_surrogate_sent_as_raw_bytes_is_a_400_naming_the_field(base_url, auth, path, body, param):
+    # U+D800 encoded as if it were a character (CESU-8, WTF-8): ED A0 80. Python's JSON decoder lets it
+    # through as "\ud800", which then failed on its way to the node: a 500, after taking a queue slot.
+    raw = json.dumps(body).encode().replace(b"SURROGATE", b"a\xed\xa0\x80b")
+    response = httpx.post(base_url + path, headers={**auth, "Content-Type": "application/json"}, content=raw)
+    error = assert_openai_error(response, 400)
+    assert error["param"] == param and "surrogate" in error["message"]
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc0\x80", b"\xe2\x82", b"\xf4\x90\x80\x80"])
+def test_a_body_that_is_not_utf8_is_a_clear_400(base_url, auth, bad):
+    raw = json.dumps({**CHAT, "messages": [{"role": "user", "content": "SPOT"}]}).encode().replace(b"SPOT", bad)
+    response = httpx.post(base_url + "/chat/completions", headers={**auth, "Content-Type": "application/json"},
+                          content=raw)
+    assert "not valid UTF-8" in assert_openai_error(response, 400)["message"]
+
+
 def test_a_surrogate_pair_is_ordinary_text(base_url, auth):
     raw = json.dumps({**CHAT, "messages": [{"role": "user", "content": "\U0001f600"}]}).encode()  # \ud83d\ude00
     assert b"\\ud83d" in raw
