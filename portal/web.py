@@ -9,8 +9,9 @@ where the headers are complete and the body has not been read yet:
 - a chunked body (no length) on an API path is cut off with 413 once it passes the limit;
 - a body on an API path is not read until the caller's key is verified (settings.API_AUTHENTICATOR;
   usually one dict lookup in apiaccess/auth.py's cache): a missing or bad key is answered 401 at once;
-- a request line or header block over 16 KiB (Twisted's limit) gets a JSON 431, any other malformed
-  request head a JSON 400, both with `x-request-id`, instead of a bare reset or daphne's HTML page.
+- a request line or header block over 16 KiB, or more than 500 header lines (Twisted's limits), gets a
+  JSON 431, any other malformed request head a JSON 400, both with `x-request-id`, instead of a bare
+  400, a reset or daphne's HTML page.
 
 The listen backlog (WEB_LISTEN_BACKLOG) and the idle timeout for connections that send nothing
 (WEB_IDLE_TIMEOUT_SECONDS) are set here too; daphne's own defaults are 50 and 12 hours.
@@ -161,17 +162,33 @@ class GuardedChannel(http.HTTPChannel):
     """Malformed or oversized request heads get a JSON error with x-request-id, not a bare 400 or reset."""
 
     def _respondToBadRequestAndDisconnect(self):
+        # Twisted calls this for every bad head: too many bytes, too many header lines, or malformed.
         if self._receivedHeaderSize > self.totalHeadersSize:
             self.lineLengthExceeded(b"")
-            return
-        self.transport.write(_error_bytes(400, "Bad Request", "Malformed HTTP request line or headers.", None))
-        self.loseConnection()
+        elif self._receivedHeaderCount > self.maxHeaders:
+            self._refuse_head(_error_bytes(
+                431, "Request Header Fields Too Large",
+                f"The request has more than {self.maxHeaders} header fields.", "request_header_too_large"))
+        else:
+            self._refuse_head(_error_bytes(400, "Bad Request", "Malformed HTTP request line or headers.", None))
 
     def lineLengthExceeded(self, line):
-        self.transport.write(_error_bytes(
+        self._refuse_head(_error_bytes(
             431, "Request Header Fields Too Large",
             f"The request line and headers are larger than {HEADER_LIMIT_BYTES} bytes.", "request_header_too_large"))
-        self.loseConnection()
+
+    def _refuse_head(self, answer: bytes) -> None:
+        """Answer, then read and drop what the client still sends for a moment before closing: closing
+        with unread input makes the kernel send a reset, which can destroy the answer unread (a client
+        sending 20,000 header lines is still sending when the 501st is refused)."""
+        if getattr(self, "_head_refused", False):
+            return
+        self._head_refused = True
+        self.transport.write(answer)
+        self.clearLineBuffer()  # parse nothing more of what has arrived
+        self.dataReceived = lambda data: None  # nor of what arrives
+        self.transport.resumeProducing()
+        self.callLater(LINGER_SECONDS, self.loseConnection)
 
 
 class GuardedHTTPFactory(HTTPFactory):

@@ -201,6 +201,14 @@ def test_one_header_line_over_16_kib_is_a_json_431(gatehouse):
     assert_raw_openai_error(raw_exchange(gatehouse.port, head), 431, "request_header_too_large")
 
 
+def test_twenty_thousand_small_header_lines_are_a_json_431(gatehouse, world):
+    # Each line is tiny, so the count (Twisted's 500 headers) is what gives out, not the 16 KiB.
+    head = (f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {world.alice_key}\r\n"
+            + "".join(f"X-{i}: a\r\n" for i in range(20_000)) + "\r\n").encode()
+    error = assert_raw_openai_error(raw_exchange(gatehouse.port, head), 431, "request_header_too_large")
+    assert "header" in error["message"]
+
+
 def test_a_malformed_header_is_a_json_400(gatehouse):
     head = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Name: x\r\n\r\n"
     assert_raw_openai_error(raw_exchange(gatehouse.port, head), 400)
