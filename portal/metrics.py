@@ -103,7 +103,8 @@ class RedisCollector:
         yield _histogram("gatehouse_model_load_seconds", "Time a node took to load a model", "load", load)
 
 
-def _allowed(request) -> bool:
+def staff_or_metrics_token(request) -> bool:
+    """The caller may read operational detail: a signed-in staff member, or a scraper holding METRICS_TOKEN."""
     token = settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
     if token and header.startswith("Bearer ") and secrets.compare_digest(header[7:].strip(), token):
@@ -112,7 +113,7 @@ def _allowed(request) -> bool:
 
 
 def metrics_view(request) -> HttpResponse:
-    if not _allowed(request):
+    if not staff_or_metrics_token(request):
         response = HttpResponse("Staff only, or send Authorization: Bearer <METRICS_TOKEN>.\n", status=401,
                                 content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from apiaccess import lifecycle
@@ -16,6 +17,7 @@ from apiaccess.access import usable_models
 from inference import status
 from portal import connect
 from portal.forms import SignUpForm
+from portal.metrics import staff_or_metrics_token
 from portal.models_page import LIVE_COLUMNS, model_rows
 
 
@@ -66,10 +68,12 @@ def dashboard_page(request):
     return render(request, "portal/dashboard.html")
 
 
+@never_cache
 def healthz(request):
-    """For load balancers and compose healthchecks: the process answers, reaches its database and
-    Redis (503 otherwise), and which Ollama nodes the scheduler sees up or down (informational: one
-    node down is not this process's fault)."""
+    """For load balancers and compose healthchecks: the process answers and reaches its database and
+    Redis (503 otherwise). Staff and holders of METRICS_TOKEN also see which Ollama nodes the scheduler
+    sees up or down (informational: one node down is not this process's fault); anyone else does not
+    learn the nodes' internal URLs."""
     checks = {"database": "ok", "redis": "ok"}
     try:
         with connection.cursor() as cursor:
@@ -78,9 +82,15 @@ def healthz(request):
         checks["database"] = "unavailable"
     if not status.redis_ok():
         checks["redis"] = "unavailable"
-    nodes = {}
-    if checks["redis"] == "ok" and checks["database"] == "ok":
-        nodes = {url: node["state"] for url, node in status.node_health().items()}
     healthy = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", **checks, "nodes": nodes},
-                        status=200 if healthy else 503)
+    payload = {"status": "ok" if healthy else "unavailable", **checks}
+    if _may_see_nodes(request):
+        payload["nodes"] = {url: node["state"] for url, node in status.node_health().items()} if healthy else {}
+    return JsonResponse(payload, status=200 if healthy else 503)
+
+
+def _may_see_nodes(request) -> bool:
+    try:
+        return staff_or_metrics_token(request)
+    except DatabaseError:  # the session could not be read: no staff member can be recognised
+        return False

@@ -53,6 +53,24 @@ def test_it_is_closed_without_the_token_or_a_staff_session(stack, django_db_bloc
         staff.close()
 
 
+def test_healthz_names_the_nodes_only_to_staff_or_the_token(stack, django_db_blocker):
+    node = stack.sims["gpu"].url
+    for headers in ({}, {"Authorization": "Bearer nope"}):
+        anonymous = httpx.get(stack.webs[0].url + "/healthz", headers=headers, timeout=10)
+        assert anonymous.status_code == 200
+        assert anonymous.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+        assert "127.0.0.1" not in anonymous.text
+    scraper = httpx.get(stack.webs[0].url + "/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert scraper.status_code == 200 and scraper.json()["nodes"][node] == "up"
+    with django_db_blocker.unblock():
+        staff = stack.staff_session()
+    try:
+        answer = staff.get("/healthz")
+        assert answer.status_code == 200 and answer.json()["nodes"][node] == "up"
+    finally:
+        staff.close()
+
+
 def test_requests_and_tokens_from_both_processes_add_up_whichever_answers(stack):
     before = scrape(stack)
     replies = [stack.chat(MODEL, web=i % 2, max_tokens=4) for i in range(6)]

@@ -10,12 +10,13 @@ from tests.support.processes import eventually
 from tests.support.stack import Stack, sim_config
 
 MODEL = "sched-outage:latest"
+TOKEN = "outage-scrape-token"  # /healthz names the nodes only to staff or this token
 
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        world = Stack({"gpu": sim_config([MODEL], tokens_per_second=200)})
+        world = Stack({"gpu": sim_config([MODEL], tokens_per_second=200)}, env={"METRICS_TOKEN": TOKEN})
     yield world
     with django_db_blocker.unblock():
         world.stop()
@@ -40,7 +41,7 @@ def test_requests_get_a_quick_clean_503_while_redis_is_down_and_work_again_after
     finally:
         stack.redis.start()
     eventually(lambda: stack.chat(MODEL, timeout=10).status_code == 200, what="recovered by itself", timeout=20)
-    health = httpx.get(stack.webs[0].url + "/healthz").json()
+    health = httpx.get(stack.webs[0].url + "/healthz", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert health["redis"] == "ok"
     # Other tests' nodes (the live test world's) may share the database: look at this stack's.
     assert health["nodes"][stack.sims["gpu"].url] == "up"
