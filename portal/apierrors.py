@@ -101,6 +101,12 @@ class ApiError(Exception):
         return cls(503, message, type=SERVER_ERROR, headers=headers)
 
     @classmethod
+    def store_unavailable(cls, message: str) -> ApiError:
+        """Gatehouse's own store (Redis: queues, rate limits) cannot be reached. Not the model's fault and
+        over quickly (Redis calls give up within REDIS_SOCKET_TIMEOUT), so a short Retry-After."""
+        return cls(503, message, type=SERVER_ERROR, code="service_unavailable", headers={"Retry-After": "2"})
+
+    @classmethod
     def bad_gateway(cls, message: str, *, permanent: bool = False) -> ApiError:
         # The SDKs retry every 5xx unless `x-should-retry: false` says the same request would fail
         # again (openai-python `_base_client.py` `_should_retry`).

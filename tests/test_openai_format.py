@@ -603,6 +603,7 @@ def test_it_shapes_every_error_with_all_four_keys() -> None:
         ApiError.method_not_allowed("get", "/v1/chat/completions", ["POST"]),
         ApiError.payload_too_large(1024),
         ApiError.backend_unavailable("busy", retry_after=3),
+        ApiError.store_unavailable("no Redis"),
         ApiError.bad_gateway("down"),
     ):
         assert set(error.as_dict()["error"]) == {"message", "type", "param", "code"}
@@ -610,6 +611,9 @@ def test_it_shapes_every_error_with_all_four_keys() -> None:
     assert ApiError.method_not_allowed("get", "/v1/models", ["POST", "GET"]).headers == {"Allow": "GET, POST"}
     assert ApiError.payload_too_large(1024).status == 413
     assert ApiError.backend_unavailable("busy", retry_after=3).headers == {"Retry-After": "3"}
+    store = ApiError.store_unavailable("no Redis")
+    assert (store.status, store.type, store.code, store.headers) == (503, "server_error", "service_unavailable",
+                                                                     {"Retry-After": "2"})
 
 
 @pytest.mark.parametrize(

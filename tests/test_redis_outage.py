@@ -45,3 +45,40 @@ def test_requests_get_a_quick_clean_503_while_redis_is_down_and_work_again_after
     assert health["redis"] == "ok"
     # Other tests' nodes (the live test world's) may share the database: look at this stack's.
     assert health["nodes"][stack.sims["gpu"].url] == "up"
+
+
+UNLIMITED = "sched-outage-unlimited:latest"
+
+
+@pytest.fixture(scope="module")
+def unlimited(django_db_setup, django_db_blocker):
+    """Without rate limits, the first thing to need Redis is the queue (inference/slots.py), not the limiter."""
+    with django_db_blocker.unblock():
+        world = Stack({"gpu": sim_config([UNLIMITED], tokens_per_second=200)}, env={"RATE_LIMITS_ENABLED": "false"})
+    yield world
+    with django_db_blocker.unblock():
+        world.stop()
+
+
+def _outage_answers(stack, model: str) -> list[httpx.Response]:
+    headers = stack.headers()
+    prompt = {"model": model, "max_tokens": 2, "prompt": "hello"}
+    return [stack.chat(model, timeout=3), stack.chat(model, timeout=3, stream=True),
+            httpx.post(stack.url() + "/completions", headers=headers, json=prompt, timeout=3),
+            httpx.post(stack.url() + "/completions", headers=headers, json={**prompt, "stream": True}, timeout=3)]
+
+
+def test_every_503_of_the_outage_has_a_stable_code(stack, unlimited):
+    for world, model in ((stack, MODEL), (unlimited, UNLIMITED)):
+        assert world.chat(model).status_code == 200
+        world.redis.kill()
+        try:
+            answers = _outage_answers(world, model)
+        finally:
+            world.redis.start()
+        eventually(lambda w=world, m=model: w.chat(m, timeout=10).status_code == 200, what="recovered", timeout=20)
+        for response in answers:
+            assert response.status_code == 503, response.text
+            error = response.json()["error"]
+            assert (error["type"], error["code"]) == ("server_error", "service_unavailable"), error
+            assert response.headers["Retry-After"] == "2"
