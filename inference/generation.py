@@ -28,7 +28,7 @@ from inference.openai_format import (
 )
 from inference.registry import ModelRoute
 from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from inference.streaming import sse_events
+from inference.streaming import WaitingStream, sse_events
 from inference.translate import (
     chat_request_to_ollama,
     completion_prompts,
@@ -40,6 +40,8 @@ from inference.usage import UsageLog
 from portal.apierrors import ApiError
 
 QUEUE_WAIT_HEADER = "x-gatehouse-queue-wait-ms"
+QUEUE_POSITION_HEADER = "x-gatehouse-queue-position"
+QUEUE_ETA_HEADER = "x-gatehouse-queue-estimated-wait-ms"
 
 
 @dataclass
@@ -135,6 +137,10 @@ async def _run(principal: Caller, route: ModelRoute, starts: list, *, stream: bo
         finish(merged.error, disconnected=merged.error is None and not merged.complete)
 
     merged = MergedStream(calls, model, on_close=stream_ended)
+    if admission.waiting:
+        # Its turn has not come: start the stream now and tell the client where it stands (SSE comments
+        # while it waits); errors from here on are reported in the stream.
+        return _waiting_headers(admission, grant), WaitingStream(merged, admission)
     try:
         await merged.open(settings.SSE_KEEPALIVE_SECONDS)
     except BaseException as exc:
@@ -154,6 +160,13 @@ def _add_limit_headers(exc: BaseException, grant: ratelimit.Grant) -> None:
 
 def _headers(admission: slots.Admission, grant: ratelimit.Grant) -> dict[str, str]:
     return {QUEUE_WAIT_HEADER: str(admission.queue_wait_ms), **grant.headers}
+
+
+def _waiting_headers(admission: slots.Admission, grant: ratelimit.Grant) -> dict[str, str]:
+    """A stream that starts before its turn cannot know its wait yet: it says where it stands instead,
+    and its wait comes in a comment when its turn comes (inference/streaming.py)."""
+    return {QUEUE_POSITION_HEADER: str(admission.position), QUEUE_ETA_HEADER: str(admission.eta_ms),
+            **grant.headers}
 
 
 async def create_chat_completion(principal: Caller, body: ChatCompletionRequest, route: ModelRoute, *,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from inference import redis_epoch
 from inference.redisconn import redis_client
 
 LUA_DIR = Path(__file__).with_name("lua")
@@ -35,7 +36,7 @@ def _load(name: str) -> str:
     return (LUA_DIR / "common.lua").read_text() + "\n" + (LUA_DIR / f"{name}.lua").read_text()
 
 
-_SOURCES = {name: _load(name) for name in ("admit", "release", "dispatch", "renew", "place")}
+_SOURCES = {name: _load(name) for name in ("admit", "release", "dispatch", "renew", "place", "reassert")}
 _scripts: dict[tuple[int, str], object] = {}
 
 
@@ -57,14 +58,20 @@ class Policy:
     batch_bound_ms: int
     nodes: tuple[str, ...]  # healthy, enabled nodes that have the model, in preference order
 
+    def args(self) -> list:
+        """The arguments every scheduler script starts with (inference/lua/common.lua `policy`)."""
+        return [now_ms(), self.lease_ms, self.concurrency, self.batch_bound_ms, self.max_queue,
+                redis_epoch.grants_hold_until_ms(), len(self.nodes), *self.nodes]
+
 
 @dataclass(frozen=True)
 class AdmitResult:
     admitted: bool
     waiting: int  # tickets waiting after the call
-    ready_slots: int  # slots on nodes where the model is loaded
-    avg_service_ms: float | None  # measured average duration of one upstream call
     granted: dict[str, str]  # ticket -> node, for tickets granted during the call (any owner)
+    position: int = 0  # admitted and waiting: the first waiting ticket's place in the queue (1 = next)
+    eta_ms: int = 0  # admitted and waiting: its expected wait; -1 when unknown
+    retry_after_ms: int = 0  # refused: when to come back (a reservation)
 
 
 def _pairs(flat: list) -> dict[str, str]:
@@ -73,40 +80,56 @@ def _pairs(flat: list) -> dict[str, str]:
 
 async def admit(model: str, policy: Policy, *, owner: str, user: str, batch: bool, tickets: list[str],
                 retry: bool = False) -> AdmitResult:
-    """Admit all the tickets or none. Grants that go to `owner` are only in the reply, not published."""
-    client = redis_client()
-    args = [now_ms(), policy.lease_ms, policy.concurrency, policy.batch_bound_ms, policy.max_queue, owner, user,
-            "b" if batch else "", "1" if retry else "0", len(tickets), *tickets, *policy.nodes]
-    reply = await _script(client, "admit")(keys=[model_prefix(model)], args=args)
-    avg = float(reply[3])
-    return AdmitResult(bool(reply[0]), int(reply[1]), int(reply[2]), avg if avg >= 0 else None, _pairs(reply[4:]))
+    """Admit all the tickets or none. Grants that go to `owner` are only in the reply, not published.
+
+    Safe to repeat with the same tickets (the Redis client retries a call whose connection broke)."""
+    args = [*policy.args(), owner, user, "b" if batch else "", "1" if retry else "0", len(tickets), *tickets]
+    reply = await _script(redis_client(), "admit")(keys=[model_prefix(model)], args=args)
+    if not reply[0]:
+        return AdmitResult(False, int(reply[1]), {}, retry_after_ms=int(reply[2]))
+    return AdmitResult(True, int(reply[1]), _pairs(reply[4:]), position=int(reply[2]), eta_ms=int(reply[3]))
 
 
 async def release(model: str, policy: Policy, ticket: str, duration_ms: int = -1, owner: str = "") -> dict[str, str]:
     """Free a ticket's slot or queue place. Grants that go to `owner` are only in the reply."""
-    client = redis_client()
-    args = [now_ms(), policy.lease_ms, policy.concurrency, policy.batch_bound_ms, duration_ms, ticket, owner,
-            *policy.nodes]
-    return _pairs(await _script(client, "release")(keys=[model_prefix(model)], args=args))
+    args = [*policy.args(), duration_ms, ticket, owner]
+    return _pairs(await _script(redis_client(), "release")(keys=[model_prefix(model)], args=args))
 
 
 async def dispatch(model: str, policy: Policy, client: aioredis.Redis | None = None) -> dict[str, str]:
     client = client or redis_client()
-    args = [now_ms(), policy.lease_ms, policy.concurrency, policy.batch_bound_ms, *policy.nodes]
-    return _pairs(await _script(client, "dispatch")(keys=[model_prefix(model)], args=args))
+    return _pairs(await _script(client, "dispatch")(keys=[model_prefix(model)], args=policy.args()))
 
 
-async def renew(model: str, lease_ms: int, tickets: list[str]) -> dict[str, str]:
-    """Extend leases; ticket -> node when running, "" when waiting, "-" when gone."""
-    client = redis_client()
-    reply = await _script(client, "renew")(keys=[model_prefix(model)], args=[now_ms(), lease_ms, *tickets])
-    return dict(zip(tickets, reply, strict=True))
+@dataclass(frozen=True)
+class TicketState:
+    node: str | None  # where it runs; None while it waits
+    gone: bool = False  # Redis no longer knows it (reaped, or Redis lost its data)
+    position: int = 0  # waiting: its place in the queue (1 = next)
+    eta_ms: int = -1  # waiting: its expected wait, -1 when unknown
 
 
-async def set_place(model: str, node: str, state: str, client: aioredis.Redis | None = None) -> bool:
-    """ready | loading | unloading (refused while requests run: the node is set to draining) | gone."""
+async def renew(model: str, policy: Policy, tickets: list[str]) -> dict[str, TicketState]:
+    """Extend leases, and say where each ticket stands."""
+    reply = await _script(redis_client(), "renew")(keys=[model_prefix(model)], args=[*policy.args(), *tickets])
+    states = {}
+    for ticket, (node, position, eta) in zip(tickets, reply, strict=True):
+        states[ticket] = TicketState(None if node in ("", "-") else node, gone=node == "-", position=int(position), eta_ms=int(eta))
+    return states
+
+
+async def reassert(model: str, policy: Policy, owner: str, running: list[tuple[str, str, str]]) -> None:
+    """Put back (ticket, user, node) of calls this process still runs, after Redis lost them."""
+    args = [*policy.args(), owner, *(value for entry in running for value in entry)]
+    await _script(redis_client(), "reassert")(keys=[model_prefix(model)], args=args)
+
+
+async def set_place(model: str, node: str, state: str, client: aioredis.Redis | None = None,
+                    load_ms: int = -1) -> bool:
+    """ready | loading | unloading (refused while requests run: the node is set to draining) | gone.
+    `load_ms`, with ready after a load: how long the load took, for the model's measured load time."""
     client = client or redis_client()
-    return bool(await _script(client, "place")(keys=[model_prefix(model)], args=[node, state, now_ms()]))
+    return bool(await _script(client, "place")(keys=[model_prefix(model)], args=[node, state, now_ms(), load_ms]))
 
 
 @dataclass
@@ -149,14 +172,3 @@ async def model_states(models: dict[str, list[str]]) -> dict[str, ModelState]:
         states[model] = parse_state(replies[start:start + count], nodes)
         start += count
     return states
-
-
-def retry_after_seconds(waiting: int, ready_slots: int, avg_service_ms: float | None) -> int:
-    """How long a refused client should wait: the time for the queue ahead of it to drain.
-
-    The queue drains at about `ready_slots` calls per average call duration. With no measurement yet,
-    assume a few seconds per call. Clamped to 1..60 s: the OpenAI SDKs ignore longer Retry-After values.
-    """
-    per_call = (avg_service_ms or 5000.0) / 1000.0
-    estimate = (waiting + 1) * per_call / max(1, ready_slots)
-    return int(min(60, max(1, round(estimate + 0.5))))

@@ -4,7 +4,7 @@ Each request is admitted by one Lua script (inference/lua/limit_admit.lua) that 
 the caller's key and of the person, and takes the request only if all of them pass. So the limits
 are exact with any number of web processes: with a limit of N, N requests pass and the next one is
 refused, wherever they arrive. When the request ends, `Grant.settle` charges the tokens it really
-used, off the response path (a second script, run in a background task).
+used, off the response path (a second script, run by the outbox: inference/outbox.py).
 
 - requests and tokens per minute are token buckets that refill continuously (limit / 60 s), as
   OpenAI's do: the `x-ratelimit-reset-*` headers say when the bucket is full again;
@@ -35,7 +35,7 @@ from typing import Protocol
 
 from django.conf import settings
 
-from inference import background
+from inference import outbox
 from inference.redisconn import REDIS_ERRORS, redis_client
 from portal.apierrors import ApiError
 
@@ -178,21 +178,20 @@ class Grant:
     settled: bool = False
 
     def settle(self, tokens: int) -> None:
-        """Free the concurrent place and charge `tokens`. Runs in a task of its own, so the response
-        does not wait for it and a cancelled request (the client left) still settles."""
+        """Free the concurrent place and charge `tokens`. Left to the outbox, so the response does not
+        wait for it, a cancelled request (the client left) still settles, and a busy pool or a Redis
+        outage delays the settlement without losing it."""
         if self.settled or not self.keys:
             return
         self.settled = True
         _places.drop(self)
-        background.spawn(self._settle(tokens))
+        outbox.put(f"settlement of request {self.request_id}", lambda: self._settle(tokens))
 
     async def _settle(self, tokens: int) -> None:
         day_reset, month_reset = quota_resets_ms()
         args = [_now_ms(), self.request_id, tokens - self.estimate, day_reset, month_reset, *self.settle_args]
-        try:
-            await _script(redis_client(), "limit_settle")(keys=self.keys, args=args)
-        except REDIS_ERRORS as exc:  # the concurrent place's lease frees it instead; tokens are lost
-            log.warning("could not settle rate limits of %s: %s", self.request_id, exc)
+        marker = self.keys[5].removesuffix("rpm") + "settled:" + self.request_id  # the person's hash tag
+        await _script(redis_client(), "limit_settle")(keys=[*self.keys, marker], args=args)
 
 
 UNLIMITED = Grant(keys=[], request_id="", estimate=0, settle_args=[])
@@ -256,7 +255,7 @@ async def acquire(*, user_id: int, key_id: int, key_limits: LimitValues, person_
     except REDIS_ERRORS:
         raise ApiError.backend_unavailable(
             "Gatehouse cannot reach its rate-limit store (Redis) right now. Please retry shortly.", retry_after=2
-        ) from None
+        ).with_code("service_unavailable") from None
     if reply[0] == 0:
         _, scope, name, limit, retry_ms, *figures = reply
         raise refusal(scope, name, int(limit), int(retry_ms), rate_limit_headers([0, *map(int, figures)]))

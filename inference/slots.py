@@ -4,7 +4,17 @@ A request is admitted with one ticket per upstream call. Waiting costs no thread
 connection: each ticket waits on an asyncio future, and one subscription per process (the broker)
 receives every grant for this process and resolves the matching future. The broker also renews the
 leases of all its live tickets every few seconds, which doubles as a backstop for a grant message
-that was lost (it sees the ticket running and resolves the future anyway).
+that was lost (it sees the ticket running and resolves the future anyway) and tells waiting tickets
+their place in the queue.
+
+A slot exists only while its request is served. A ticket is "admitted" once the admit script's reply
+says so; only admitted, unreleased tickets are renewed or re-admitted, and a ticket released while a
+(re-)admission was in flight is released again once it lands. Releases go through the outbox
+(inference/outbox.py), so a busy pool or a Redis restart delays them but never drops them.
+
+When Redis restarts and forgets the leases, the broker notices the new run id, drops its pooled
+connections, and puts back the calls it still runs before the restart hold ends
+(inference/redis_epoch.py); its waiting tickets go back in at the front.
 """
 
 from __future__ import annotations
@@ -23,15 +33,17 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from inference import errors, nodehealth, queue
+from inference import background, errors, nodehealth, outbox, queue, redis_epoch
 from inference.errors import from_ollama
-from inference.redisconn import REDIS_ERRORS, pubsub_client
+from inference.redisconn import REDIS_ERRORS, drop_pooled_connections, pubsub_client, redis_client
 from inference.registry import ModelRoute
 from portal.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_WAIT_SECONDS = 3.0
+# How often a process with waiting tickets asks where they stand (their streams show it).
+POSITION_ROUND_SECONDS = 1.0
 
 
 def policy_for(route: ModelRoute) -> queue.Policy:
@@ -47,7 +59,7 @@ def policy_for(route: ModelRoute) -> queue.Policy:
 def redis_unavailable() -> ApiError:
     return ApiError.backend_unavailable(
         "Gatehouse cannot reach its queue store (Redis) right now. Please retry shortly.", retry_after=2
-    )
+    ).with_code("service_unavailable")
 
 
 class Ticket:
@@ -64,7 +76,11 @@ class Ticket:
         self.enqueued_at = time.monotonic()
         self.granted_at: float | None = None
         self.node: str | None = None
+        self.admitted = False  # Redis confirmed the current id; until then the renewal leaves it alone
+        self.readmitting = False
         self.released = False
+        self.position = 0  # while waiting: its place in the queue (1 = next), as last heard
+        self.eta_ms = -1  # while waiting: its expected wait, as last heard (-1: unknown)
 
     def resolve(self, node: str) -> None:
         if not self.future.done():
@@ -75,6 +91,10 @@ class Ticket:
     def fail(self, error: ApiError) -> None:
         if not self.future.done():
             self.future.set_exception(error)
+
+    @property
+    def waiting(self) -> bool:
+        return self.node is None and not self.released
 
     @property
     def queue_wait_ms(self) -> int:
@@ -98,28 +118,20 @@ class Ticket:
 
     def release(self) -> None:
         """Give the slot (or the queue place) back, exactly once. Safe from a finally block during
-        cancellation: the Redis call runs in a task the broker keeps, so it is never cancelled halfway."""
+        cancellation: the Redis call is left to the outbox, which is never cancelled halfway."""
         if self.released:
             return
         self.released = True
         self.future.cancel()  # nobody waits on it any more
         duration = int((time.monotonic() - self.granted_at) * 1000) if self.granted_at is not None else -1
         self.broker.forget(self)
-        self.broker.spawn(self._release(self.id, duration))
-
-    async def _release(self, ticket_id: str, duration_ms: int = -1) -> None:
-        try:
-            granted = await queue.release(queue_name(self.route), policy_for(self.route), ticket_id, duration_ms,
-                                          owner=self.broker.owner)
-            self.broker.resolve_granted(granted)  # our own grants come only in the reply
-        except REDIS_ERRORS as exc:  # the lease TTL frees it instead
-            log.warning("could not release ticket %s: %s", ticket_id, exc)
+        self.broker.send_release(self.route, self.id, duration)
 
     async def requeue_after_node_failure(self) -> None:
         """The node failed before this call answered anything: go to the front of the queue again
         (a new ticket), so the call runs on another node that has or loads the model."""
         old_id, old_node = self.id, self.node
-        self.broker.spawn(self._release(old_id))
+        self.broker.send_release(self.route, old_id)
         log.info("retrying %s ticket after node %s failed", self.route.public_id, old_node)
         await self.readmit()
 
@@ -127,18 +139,32 @@ class Ticket:
         """Enter the queue again, at the front, under a new ticket id (whoever waits on it keeps waiting)."""
         self.broker.forget(self)
         self.id = uuid.uuid4().hex
+        self.admitted = False
         if self.future.done():
             self.future = asyncio.get_running_loop().create_future()
         self.granted_at = None
         self.node = None
         self.broker.track(self)
+        self.readmitting = True
         try:
             result = await queue.admit(queue_name(self.route), policy_for(self.route), owner=self.broker.owner,
                                        user=self.user, batch=self.batch, tickets=[self.id], retry=True)
-        except REDIS_ERRORS:
-            self.released = True
-            self.broker.forget(self)
-            raise redis_unavailable() from None
+        except BaseException as exc:
+            # The script may have run before the reply was lost: take the new id back out.
+            self.broker.send_release(self.route, self.id)
+            if not self.released:
+                self.released = True
+                self.broker.forget(self)
+            if isinstance(exc, REDIS_ERRORS):
+                raise redis_unavailable() from None
+            raise
+        finally:
+            self.readmitting = False
+        if self.released:  # the request ended while it was being re-admitted
+            self.broker.send_release(self.route, self.id)
+            return
+        self.admitted = True
+        self.position, self.eta_ms = result.position, result.eta_ms
         self.broker.resolve_granted(result.granted)
 
 
@@ -156,6 +182,21 @@ class Admission:
     def queue_wait_ms(self) -> int:
         return max(ticket.queue_wait_ms for ticket in self.tickets)
 
+    @property
+    def waiting(self) -> bool:
+        return any(ticket.waiting for ticket in self.tickets)
+
+    @property
+    def position(self) -> int:
+        """The place in the queue of its first waiting call (1 = next), 0 when none waits."""
+        return min((t.position for t in self.tickets if t.waiting and t.position > 0), default=0)
+
+    @property
+    def eta_ms(self) -> int:
+        """The expected wait of its last waiting call, as last heard; -1 when unknown."""
+        etas = [t.eta_ms for t in self.tickets if t.waiting]
+        return -1 if not etas or min(etas) < 0 else max(etas)
+
     def release_all(self) -> None:
         for ticket in self.tickets:
             ticket.release()
@@ -170,17 +211,11 @@ class Broker:
         self.subscribed = asyncio.Event()
         self.redis_down = False  # the subscription failed and has not come back yet
         self.actor_wake = asyncio.Event()
-        self._background: set[asyncio.Task] = set()
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._renew_forever())]
         from inference.swapper import SwapActor  # the actor needs this module's policy_for
 
-        self.actor = SwapActor(self.owner, self.actor_wake)
+        self.actor = SwapActor(self.owner, self.actor_wake, self.subscribed)
         self._tasks.append(asyncio.create_task(self.actor.run_forever()))
-
-    def spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)  # keep a reference so the task is not garbage-collected mid-flight
-        task.add_done_callback(self._background.discard)
 
     def track(self, ticket: Ticket) -> None:
         self.tickets[ticket.id] = ticket
@@ -193,6 +228,14 @@ class Broker:
             ticket = self.tickets.get(ticket_id)
             if ticket is not None:
                 ticket.resolve(node)
+
+    def send_release(self, route: ModelRoute, ticket_id: str, duration_ms: int = -1) -> None:
+        async def release() -> None:
+            granted = await queue.release(queue_name(route), policy_for(route), ticket_id, duration_ms,
+                                          owner=self.owner)
+            self.resolve_granted(granted)  # our own grants come only in the reply
+
+        outbox.put(f"release of ticket {ticket_id}", release)
 
     async def admit(self, route: ModelRoute, user: str, batch: bool, calls: int) -> Admission:
         if not self.subscribed.is_set():
@@ -208,7 +251,7 @@ class Broker:
                 raise redis_unavailable()
         tickets = [Ticket(self, route, user, batch) for _ in range(calls)]
         for ticket in tickets:
-            self.track(ticket)
+            self.track(ticket)  # before the script runs: another process may grant it at once
         try:
             result = await queue.admit(queue_name(route), policy_for(route), owner=self.owner, user=user,
                                        batch=batch, tickets=[t.id for t in tickets])
@@ -216,6 +259,8 @@ class Broker:
             for ticket in tickets:
                 self.forget(ticket)
                 ticket.released = True
+                # The script may have run before the reply was lost (a timeout, or the client left).
+                self.send_release(route, ticket.id)
             if isinstance(exc, REDIS_ERRORS):
                 raise redis_unavailable() from None
             raise
@@ -224,6 +269,9 @@ class Broker:
                 self.forget(ticket)
                 ticket.released = True
             raise queue_full(route, result)
+        for ticket in tickets:
+            ticket.admitted = True
+            ticket.position, ticket.eta_ms = result.position, result.eta_ms
         self.resolve_granted(result.granted)
         return Admission(tickets, result.waiting)
 
@@ -235,6 +283,7 @@ class Broker:
             try:
                 await pubsub.subscribe(channel, nodehealth.CHANNEL, queue.ACTOR_WAKE_CHANNEL,
                                        queue.LOAD_FAILED_CHANNEL)
+                await self._notice_restart(client)
                 await nodehealth.refresh()
                 self.subscribed.set()
                 self.redis_down = False
@@ -264,11 +313,13 @@ class Broker:
                     await pubsub.aclose()
                     await client.aclose()
 
-    async def _readmit(self, ticket: Ticket) -> None:
-        try:
-            await ticket.readmit()
-        except ApiError as error:
-            ticket.fail(error)
+    async def _notice_restart(self, client) -> None:
+        """A new Redis (its run id changed): its pooled connections are dead, and it has forgotten our
+        calls. Put them back now, while the restart hold keeps new grants from overshooting the bound."""
+        if await redis_epoch.observe(client):
+            log.warning("Redis restarted: re-asserting %d live tickets", len(self.tickets))
+            await drop_pooled_connections()
+            await self._check_all()
 
     def _fail_stranded(self) -> None:
         """Waiting tickets whose model has no reachable node left get a clear error now, not a timeout."""
@@ -284,12 +335,19 @@ class Broker:
                                         request=ticket.request_id))
 
     async def _renew_forever(self) -> None:
-        interval = settings.SLOT_LEASE_SECONDS / 3
+        renew_every = settings.SLOT_LEASE_SECONDS / 3
+        last_renewal = time.monotonic()
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(min(renew_every, POSITION_ROUND_SECONDS))
+            due = time.monotonic() - last_renewal >= renew_every
+            if not due and not any(t.waiting for t in self.tickets.values()):
+                continue
             try:
+                if due:
+                    last_renewal = time.monotonic()
+                    await self._notice_restart(redis_client())
+                    await nodehealth.refresh()
                 await self._check_all()
-                await nodehealth.refresh()
                 self._fail_stranded()
             except REDIS_ERRORS as exc:
                 log.warning("could not renew slot leases: %s", exc)
@@ -297,31 +355,53 @@ class Broker:
                 log.exception("lease renewal round failed")
 
     async def _check_all(self) -> None:
-        """Renew every live ticket's lease; resolve grants we missed; fail tickets that were reaped."""
+        """Renew every admitted ticket's lease; resolve grants we missed; tell waiting tickets where
+        they stand; put back what Redis lost."""
         by_model: dict[str, list[Ticket]] = {}
         for ticket in list(self.tickets.values()):
-            by_model.setdefault(queue_name(ticket.route), []).append(ticket)
-        lease_ms = int(settings.SLOT_LEASE_SECONDS * 1000)
+            if ticket.admitted and not ticket.released and not ticket.readmitting:
+                by_model.setdefault(queue_name(ticket.route), []).append(ticket)
         for model, tickets in by_model.items():
-            states = await queue.renew(model, lease_ms, [t.id for t in tickets])
+            policy = policy_for(tickets[0].route)
+            states = await queue.renew(model, policy, [t.id for t in tickets])
+            lost_running = []
             for ticket in tickets:
                 state = states[ticket.id]
-                if state == "-" and not ticket.released and ticket.node is None:
+                if ticket.released or not ticket.admitted:
+                    continue  # released or re-admitted while we asked
+                if state.gone and ticket.node is not None:
+                    lost_running.append((ticket.id, ticket.user, ticket.node))
+                elif state.gone:
                     # Its lease expired while it waited (this process stalled longer than the lease, or
                     # Redis lost its data): it goes back in at the front rather than failing.
-                    log.warning("ticket %s lost its lease while waiting; re-admitting it", ticket.id)
-                    self.spawn(self._readmit(ticket))
-                elif state and state != "-":
-                    ticket.resolve(state)
+                    log.warning("ticket %s lost its place while waiting; re-admitting it", ticket.id)
+                    ticket.readmitting = True
+                    background.spawn(self._readmit(ticket))
+                elif state.node is not None:
+                    ticket.resolve(state.node)
+                else:
+                    ticket.position, ticket.eta_ms = state.position, state.eta_ms
+            if lost_running:
+                # Calls still running that Redis forgot: count them again, so the bound holds.
+                await queue.reassert(model, policy, self.owner, lost_running)
+
+    async def _readmit(self, ticket: Ticket) -> None:
+        try:
+            await ticket.readmit()
+        except ApiError as error:
+            ticket.fail(error)
 
 
 def queue_full(route: ModelRoute, result: queue.AdmitResult) -> ApiError:
-    retry_after = queue.retry_after_seconds(result.waiting, result.ready_slots, result.avg_service_ms)
+    retry_ms = max(1, result.retry_after_ms)
+    seconds = -(-retry_ms // 1000)
     error = ApiError.backend_unavailable(
         f"The queue for `{route.public_id}` is full ({result.waiting} requests waiting). "
-        f"Please retry after {retry_after} s, or use another model.",
-        retry_after=retry_after,
+        f"Please retry after {seconds} s, or use another model.",
+        retry_after=seconds,
     ).with_code("queue_full")
+    # The OpenAI SDKs read retry-after-ms before Retry-After: the reservation to the millisecond.
+    error.headers["retry-after-ms"] = str(retry_ms)
     error.headers["x-gatehouse-queue-depth"] = str(result.waiting)
     error.headers["x-gatehouse-queue-wait-ms"] = "0"
     return error

@@ -5,35 +5,69 @@ iterator, so Django does not buffer it). When the client disconnects, Django can
 `finally` cancels the calls' pump tasks, which close their HTTP requests (stopping Ollama) and
 release their slots.
 
-While a request waits in the queue, or an upstream call is silent (a long prompt evaluation), a
-`: keep-alive` comment goes out every SSE_KEEPALIVE_SECONDS so proxies and clients keep the
-connection. Never `: ping`: Continue takes a comment starting with "ping" as the end of the stream.
+A stream whose turn has not come starts at once (a `WaitingStream`): while it waits, a comment every
+QUEUE_POSITION_SECONDS says where it stands (`: queued position=3 estimated-wait-ms=1200`), and when its
+turn comes one more says how long it waited (`: queue-wait-ms=5321`). Comments, so every SDK ignores
+them. While an upstream call is silent (a long prompt evaluation), a `: keep-alive` comment goes out
+every SSE_KEEPALIVE_SECONDS so proxies and clients keep the connection. Never `: ping`: Continue takes
+a comment starting with "ping" as the end of the stream.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from inference.nodes import UPSTREAM_ERRORS
 from inference.openai_format import SSE_DONE, sse_error, sse_event
+from inference.slots import Admission
 from inference.upstream import MergedStream, upstream_error
 from portal.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE = b": keep-alive\n\n"
+QUEUE_POSITION_SECONDS = 1.0
 
 
-async def sse_events(merged: MergedStream, chunker, model: str) -> AsyncIterator[bytes]:
+@dataclass
+class WaitingStream:
+    """A stream that started before its turn came: its calls, and the admission that says where it stands."""
+
+    merged: MergedStream
+    admission: Admission
+
+
+def position_comment(admission: Admission) -> bytes:
+    return f": queued position={admission.position} estimated-wait-ms={admission.eta_ms}\n\n".encode()
+
+
+async def sse_events(stream: MergedStream | WaitingStream, chunker, model: str) -> AsyncIterator[bytes]:
+    admission = stream.admission if isinstance(stream, WaitingStream) else None
+    merged = stream.merged if isinstance(stream, WaitingStream) else stream
+    tick = min(QUEUE_POSITION_SECONDS, settings.SSE_KEEPALIVE_SECONDS) if admission else settings.SSE_KEEPALIVE_SECONDS
+    last_sent = time.monotonic()
     try:
-        async for item in merged.items(settings.SSE_KEEPALIVE_SECONDS):
+        if admission is not None:
+            yield position_comment(admission)
+        async for item in merged.items(tick):
             if item is None:
-                yield KEEPALIVE
+                if admission is not None and admission.waiting:
+                    yield position_comment(admission)
+                    last_sent = time.monotonic()
+                elif time.monotonic() - last_sent >= settings.SSE_KEEPALIVE_SECONDS - 0.05:
+                    yield KEEPALIVE
+                    last_sent = time.monotonic()
                 continue
+            if admission is not None:  # its turn came: say how long it waited
+                yield f": queue-wait-ms={admission.queue_wait_ms}\n\n".encode()
+                admission = None
+            last_sent = time.monotonic()
             index, part = item
             for chunk in chunker.feed(index, part):
                 yield sse_event(chunk)

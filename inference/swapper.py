@@ -65,9 +65,10 @@ class NodeView:
 
 
 class SwapActor:
-    def __init__(self, owner: str, wake: asyncio.Event) -> None:
+    def __init__(self, owner: str, wake: asyncio.Event, connected: asyncio.Event) -> None:
         self.owner = owner
         self.wake = wake
+        self.connected = connected  # the broker has seen this Redis (its restart hold is known)
         self.views: dict[str, NodeView] = {}
         self.actions: dict[tuple[str, str], asyncio.Task] = {}  # (model, node) -> load/unload under way
         self.ready_since: dict[tuple[str, str], float] = {}
@@ -77,6 +78,7 @@ class SwapActor:
         self._renew = redis_client().register_script(_RENEW)
 
     async def run_forever(self) -> None:
+        await self.connected.wait()
         while True:
             try:
                 self.leader = bool(await self._renew(keys=[LEADER_KEY], args=[self.owner, LEASE_MS]))
@@ -299,7 +301,7 @@ class SwapActor:
         with contextlib.suppress(*REDIS_ERRORS):
             await telemetry.add_swap(redis_client(), "load", model, url, time.monotonic() - started)
         self.ready_since[(model, url)] = time.monotonic()
-        await queue.set_place(model, url, "ready")
+        await queue.set_place(model, url, "ready", load_ms=int((time.monotonic() - started) * 1000))
         self.views[url].polled_at = 0  # measure its memory soon
         await queue.dispatch(model, policy_for(route))
         self.wake.set()

@@ -1,8 +1,9 @@
 """One usage record per API request, written off the hot path to a Redis stream.
 
-When a request ends (answered, refused, failed, or abandoned by its client) a background task adds
-one entry to the stream `gh:usage`. The same transaction adds to the
-counters behind /metrics (inference/telemetry.py). A Celery task (usage/drain.py) moves entries into the database
+When a request ends (answered, refused, failed, or abandoned by its client) the outbox
+(inference/outbox.py) adds one entry to the stream `gh:{usage}:stream`, retrying until Redis takes it,
+so a busy pool or a Redis restart delays records but loses none. The same script adds to the counters
+behind /metrics (inference/telemetry.py), once: a retry whose first attempt did land adds nothing. A Celery task (usage/drain.py) moves entries into the database
 in batches through a consumer group, so nothing is lost while no worker runs: entries wait in the
 stream, and an entry is deleted only once its row is committed.
 
@@ -11,15 +12,18 @@ The record's fields are strings (a stream entry is a flat hash): see `UsageLog.f
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
+from pathlib import Path
 
 from django.conf import settings
 
-from inference import background, telemetry
+from inference import outbox, telemetry
 from inference.caller import Caller
 from inference.metering import RequestMeter
-from inference.redisconn import REDIS_ERRORS, redis_client
+from inference.redisconn import redis_client
 from portal.apierrors import ApiError
 
 log = logging.getLogger(__name__)
@@ -94,17 +98,52 @@ class UsageLog:
             status, reason = reason_for(error)
         else:
             status, reason = 200, OK
-        background.spawn(_write(self.fields(status, reason, disconnected)))
+        write_record(self.fields(status, reason, disconnected))
 
 
-async def _write(fields: dict[str, str]) -> None:
-    """The record and the /metrics counters, in one transaction: both land, or neither."""
-    pipe = redis_client().pipeline(transaction=True)
+def write_record(fields: dict[str, str]) -> None:
+    """Hand one usage record to the outbox, which writes it once, whenever Redis takes it."""
+    record_id = uuid.uuid4().hex
+    outbox.put(f"usage record {record_id}", lambda: _write(record_id, fields))
+
+
+class _Commands:
+    """Collects the counter updates telemetry makes on a pipeline, for the write script to replay."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.commands: list[list] = []
+
+    def _add(self, name: str, key: str, *args: object) -> None:
+        if key not in self.keys:
+            self.keys.append(key)
+        self.commands.append([name, 3 + self.keys.index(key), *(str(a) for a in args)])
+
+    def hincrby(self, key: str, field: str, amount: int = 1) -> None:
+        self._add("HINCRBY", key, field, amount)
+
+    def hincrbyfloat(self, key: str, field: str, amount: float) -> None:
+        self._add("HINCRBYFLOAT", key, field, repr(float(amount)))
+
+    def expire(self, key: str, seconds: int) -> None:
+        self._add("EXPIRE", key, seconds)
+
+
+_SCRIPT = (Path(__file__).with_name("lua") / "usage_write.lua").read_text()
+_scripts: dict[int, object] = {}
+MARKER_TTL_MS = 3_600_000
+
+
+async def _write(record_id: str, fields: dict[str, str]) -> None:
+    """The record and the /metrics counters, in one script: both land, or neither, and only once."""
+    client = redis_client()
+    script = _scripts.get(id(client))
+    if script is None:
+        script = _scripts[id(client)] = client.register_script(_SCRIPT)
+    commands = _Commands()
+    telemetry.add_request(commands, fields)
+    flat = [value for pair in fields.items() for value in pair]
     # Trimmed only far beyond what a stopped worker leaves behind in a day or two, so a worker
     # that never comes back cannot fill Redis's memory.
-    pipe.xadd(USAGE_STREAM, fields, maxlen=settings.USAGE_STREAM_MAX_LENGTH, approximate=True)
-    telemetry.add_request(pipe, fields)
-    try:
-        await pipe.execute()
-    except REDIS_ERRORS as exc:
-        log.warning("usage record lost, Redis unreachable: %s %s", fields.get("model"), exc)
+    args = [MARKER_TTL_MS, settings.USAGE_STREAM_MAX_LENGTH, len(flat), *flat, json.dumps(commands.commands)]
+    await script(keys=["gh:{usage}:w:" + record_id, USAGE_STREAM, *commands.keys], args=args)

@@ -244,6 +244,13 @@ SWAP_MAX_WAIT_SECONDS = envfloat("SWAP_MAX_WAIT_SECONDS", 60.0)
 NODE_PS_POLL_SECONDS = envfloat("NODE_PS_POLL_SECONDS", 2.0)
 # Redis calls on the request path give up after this, so an outage is a quick 503, not a hang.
 REDIS_SOCKET_TIMEOUT = envfloat("REDIS_SOCKET_TIMEOUT", 1.0)
+# Redis connections one web process opens at most; a burst beyond them waits its turn in the process
+# (up to REDIS_POOL_WAIT_SECONDS) instead of failing.
+REDIS_MAX_CONNECTIONS = envint("REDIS_MAX_CONNECTIONS", 64, minimum=2)
+REDIS_POOL_WAIT_SECONDS = envfloat("REDIS_POOL_WAIT_SECONDS", 10.0)
+# After Redis restarts (its run id changes), no slot is granted for this long: every web process first
+# puts back the calls it is still running, so the concurrency bound counts them.
+REDIS_RESTART_GRACE_SECONDS = envfloat("REDIS_RESTART_GRACE_SECONDS", 3.0)
 
 # --- API --------------------------------------------------------------------------------------
 MAX_REQUEST_BODY_BYTES = envint("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)

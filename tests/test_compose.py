@@ -59,6 +59,9 @@ def test_it_health_checks_the_stores():
     assert "pg_isready" in " ".join(SERVICES["postgres"]["healthcheck"]["test"])
     assert "ping" in " ".join(SERVICES["redis"]["healthcheck"]["test"])
     assert "noeviction" in command("redis")
+    # A restart keeps queues, leases and undrained usage records.
+    assert "--appendonly yes" in command("redis")
+    assert any(v.startswith("redis-data:") for v in SERVICES["redis"]["volumes"])
 
 
 # -- the web process and the reverse proxy in front of it (issue 8, "Slow and many clients") ---------

@@ -123,7 +123,7 @@ def impatient(django_db_blocker, stack):
     server.stop()
 
 
-def test_a_request_that_waits_too_long_gets_503_or_an_sse_error_with_keepalives_meanwhile(stack, impatient):
+def test_a_request_that_waits_too_long_gets_503_or_an_sse_error_with_its_place_meanwhile(stack, impatient):
     eventually(lambda: stack.running(SILENT) == 0, what="idle", timeout=30)
     stack.sims["gpu"].set_faults(SILENT, stall_after_tokens=2)  # holds its one slot until the client leaves
     holder = httpx.Client(timeout=30)
@@ -145,9 +145,10 @@ def test_a_request_that_waits_too_long_gets_503_or_an_sse_error_with_keepalives_
             with httpx.stream("POST", impatient + "/chat/completions", headers=stack.headers("cid"), timeout=30,
                               json={"model": SILENT, "stream": True,
                                     "messages": [{"role": "user", "content": "x"}]}) as waiting:
-                assert waiting.status_code == 200  # started while queued, to carry keep-alives
+                assert waiting.status_code == 200  # started at once while queued, to say where it stands
+                assert waiting.headers["x-gatehouse-queue-position"] == "1"
                 body = [line for line in waiting.iter_lines() if line]
-            assert body.count(": keep-alive") >= 2
+            assert sum(1 for line in body if line.startswith(": queued position=1 ")) >= 2
             assert body[-1].startswith("data: {\"error\"")
             assert "queue_timeout" in body[-1]
     finally:

@@ -1,29 +1,65 @@
--- admit(now, lease_ms, concurrency, batch_bound_ms, max_queue, owner, user, class, retry, k,
---       ticket_1..ticket_k, node_1..node_m)
--- All k tickets (one per upstream call of a request) are admitted, or none. Returns
--- {admitted (1|0), waiting depth, slots on ready nodes, average call ms (or -1), granted ticket/node
--- pairs...}.
-local now, lease_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
-local concurrency, batch_bound = tonumber(ARGV[3]), tonumber(ARGV[4])
-local max_queue, owner, user, class = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
-local retry, k = ARGV[9] == '1', tonumber(ARGV[10])
-local nodes = {}
-for i = 11 + k, #ARGV do nodes[#nodes + 1] = ARGV[i] end
+-- admit(policy..., owner, user, class, retry, k, ticket_1..ticket_k)
+-- All k tickets (one per upstream call of a request) are admitted, or none. A request is admitted
+-- while the requests in the model's system (running and waiting) exceed the slots it has or will have
+-- (ready, loading, or about to be loaded) by at most max_queue. A retry (its node failed under it, or
+-- Redis lost its ticket) was admitted once already and goes to the front.
+-- Admitting tickets that exist already (a call retried after its reply was lost) changes nothing.
+-- Returns {1, waiting, position, eta_ms, granted ticket/node pairs...}: the position and expected wait
+-- of the request's first waiting ticket (0, 0 if all were granted); or {0, waiting, retry_after_ms}
+-- for a refusal: the moment a place should be free for it, reserved so that refused requests come
+-- back one after another rather than all at once.
+local p, i = policy()
+local owner, user, class = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local retry, k = ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
+local tickets = {}
+for j = 1, k do tickets[j] = ARGV[i + 4 + j] end
 QUIET = owner
+local MAX_RETRY_AFTER_MS = 60000  -- the OpenAI SDKs ignore longer values
 
-reap(now)
-local granted = dispatch(now, lease_ms, concurrency, batch_bound, nodes)
-local waiting = redis.call('ZCARD', P .. 'enq')
-local free = free_total(nodes, concurrency)
--- Tickets beyond the free slots wait; over max_queue the whole request is refused. A retry (its node
--- failed under it) was admitted once already and goes to the front.
-local ready_slots = 0
-for _, n in ipairs(nodes) do
-  if redis.call('HGET', P .. 'place', n) == 'ready' then ready_slots = ready_slots + concurrency end
+local function answer(granted)
+  local out = {1, redis.call('ZCARD', P .. 'enq'), 0, 0}
+  for _, t in ipairs(tickets) do
+    local pos = position_of(t)
+    if pos then
+      local grants = grant_times(slots_forecast(p), pos)
+      out[3] = pos
+      out[4] = grants[pos] and math.max(0, grants[pos] - p.now) or -1
+      break
+    end
+  end
+  for _, v in ipairs(granted) do out[#out + 1] = v end
+  return out
 end
-local avg = tonumber(redis.call('HGET', P .. 'svc', 'avg_ms') or '-1')
-if not retry and waiting + math.max(0, k - free) > max_queue then
-  return {0, waiting, ready_slots, avg}
+
+if redis.call('HEXISTS', P .. 'owner', tickets[1]) == 1 then
+  local granted = {}
+  for _, t in ipairs(tickets) do
+    local n = redis.call('HGET', P .. 'node', t)
+    if n then granted[#granted + 1] = t; granted[#granted + 1] = n end
+  end
+  return answer(granted)
+end
+
+reap(p.now)
+local granted = dispatch(p)
+local waiting = redis.call('ZCARD', P .. 'enq')
+local f = slots_forecast(p)
+-- Beyond the slots it has or will have, how many requests would wait with this one in.
+local beyond = waiting + f.running + k - f.capacity
+if not retry and beyond > p.max_queue then
+  redis.call('ZREMRANGEBYSCORE', P .. 'resv', '-inf', p.now)
+  -- Places open as calls end. This request fits after `beyond - max_queue` more calls have ended,
+  -- plus one for each refused request already told to come back before it.
+  local c = beyond - p.max_queue + redis.call('ZCARD', P .. 'resv')
+  local at = completion_at(f, c)
+  local retry_ms = MAX_RETRY_AFTER_MS
+  if at then
+    -- A little after the call ends, so the retry finds its place already free.
+    retry_ms = math.min(MAX_RETRY_AFTER_MS, math.floor(math.max(1, at - p.now) + math.min(500, f.call_ms / 10)))
+  end
+  redis.call('ZADD', P .. 'resv', p.now + retry_ms, tickets[1])
+  redis.call('PEXPIRE', P .. 'resv', retry_ms + 1000)
+  return {0, waiting, retry_ms}
 end
 local clock = tonumber(redis.call('GET', P .. 'clock' .. class) or '0')
 local score
@@ -32,18 +68,15 @@ if retry then
 else
   score = math.max(clock, tonumber(redis.call('HGET', P .. 'last' .. class, user) or '0'))
 end
-for i = 1, k do
-  local t = ARGV[10 + i]
+for _, t in ipairs(tickets) do
   if not retry then score = score + 1 end
   redis.call('ZADD', P .. 'q' .. class, score, t)
-  redis.call('ZADD', P .. 'enq', now, t)
-  redis.call('ZADD', P .. 'lease', now + lease_ms, t)
+  redis.call('ZADD', P .. 'enq', p.now, t)
+  redis.call('ZADD', P .. 'lease', p.now + p.lease_ms, t)
   redis.call('HSET', P .. 'owner', t, owner)
   redis.call('HSET', P .. 'user', t, user)
 end
 if not retry then redis.call('HSET', P .. 'last' .. class, user, score) end
-granted = dispatch(now, lease_ms, concurrency, batch_bound, nodes)
-local result = {1, redis.call('ZCARD', P .. 'enq'), ready_slots, avg}
-for _, v in ipairs(granted) do result[#result + 1] = v end
-if result[2] > 0 then redis.call('PUBLISH', 'gh:actor:wake', P) end
-return result
+for _, v in ipairs(dispatch(p)) do granted[#granted + 1] = v end
+if redis.call('ZCARD', P .. 'enq') > 0 then redis.call('PUBLISH', 'gh:actor:wake', P) end
+return answer(granted)

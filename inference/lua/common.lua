@@ -11,10 +11,29 @@
 --   clock, clockb       virtual clocks of q and qb (score of the last ticket granted)
 --   last, lastb         HASH person -> score of that person's newest waiting ticket
 --   place      HASH node -> ready | loading | draining | unloading (set by the swap actor)
---   svc        HASH avg_ms (EWMA of upstream call durations), done (count)
+--   loadstart  HASH node -> when its load began (ms), while the place is "loading"
+--   svc        HASH avg_ms (EWMA of upstream call durations), done (count), load_ms (EWMA of loads)
+--   resv       ZSET retry reservations handed to refused requests -> the moment they were told to return
+--
+-- Every script that may grant takes the same policy arguments first (see `policy`).
 local P = KEYS[1]
 -- The process that called this script reads its grants from the reply: no message to it is needed.
 local QUIET = ''
+-- Guesses used until a model has been measured.
+local CALL_MS_GUESS = 5000
+local LOAD_MS_GUESS = 10000
+
+-- ARGV[1..6]: now, lease_ms, concurrency, batch_bound_ms, max_queue, hold_until_ms; then the number of
+-- nodes and the nodes (healthy, enabled, that have the model, in preference order). Returns the policy
+-- table and the index of the first argument after it.
+local function policy()
+  local p = {now = tonumber(ARGV[1]), lease_ms = tonumber(ARGV[2]), concurrency = tonumber(ARGV[3]),
+             batch_bound = tonumber(ARGV[4]), max_queue = tonumber(ARGV[5]), hold_until = tonumber(ARGV[6]),
+             nodes = {}}
+  local count = tonumber(ARGV[7])
+  for i = 1, count do p.nodes[i] = ARGV[7 + i] end
+  return p, 8 + count
+end
 
 local function drop(t)
   local node = redis.call('HGET', P .. 'node', t)
@@ -35,13 +54,16 @@ local function reap(now)
   return #expired
 end
 
--- Nodes (from the caller's list of healthy, enabled nodes, in preference order) where the model is
--- loaded and ready, with their free slots.
-local function free_nodes(nodes, concurrency)
+local function place_of(n)
+  return redis.call('HGET', P .. 'place', n)
+end
+
+-- Ready nodes with free slots, as {node, free} in preference order.
+local function free_nodes(p)
   local out = {}
-  for _, n in ipairs(nodes) do
-    if redis.call('HGET', P .. 'place', n) == 'ready' then
-      local free = concurrency - redis.call('ZCARD', P .. 'run:' .. n)
+  for _, n in ipairs(p.nodes) do
+    if place_of(n) == 'ready' then
+      local free = p.concurrency - redis.call('ZCARD', P .. 'run:' .. n)
       if free > 0 then out[#out + 1] = {n, free} end
     end
   end
@@ -81,26 +103,99 @@ local function grant(t, n, class, score, now, lease_ms)
   if owner and owner ~= QUIET then redis.call('PUBLISH', 'gh:grants:' .. owner, t .. ' ' .. n) end
 end
 
--- Grant free slots on ready nodes to waiting tickets, fairest first. Returns {ticket, node, ...}.
-local function dispatch(now, lease_ms, concurrency, batch_bound, nodes)
+-- Grant free slots on ready nodes to waiting tickets, fairest first, each on the node with the most
+-- free slots (so a model loaded on two nodes uses both at once). Nothing is granted while Redis is
+-- new (hold_until): the web processes are still re-asserting the calls they run. Returns
+-- {ticket, node, ...}.
+local function dispatch(p)
   local granted = {}
-  local free = free_nodes(nodes, concurrency)
-  local i = 1
-  while i <= #free do
-    local class, t, score = next_ticket(now, batch_bound)
+  if p.now < p.hold_until then return granted end
+  local free = free_nodes(p)
+  while #free > 0 do
+    local class, t, score = next_ticket(p.now, p.batch_bound)
     if not class then break end
-    local n = free[i][1]
-    grant(t, n, class, score, now, lease_ms)
+    local best = 1
+    for i = 2, #free do
+      if free[i][2] > free[best][2] then best = i end
+    end
+    local n = free[best][1]
+    grant(t, n, class, score, p.now, p.lease_ms)
     granted[#granted + 1] = t
     granted[#granted + 1] = n
-    free[i][2] = free[i][2] - 1
-    if free[i][2] == 0 then i = i + 1 end
+    free[best][2] = free[best][2] - 1
+    if free[best][2] == 0 then table.remove(free, best) end
   end
   return granted
 end
 
-local function free_total(nodes, concurrency)
-  local total = 0
-  for _, entry in ipairs(free_nodes(nodes, concurrency)) do total = total + entry[2] end
-  return total
+local function avg_call_ms()
+  return tonumber(redis.call('HGET', P .. 'svc', 'avg_ms') or CALL_MS_GUESS)
+end
+
+-- A forecast of the model's slots: the moments each slot the model has or will have becomes free,
+-- the expected ends of the calls running now (sorted), the total capacity, and the average call.
+-- Ready nodes: a running call ends about one average call after its grant (one already past the
+-- average is assumed to end a moment from now); an idle slot is free now, or when the hold ends. A
+-- node where the model is loading brings its slots when the load is expected to end (measured load
+-- time). A cold model (nowhere ready or loading) will be loaded by the swap actor on one node: it
+-- counts that node's slots, free after one load.
+local function slots_forecast(p)
+  local free_at, ends = {}, {}
+  local call_ms = avg_call_ms()
+  local load_ms = tonumber(redis.call('HGET', P .. 'svc', 'load_ms') or LOAD_MS_GUESS)
+  local start = math.max(p.now, p.hold_until)
+  for _, n in ipairs(p.nodes) do
+    local place = place_of(n)
+    if place == 'ready' then
+      local runs = redis.call('ZRANGE', P .. 'run:' .. n, 0, -1, 'WITHSCORES')
+      for i = 2, #runs, 2 do
+        local done = math.max(start, tonumber(runs[i]) + call_ms)
+        free_at[#free_at + 1] = done
+        ends[#ends + 1] = done
+      end
+      for _ = #runs / 2 + 1, p.concurrency do free_at[#free_at + 1] = start end
+    elseif place == 'loading' then
+      local began = tonumber(redis.call('HGET', P .. 'loadstart', n) or p.now)
+      for _ = 1, p.concurrency do free_at[#free_at + 1] = math.max(start, began + load_ms) end
+    end
+  end
+  if #free_at == 0 and #p.nodes > 0 then
+    for _ = 1, p.concurrency do free_at[#free_at + 1] = start + load_ms end
+  end
+  table.sort(ends)
+  return {free_at = free_at, ends = ends, capacity = #free_at, running = #ends, call_ms = call_ms}
+end
+
+-- When the first `count` tickets of the queue will be granted, in queue order, if each takes the
+-- earliest free slot for one average call. Returns their grant moments (ms).
+local function grant_times(f, count)
+  local free_at, out = {}, {}
+  for i, t in ipairs(f.free_at) do free_at[i] = t end
+  if #free_at == 0 then return out end
+  for j = 1, math.min(count, 5000) do
+    local best = 1
+    for i = 2, #free_at do
+      if free_at[i] < free_at[best] then best = i end
+    end
+    out[j] = free_at[best]
+    free_at[best] = out[j] + f.call_ms
+  end
+  return out
+end
+
+-- The moment the c-th call from now ends: first the running calls, then the queue's in order.
+local function completion_at(f, c)
+  if c <= #f.ends then return f.ends[c] end
+  local grants = grant_times(f, c - #f.ends)
+  if #grants == 0 then return nil end
+  return grants[#grants] + f.call_ms
+end
+
+-- A waiting ticket's place in the queue (1 = next), counting interactive tickets before batch ones.
+local function position_of(t)
+  local r = redis.call('ZRANK', P .. 'q', t)
+  if r then return r + 1 end
+  r = redis.call('ZRANK', P .. 'qb', t)
+  if r then return r + 1 + redis.call('ZCARD', P .. 'q') end
+  return nil
 end

@@ -1,8 +1,10 @@
 -- limit_settle(now, request_id, delta, day_reset_ms, month_reset_ms, then per scope: tpm, concurrent)
--- KEYS as for limit_admit. A request has ended: free its concurrent place and charge the tokens it
--- used beyond the estimate admission reserved (`delta` may be negative: a refund). Idempotent for
--- the concurrent place only; the caller settles each request once.
+-- KEYS as for limit_admit, then a marker key of this settlement (under the person's hash tag too). A
+-- request has ended: free its concurrent place and charge the tokens it used beyond the estimate
+-- admission reserved (`delta` may be negative: a refund). Idempotent: a settlement retried after its
+-- reply was lost finds the marker and charges nothing twice. Returns 1, or 0 when already settled.
 local now, id, delta = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+if not redis.call('SET', KEYS[11], '1', 'NX', 'PX', 3600000) then return 0 end
 local day_reset, month_reset = tonumber(ARGV[4]), tonumber(ARGV[5])
 local WINDOW = 60000
 for s = 1, 2 do

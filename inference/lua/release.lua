@@ -1,17 +1,14 @@
--- release(now, lease_ms, concurrency, batch_bound_ms, duration_ms, ticket, owner, node_1..node_m)
+-- release(policy..., duration_ms, ticket, owner)
 -- Forget the ticket (running or waiting; releasing twice is harmless), fold the call's duration into
 -- the service-time average when it ran, and hand the freed slot on. Returns granted pairs.
-local now, lease_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
-local concurrency, batch_bound = tonumber(ARGV[3]), tonumber(ARGV[4])
-local duration, t = tonumber(ARGV[5]), ARGV[6]
-QUIET = ARGV[7]
-local nodes = {}
-for i = 8, #ARGV do nodes[#nodes + 1] = ARGV[i] end
+local p, i = policy()
+local duration, t = tonumber(ARGV[i]), ARGV[i + 1]
+QUIET = ARGV[i + 2]
 if duration >= 0 and redis.call('HGET', P .. 'node', t) then
   local avg = tonumber(redis.call('HGET', P .. 'svc', 'avg_ms') or duration)
   redis.call('HSET', P .. 'svc', 'avg_ms', avg * 0.8 + duration * 0.2)
   redis.call('HINCRBY', P .. 'svc', 'done', 1)
 end
 drop(t)
-reap(now)
-return dispatch(now, lease_ms, concurrency, batch_bound, nodes)
+reap(p.now)
+return dispatch(p)
