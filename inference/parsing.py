@@ -36,7 +36,7 @@ def _parse_in_child(model_cls: type[M], raw: bytes) -> tuple[str, Any]:
     try:
         return "ok", parse_body(model_cls, raw)
     except ApiError as error:
-        return "error", (error.status, error.message, error.param, error.code)
+        return "error", (error.status, error.message, error.param, error.code, getattr(error, "requested_model", None))
 
 
 async def parse_request(model_cls: type[M], raw: bytes) -> M:
@@ -51,5 +51,7 @@ async def parse_request(model_cls: type[M], raw: bytes) -> M:
         raise
     if outcome == "ok":
         return value
-    status, message, param, code = value
-    raise ApiError(status, message, param=param, code=code)
+    status, message, param, code, requested_model = value
+    error = ApiError(status, message, param=param, code=code)
+    error.requested_model = requested_model
+    raise error

@@ -422,9 +422,15 @@ def parse_body(model_cls: type[M], raw: bytes) -> M:
         ) from None
     if not isinstance(data, dict):
         raise ApiError.invalid_request("The request body must be a JSON object.")
-    check_surrogates(raw, data)
-    check_limits(data)
     try:
-        return model_cls.model_validate(data)
-    except ValidationError as exc:
-        raise _error_to_api(exc) from None
+        check_surrogates(raw, data)
+        check_limits(data)
+        try:
+            return model_cls.model_validate(data)
+        except ValidationError as exc:
+            raise _error_to_api(exc) from None
+    except ApiError as error:
+        # The model the body asked for, for the usage record of the refused request (inference/request_log.py).
+        model = data.get("model")
+        error.requested_model = model if isinstance(model, str) else None
+        raise

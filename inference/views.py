@@ -1,5 +1,8 @@
 """OpenAI-compatible API views. Thin: authenticate, parse, resolve the model, call a function, render.
 
+A generation request refused before generation takes it over (a bad body, an unknown model, too many
+choices...) gets its usage record from inference/request_log.py; the others get it from generation.
+
 All of them are async and run on daphne's event loop: no sync ORM, sync Redis or sync HTTP here.
 """
 
@@ -7,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from inference import context_overflow, registry
+from inference import context_overflow, registry, request_log
 from inference.api import api_endpoint, json_response, read_body
 from inference.caller import authenticate
 from inference.generation import (
@@ -48,24 +51,30 @@ async def retrieve_model(request, model_id: str):
 @api_endpoint("POST")
 async def chat_completions(request):
     principal = await authenticate(request)
-    body = await parse_request(ChatCompletionRequest, read_body(request))
-    route = await resolve_model(principal, body.model)
-    with context_overflow.reported_as_openai(route, param="messages"):
-        return render(await create_chat_completion(principal, body, route, created=int(time.time())))
+    with request_log.until_generation(principal) as record:
+        body = await parse_request(ChatCompletionRequest, read_body(request))
+        record.asked_for(body.model, streamed=bool(body.stream))
+        route = await resolve_model(principal, body.model)
+        with context_overflow.reported_as_openai(route, param="messages"):
+            return render(await create_chat_completion(principal, body, route, created=int(time.time())))
 
 
 @api_endpoint("POST")
 async def completions(request):
     principal = await authenticate(request)
-    body = await parse_request(CompletionRequest, read_body(request))
-    route = await resolve_model(principal, body.model)
-    with context_overflow.reported_as_openai(route, param="prompt"):
-        return render(await create_text_completion(principal, body, route, created=int(time.time())))
+    with request_log.until_generation(principal) as record:
+        body = await parse_request(CompletionRequest, read_body(request))
+        record.asked_for(body.model, streamed=bool(body.stream))
+        route = await resolve_model(principal, body.model)
+        with context_overflow.reported_as_openai(route, param="prompt"):
+            return render(await create_text_completion(principal, body, route, created=int(time.time())))
 
 
 @api_endpoint("POST")
 async def embeddings(request):
     principal = await authenticate(request)
-    body = await parse_request(EmbeddingRequest, read_body(request))
-    route = await resolve_model(principal, body.model)
-    return render(await create_embeddings(principal, body, route))
+    with request_log.until_generation(principal) as record:
+        body = await parse_request(EmbeddingRequest, read_body(request))
+        record.asked_for(body.model)
+        route = await resolve_model(principal, body.model)
+        return render(await create_embeddings(principal, body, route))

@@ -4,6 +4,8 @@ lost while the worker is down."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -13,7 +15,7 @@ from tests.support.stack import Stack, sim_config, web_env
 
 MODEL = "usage-fast:latest"  # 10 tokens in 0.1 s
 SLOW = "usage-slow:latest"  # 10 tokens a second
-PEOPLE = ("fields", "streamer", "leaver", "limited", "batch", "offline")
+PEOPLE = ("fields", "streamer", "leaver", "limited", "batch", "offline", "early")
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +132,38 @@ def test_no_record_is_lost_while_the_worker_is_down(stack, worker, records):
         assert sum(r.streamed for r in found) == 4
     finally:
         restarted.stop()
+
+
+def test_requests_refused_before_generation_are_recorded_once_each(stack, worker, records, django_db_blocker):
+    from apiaccess.models import ApiKey
+    from inference.models import Model
+
+    with django_db_blocker.unblock():
+        user = ApiKey.objects.filter(user__username=f"early-{stack.redis.port}").first().user
+        _, only_slow = ApiKey.issue(user, name="slow only", allowed_models=[Model.objects.get(public_id=SLOW)])
+    early = stack.headers("early")
+    chat = {"model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "hello"}]}
+    sent = [  # (path, headers, body, status, model, streamed)
+        ("/v1/chat/completions", early, {**chat, "model": "no-such-model:latest"}, 404, "no-such-model:latest", False),
+        ("/v1/chat/completions", {"Authorization": f"Bearer {only_slow}"}, chat, 404, MODEL, False),
+        ("/v1/chat/completions", early, {"model": MODEL, "messages": []}, 400, MODEL, False),
+        ("/v1/chat/completions", early, {**chat, "n": 100, "stream": True}, 400, MODEL, True),
+        ("/v1/chat/completions", early, b"{not json", 400, "", False),
+        ("/api/completions", early, {"model": "no-such-model:latest", "prompt": "x"}, 404, "no-such-model:latest",
+         False),
+        ("/v1/embeddings", early, {"model": MODEL}, 400, MODEL, False),
+        ("/v1/chat/completions", early, chat, 200, MODEL, False),  # recorded by generation, once
+    ]
+    for path, headers, body, status, _, _ in sent:
+        content = body if isinstance(body, bytes) else None
+        response = httpx.post(stack.webs[0].url + path, headers=headers, timeout=30, content=content,
+                              json=None if content else body)
+        assert response.status_code == status, response.text
+    expected = sorted((status, "ok" if status == 200 else "invalid_request", model, streamed)
+                      for _, _, _, status, model, streamed in sent)
+    wait_records(records, "early", len(sent))
+    time.sleep(1)  # a second record of any request would have arrived by now
+    found = records("early")
+    assert sorted((r.status, r.reason, r.model, r.streamed) for r in found) == expected
+    assert all(r.total_tokens == 0 and r.node == "" for r in found if r.status != 200)
+    assert sum(r.key.name == "slow only" for r in found) == 1
