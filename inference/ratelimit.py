@@ -253,9 +253,8 @@ async def acquire(*, user_id: int, key_id: int, key_limits: LimitValues, person_
     try:
         reply = await _script(redis_client(), "limit_admit")(keys=keys, args=args)
     except REDIS_ERRORS:
-        raise ApiError.backend_unavailable(
-            "Gatehouse cannot reach its rate-limit store (Redis) right now. Please retry shortly.", retry_after=2
-        ).with_code("service_unavailable") from None
+        raise ApiError.store_unavailable(
+            "Gatehouse cannot reach its rate-limit store (Redis) right now. Please retry shortly.") from None
     if reply[0] == 0:
         _, scope, name, limit, retry_ms, *figures = reply
         raise refusal(scope, name, int(limit), int(retry_ms), rate_limit_headers([0, *map(int, figures)]))

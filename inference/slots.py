@@ -57,9 +57,7 @@ def policy_for(route: ModelRoute) -> queue.Policy:
 
 
 def redis_unavailable() -> ApiError:
-    return ApiError.backend_unavailable(
-        "Gatehouse cannot reach its queue store (Redis) right now. Please retry shortly.", retry_after=2
-    ).with_code("service_unavailable")
+    return ApiError.store_unavailable("Gatehouse cannot reach its queue store (Redis) right now. Please retry shortly.")
 
 
 class Ticket:
