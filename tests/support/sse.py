@@ -8,8 +8,9 @@ import json
 def parse_sse(body: str) -> tuple[list[dict], bool]:
     """Return (the JSON payloads, whether the stream ended with [DONE]).
 
-    Fails on anything but `data:` lines, blank separators and `: keep-alive` comments: Node v4 and
-    Continue's parser choke on `event:`/`id:` lines, and Continue treats `: ping` as end of stream.
+    Fails on anything but `data:` lines, blank separators and Gatehouse's comments (`: keep-alive`, a
+    waiting stream's `: queued ...` and `: queue-wait-ms=...`): Node v4 and Continue's parser choke on
+    `event:`/`id:` lines, and Continue treats `: ping` as end of stream.
     """
     payloads: list[dict] = []
     done = False
@@ -19,7 +20,7 @@ def parse_sse(body: str) -> tuple[list[dict], bool]:
         lines = event.split("\n")
         assert len(lines) == 1, f"multi-line SSE event: {event!r}"
         line = lines[0]
-        if line == ": keep-alive":
+        if line == ": keep-alive" or line.startswith((": queued position=", ": queue-wait-ms=")):
             continue
         assert line.startswith("data: "), f"unexpected SSE line: {line!r}"
         assert not done, "data after [DONE]"
