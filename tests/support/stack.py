@@ -75,6 +75,14 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def start_web(self) -> int:
+        """One more web process with the same environment as the others (say, replacing one that was
+        killed), started as a load balancer's health check would start it; returns its index."""
+        web = DaphneServer(web_env(self.redis.url, **self.env))
+        self.webs.append(web)
+        httpx.get(web.url + "/healthz", timeout=10)
+        return len(self.webs) - 1
+
     def url(self, web: int = 0) -> str:
         return self.webs[web].url + "/v1"
 
