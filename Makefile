@@ -33,6 +33,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/scheduling.py
 	$(BIN)/python bench/ratelimit.py
+	$(BIN)/python bench/storms.py
 
 clean:
 	rm -rf $(VENV) .run db.sqlite3 .test-db.sqlite3
