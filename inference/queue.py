@@ -61,7 +61,7 @@ class Policy:
     def args(self) -> list:
         """The arguments every scheduler script starts with (inference/lua/common.lua `policy`)."""
         return [now_ms(), self.lease_ms, self.concurrency, self.batch_bound_ms, self.max_queue,
-                redis_epoch.grants_hold_until_ms(), len(self.nodes), *self.nodes]
+                redis_epoch.grants_hold_until_ms(), redis_epoch.grace_ms(), len(self.nodes), *self.nodes]
 
 
 @dataclass(frozen=True)

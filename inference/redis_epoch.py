@@ -5,7 +5,9 @@ still run, so the concurrency bound must count them again before anything new is
 processes re-assert their running calls (inference/slots.py) as soon as they see a new run id, and the
 scheduler scripts grant nothing until REDIS_RESTART_GRACE_SECONDS after Redis started (the grace
 period lock managers give their clients after a restart). A process started after the restart holds
-grants the same way, since it reads Redis's uptime, not its own memory.
+grants the same way, since it reads Redis's uptime, not its own memory. And since a process may call a
+script before it has noticed the restart, the scripts also hold grants for the grace period after a
+model's state was born (a key a restart without persistence loses): see inference/lua/common.lua.
 """
 
 from __future__ import annotations
@@ -44,3 +46,7 @@ def grants_hold_until_ms() -> int:
     if _current is None:
         return 0
     return _current.started_ms + int(settings.REDIS_RESTART_GRACE_SECONDS * 1000)
+
+
+def grace_ms() -> int:
+    return int(settings.REDIS_RESTART_GRACE_SECONDS * 1000)

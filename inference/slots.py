@@ -209,6 +209,7 @@ class Broker:
         self.subscribed = asyncio.Event()
         self.redis_down = False  # the subscription failed and has not come back yet
         self.actor_wake = asyncio.Event()
+        self._checking = asyncio.Lock()
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._renew_forever())]
         from inference.swapper import SwapActor  # the actor needs this module's policy_for
 
@@ -354,18 +355,23 @@ class Broker:
 
     async def _check_all(self) -> None:
         """Renew every admitted ticket's lease; resolve grants we missed; tell waiting tickets where
-        they stand; put back what Redis lost."""
+        they stand; put back what Redis lost. One round at a time (a restart may start one early)."""
+        async with self._checking:
+            await self._check_all_once()
+
+    async def _check_all_once(self) -> None:
         by_model: dict[str, list[Ticket]] = {}
         for ticket in list(self.tickets.values()):
             if ticket.admitted and not ticket.released and not ticket.readmitting:
                 by_model.setdefault(queue_name(ticket.route), []).append(ticket)
         for model, tickets in by_model.items():
             policy = policy_for(tickets[0].route)
-            states = await queue.renew(model, policy, [t.id for t in tickets])
+            ids = [t.id for t in tickets]
+            states = await queue.renew(model, policy, ids)
             lost_running = []
-            for ticket in tickets:
-                state = states[ticket.id]
-                if ticket.released or not ticket.admitted:
+            for ticket, ticket_id in zip(tickets, ids, strict=True):
+                state = states[ticket_id]
+                if ticket.released or not ticket.admitted or ticket.id != ticket_id:
                     continue  # released or re-admitted while we asked
                 if state.gone and ticket.node is not None:
                     lost_running.append((ticket.id, ticket.user, ticket.node))

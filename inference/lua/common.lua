@@ -13,6 +13,7 @@
 --   place      HASH node -> ready | loading | draining | unloading (set by the swap actor)
 --   loadstart  HASH node -> when its load began (ms), while the place is "loading"
 --   svc        HASH avg_ms (EWMA of upstream call durations), done (count), load_ms (EWMA of loads)
+--   born       STRING when this model's state was first written (ms): missing after Redis lost its data
 --   resv       ZSET retry reservations handed to refused requests -> the moment they were told to return
 --
 -- Every script that may grant takes the same policy arguments first (see `policy`).
@@ -23,16 +24,27 @@ local QUIET = ''
 local CALL_MS_GUESS = 5000
 local LOAD_MS_GUESS = 10000
 
--- ARGV[1..6]: now, lease_ms, concurrency, batch_bound_ms, max_queue, hold_until_ms; then the number of
--- nodes and the nodes (healthy, enabled, that have the model, in preference order). Returns the policy
--- table and the index of the first argument after it.
+-- ARGV[1..7]: now, lease_ms, concurrency, batch_bound_ms, max_queue, hold_until_ms, grace_ms; then the
+-- number of nodes and the nodes (healthy, enabled, that have the model, in preference order). Returns
+-- the policy table and the index of the first argument after it.
+--
+-- The restart hold: grants wait until hold_until (the caller's view: Redis's start + grace), and in any
+-- case until `grace` after this model's state was born. A Redis that lost its data has no `born`, so
+-- the first script to run after a restart starts the hold, whatever the caller knows yet: the web
+-- processes put back the calls they still run before anything new is granted.
 local function policy()
   local p = {now = tonumber(ARGV[1]), lease_ms = tonumber(ARGV[2]), concurrency = tonumber(ARGV[3]),
              batch_bound = tonumber(ARGV[4]), max_queue = tonumber(ARGV[5]), hold_until = tonumber(ARGV[6]),
              nodes = {}}
-  local count = tonumber(ARGV[7])
-  for i = 1, count do p.nodes[i] = ARGV[7 + i] end
-  return p, 8 + count
+  local born = tonumber(redis.call('GET', P .. 'born') or '0')
+  if born == 0 then
+    born = p.now
+    redis.call('SET', P .. 'born', born)
+  end
+  p.hold_until = math.max(p.hold_until, born + tonumber(ARGV[7]))
+  local count = tonumber(ARGV[8])
+  for i = 1, count do p.nodes[i] = ARGV[8 + i] end
+  return p, 9 + count
 end
 
 local function drop(t)
@@ -146,6 +158,8 @@ local function slots_forecast(p)
   local start = math.max(p.now, p.hold_until)
   for _, n in ipairs(p.nodes) do
     local place = place_of(n)
+    -- Calls run on a node Redis has no placement for after a restart (re-asserted): it is loaded.
+    if not place and redis.call('EXISTS', P .. 'run:' .. n) == 1 then place = 'ready' end
     if place == 'ready' then
       local runs = redis.call('ZRANGE', P .. 'run:' .. n, 0, -1, 'WITHSCORES')
       for i = 2, #runs, 2 do

@@ -7,6 +7,7 @@
 local node, state, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local load_ms = tonumber(ARGV[4] or '-1')
 reap(now)
+if not redis.call('GET', P .. 'born') then redis.call('SET', P .. 'born', now) end
 redis.call('HDEL', P .. 'loadstart', node)
 if state == 'gone' then
   redis.call('HDEL', P .. 'place', node)
