@@ -46,11 +46,37 @@ local waiting = redis.call('ZCARD', P .. 'enq')
 local f = slots_forecast(p)
 -- Beyond the slots it has or will have, how many requests would wait with this one in.
 local beyond = waiting + f.running + k - f.capacity
-if not retry and beyond > p.max_queue then
-  redis.call('ZREMRANGEBYSCORE', P .. 'resv', '-inf', p.now)
+
+-- Reservations: a refused request was told when to come back. A place that opens at that moment is
+-- kept for it for a while (`window`): others arriving meanwhile count it as taken. The person who
+-- holds a due reservation claims it (any of their requests may: they are the same person's share).
+local window = math.floor(math.max(1000, math.min(5000, f.call_ms)))
+for _, r in ipairs(redis.call('ZRANGEBYSCORE', P .. 'resv', '-inf', p.now - window)) do
+  redis.call('ZREM', P .. 'resv', r)
+  redis.call('HDEL', P .. 'resvuser', r)
+end
+local due = redis.call('ZRANGEBYSCORE', P .. 'resv', '-inf', p.now)
+local mine, held_for_others = nil, 0
+for _, r in ipairs(due) do
+  if redis.call('HGET', P .. 'resvuser', r) ~= user then
+    held_for_others = held_for_others + 1
+  elseif not mine then
+    mine = r
+  end
+end
+if not retry and beyond + held_for_others > p.max_queue then
   -- Places open as calls end. This request fits after `beyond - max_queue` more calls have ended,
-  -- plus one for each refused request already told to come back before it.
-  local c = beyond - p.max_queue + redis.call('ZCARD', P .. 'resv')
+  -- plus one for each reservation handed out before it. One who comes back with a due reservation
+  -- and still finds no room keeps their turn: only the reservations due before theirs go first.
+  local ahead
+  if mine then
+    ahead = redis.call('ZCOUNT', P .. 'resv', '-inf', '(' .. redis.call('ZSCORE', P .. 'resv', mine))
+    redis.call('ZREM', P .. 'resv', mine)
+    redis.call('HDEL', P .. 'resvuser', mine)
+  else
+    ahead = redis.call('ZCARD', P .. 'resv')
+  end
+  local c = math.max(1, beyond - p.max_queue + ahead)
   local at = completion_at(f, c)
   local retry_ms = MAX_RETRY_AFTER_MS
   if at then
@@ -58,8 +84,14 @@ if not retry and beyond > p.max_queue then
     retry_ms = math.min(MAX_RETRY_AFTER_MS, math.floor(math.max(1, at - p.now) + math.min(500, f.call_ms / 10)))
   end
   redis.call('ZADD', P .. 'resv', p.now + retry_ms, tickets[1])
-  redis.call('PEXPIRE', P .. 'resv', retry_ms + 1000)
+  redis.call('HSET', P .. 'resvuser', tickets[1], user)
+  redis.call('PEXPIRE', P .. 'resv', retry_ms + window + 1000)
+  redis.call('PEXPIRE', P .. 'resvuser', retry_ms + window + 1000)
   return {0, waiting, retry_ms}
+end
+if mine then
+  redis.call('ZREM', P .. 'resv', mine)
+  redis.call('HDEL', P .. 'resvuser', mine)
 end
 local clock = tonumber(redis.call('GET', P .. 'clock' .. class) or '0')
 local score

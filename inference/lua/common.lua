@@ -15,6 +15,7 @@
 --   svc        HASH avg_ms (EWMA of upstream call durations), done (count), load_ms (EWMA of loads)
 --   born       STRING when this model's state was first written (ms): missing after Redis lost its data
 --   resv       ZSET retry reservations handed to refused requests -> the moment they were told to return
+--   resvuser   HASH reservation -> the person who holds it
 --
 -- Every script that may grant takes the same policy arguments first (see `policy`).
 local P = KEYS[1]
