@@ -58,7 +58,12 @@ async def resolve_model(principal: Caller, model_id: str) -> ModelRoute:
     # A model the key may not use is answered exactly like one that does not exist, as OpenAI does:
     # a different answer would tell a key holder which models exist.
     if route is None or not principal.may_use(route.public_id):
-        raise ApiError.model_not_found(model_id)
+        usable = [r.public_id for r in await registry.all_models() if principal.may_use(r.public_id)]
+        error = ApiError.model_not_found(model_id)
+        suggestions = registry.closest_ids(model_id, usable)
+        if suggestions:
+            error.message += " Did you mean " + " or ".join(f"`{s}`" for s in suggestions) + "?"
+        raise error
     return route
 
 

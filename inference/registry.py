@@ -7,6 +7,7 @@ of seconds old is fine because the catalogue changes only when an admin edits it
 from __future__ import annotations
 
 import asyncio
+import difflib
 import time
 from dataclasses import dataclass
 
@@ -123,6 +124,17 @@ async def get_model(public_id: str) -> ModelRoute | None:
         # As in Ollama, a name without a tag means the `latest` tag ("all-minilm" is "all-minilm:latest").
         route = routes.get(public_id + ":latest")
     return route
+
+
+def closest_ids(wanted: str, ids: list[str], limit: int = 3) -> list[str]:
+    """The ids a person most likely meant: the same name with another tag first (`llama3.2` when only
+    `llama3.2:3b` is served), then the closest spellings."""
+    base = wanted.partition(":")[0].lower()
+    same_name = sorted(i for i in ids if i.partition(":")[0].lower() == base)
+    close = difflib.get_close_matches(wanted.lower(), [i.lower() for i in ids], n=limit, cutoff=0.6)
+    by_lower = {i.lower(): i for i in ids}
+    out = same_name + [by_lower[c] for c in close if by_lower[c] not in same_name]
+    return out[:limit]
 
 
 def keep_alive_for(route: ModelRoute) -> str | int:

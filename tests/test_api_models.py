@@ -72,3 +72,23 @@ def test_it_serves_the_same_routes_under_api(gatehouse, world):
 def test_it_works_with_a_trailing_slash_base_url(base_url, world):
     client = openai.OpenAI(base_url=base_url + "/", api_key=world.alice_key)
     assert CHAT_MODEL in {m.id for m in client.models.list()}
+
+
+def test_a_name_without_its_tag_suggests_the_tags_served(base_url, world):
+    client = openai.OpenAI(base_url=base_url, api_key=world.alice_key, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="llama3.2", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["code"] == "model_not_found"
+    assert f"Did you mean `{CHAT_MODEL}`?" in caught.value.message
+    with pytest.raises(openai.NotFoundError) as caught:  # a typo gets the closest spelling
+        client.chat.completions.create(model="qwen2.5-codr:1.5b", messages=[{"role": "user", "content": "hi"}])
+    assert f"`{CODE_MODEL}`" in caught.value.message
+    # As in Ollama, a name without a tag is its `latest` tag.
+    assert client.embeddings.create(model=EMBED_MODEL.removesuffix(":latest"), input="hi").data
+
+
+def test_suggestions_name_only_models_the_key_may_use(base_url, world):
+    client = openai.OpenAI(base_url=base_url, api_key=world.bob_key, max_retries=0)  # only CHAT_MODEL
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="qwen2.5-coder", messages=[{"role": "user", "content": "hi"}])
+    assert CODE_MODEL not in caught.value.message
