@@ -36,8 +36,14 @@ def _load(name: str) -> str:
     return (LUA_DIR / "common.lua").read_text() + "\n" + (LUA_DIR / f"{name}.lua").read_text()
 
 
-_SOURCES = {name: _load(name) for name in ("admit", "release", "dispatch", "renew", "place", "reassert")}
+_SOURCES = {name: _load(name) for name in ("admit", "release", "dispatch", "renew", "place", "reassert", "forecast")}
 _scripts: dict[tuple[int, str], object] = {}
+
+
+def forecast(client, model: str, concurrency: int, nodes: list[str]) -> tuple[int, int, int]:
+    """(waiting, nodes loading it, expected wait in ms of a request arriving now, -1 if none can serve):
+    a read-only script, run with a sync or async client (sync: the status pages)."""
+    return _script(client, "forecast")(keys=[model_prefix(model)], args=[now_ms(), concurrency, len(nodes), *nodes])
 
 
 def _script(client: aioredis.Redis, name: str):

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from inference.models import Model, Node
 from inference.nodehealth import DOWN_KEY
-from inference.queue import parse_state, read_state
+from inference.queue import forecast, parse_state, read_state
 from inference.swapper import PS_KEY
 
 
@@ -59,7 +59,8 @@ def node_health() -> dict[str, dict[str, Any]]:
 
 def scheduler_status() -> dict[str, Any]:
     nodes = node_health()
-    models = list(Model.objects.filter(enabled=True).order_by("public_id"))
+    down = {url for url, node in nodes.items() if node["state"] != "up"}
+    models = list(Model.objects.filter(enabled=True).order_by("public_id").prefetch_related("nodes"))
     urls = list(nodes)
     with _client().pipeline(transaction=False) as pipe:
         counts = [read_state(pipe, model.ollama_name, urls) for model in models]
@@ -69,7 +70,8 @@ def scheduler_status() -> dict[str, Any]:
     for model, count in zip(models, counts, strict=True):
         state = parse_state(replies[start:start + count], urls)
         start += count
-        slots = model.concurrency * max(1, sum(1 for place in state.placement.values() if place == "ready"))
+        serving = [n.url for n in model.nodes.all() if n.enabled and n.healthy and n.url not in down]
+        _, loading, wait_ms = forecast(_client(), model.ollama_name, model.concurrency, serving)
         avg_ms = state.avg_service_ms
         out_models[model.public_id] = {
             "ollama_name": model.ollama_name,
@@ -81,8 +83,10 @@ def scheduler_status() -> dict[str, Any]:
             "oldest_wait_ms": state.oldest_wait_ms,
             "in_flight": sum(state.running.values()),
             "avg_call_ms": round(avg_ms) if avg_ms else None,
-            # A newcomer waits for the queue ahead of it to drain through the model's slots.
-            "typical_wait_ms": round(state.waiting * avg_ms / slots) if avg_ms else None,
+            # What a request arriving now would wait: the queue ahead of it through the slots the model
+            # has or is loading (a load in progress counts), as the scheduler forecasts it.
+            "typical_wait_ms": wait_ms if wait_ms >= 0 else None,
+            "loading_on": loading,
             "nodes": {
                 url: {"placement": state.placement.get(url, "not loaded"), "in_flight": count,
                       "loaded": model.ollama_name in nodes[url]["loaded"],

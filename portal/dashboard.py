@@ -52,6 +52,7 @@ def snapshot() -> dict:
     for public_id, model in status["models"].items():
         models.append({
             "model": public_id, "queue_depth": model["queue_depth"], "running": model["in_flight"],
+            "loading_on": model["loading_on"],
             "max_queue": model["max_queue"],
             "rejected_503": refusals.get((public_id, "503"), 0), "rejected_429": refusals.get((public_id, "429"), 0),
         })

@@ -41,17 +41,37 @@ def live_figures(public_ids: Iterable[str]) -> dict[str, dict[str, str]]:
         model = models.get(public_id)
         if model is None:
             continue
-        loaded = sum(1 for node in model["nodes"].values() if node["loaded"] or node["placement"] == "ready")
+        loaded = sum(1 for node in model["nodes"].values() if node["placement"] == "ready")
+        loading = model["loading_on"]
         wait_ms = model["typical_wait_ms"]
         out[public_id] = {
-            "loaded": (f"yes, on {loaded} server{'s' if loaded != 1 else ''}" if loaded else "no (loads on first use)"),
+            "loaded": _loaded_text(loaded, loading),
             "queue": str(model["queue_depth"]),
-            "wait": "none" if not model["queue_depth"] else (_seconds(wait_ms) if wait_ms is not None else "unknown"),
+            # What a request sent now would wait, counting the queue ahead and a load in progress.
+            "wait": _wait_text(wait_ms),
         }
     return out
 
 
-def _seconds(ms: float) -> str:
+def _servers(count: int) -> str:
+    return f"{count} server{'s' if count != 1 else ''}"
+
+
+def _loaded_text(loaded: int, loading: int) -> str:
+    if loaded and loading:
+        return f"yes, on {_servers(loaded)}; loading on {_servers(loading)}"
+    if loaded:
+        return f"yes, on {_servers(loaded)}"
+    if loading:
+        return f"loading now, on {_servers(loading)}"
+    return "no (loads on first use)"
+
+
+def _wait_text(ms: int | None) -> str:
+    if ms is None:
+        return "unknown"
+    if ms < 100:
+        return "none"
     return "under 1 s" if ms < 1000 else f"about {round(ms / 1000)} s"
 
 

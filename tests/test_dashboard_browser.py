@@ -61,6 +61,7 @@ def test_staff_watch_the_queue_live(stack, browser):
         assert stack.chat(ONE_SLOT, user="lim", web=1, max_tokens=1).status_code == 429
         eventually(lambda: cell(page, "rejected_429") == "1", what="the 429 on the page", timeout=10)
         assert ONE_SLOT in page.inner_text("#dashboard-nodes")  # loaded, with its memory
+        assert cell(page, "loading_on") == "no"  # loaded: no load in progress
         screenshot(page, "dashboard-desktop")
     finally:
         for thread in threads:

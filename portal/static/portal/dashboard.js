@@ -25,6 +25,7 @@
       ["Model", function (m) { return m.model; }, "model"],
       ["Waiting", function (m) { return String(m.queue_depth); }, "queue_depth"],
       ["Running", function (m) { return String(m.running); }, "running"],
+      ["Loading", function (m) { return m.loading_on ? "on " + m.loading_on + " server" + (m.loading_on === 1 ? "" : "s") : "no"; }, "loading_on"],
       ["503s", function (m) { return String(m.rejected_503); }, "rejected_503"],
       ["429s", function (m) { return String(m.rejected_429); }, "rejected_429"],
     ]);
