@@ -48,33 +48,30 @@ async def retrieve_model(request, model_id: str):
     return json_response(model_object(await resolve_model(principal, model_id)))
 
 
-@api_endpoint("POST")
-async def chat_completions(request):
+async def _generate(request, schema, create, *, overflow_param: str | None = None):
+    """The generation views' one sequence: authenticate, parse, resolve the model, generate, render.
+    A failure before generation starts gets its usage record here (inference/request_log.py)."""
     principal = await authenticate(request)
     with request_log.until_generation(principal) as record:
-        body = await parse_request(ChatCompletionRequest, read_body(request))
-        record.asked_for(body.model, streamed=bool(body.stream))
+        body = await parse_request(schema, read_body(request))
+        record.asked_for(body.model, streamed=bool(getattr(body, "stream", False)))
         route = await resolve_model(principal, body.model)
-        with context_overflow.reported_as_openai(route, param="messages"):
-            return render(await create_chat_completion(principal, body, route, created=int(time.time())))
+        if overflow_param is None:
+            return render(await create(principal, body, route))
+        with context_overflow.reported_as_openai(route, param=overflow_param):
+            return render(await create(principal, body, route, created=int(time.time())))
+
+
+@api_endpoint("POST")
+async def chat_completions(request):
+    return await _generate(request, ChatCompletionRequest, create_chat_completion, overflow_param="messages")
 
 
 @api_endpoint("POST")
 async def completions(request):
-    principal = await authenticate(request)
-    with request_log.until_generation(principal) as record:
-        body = await parse_request(CompletionRequest, read_body(request))
-        record.asked_for(body.model, streamed=bool(body.stream))
-        route = await resolve_model(principal, body.model)
-        with context_overflow.reported_as_openai(route, param="prompt"):
-            return render(await create_text_completion(principal, body, route, created=int(time.time())))
+    return await _generate(request, CompletionRequest, create_text_completion, overflow_param="prompt")
 
 
 @api_endpoint("POST")
 async def embeddings(request):
-    principal = await authenticate(request)
-    with request_log.until_generation(principal) as record:
-        body = await parse_request(EmbeddingRequest, read_body(request))
-        record.asked_for(body.model)
-        route = await resolve_model(principal, body.model)
-        return render(await create_embeddings(principal, body, route))
+    return await _generate(request, EmbeddingRequest, create_embeddings)
