@@ -23,7 +23,10 @@ run: $(VENV)/.installed-run
 	$(BIN)/python manage.py ensureadmin
 	$(BIN)/python manage.py runstack
 
-test: $(VENV)/.installed-dev
+# First what the suite needs outside Python (Debian packages, tests/node's packages), then the venv.
+test:
+	@bash scripts/ensure-test-deps.sh
+	@$(MAKE) --no-print-directory $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev

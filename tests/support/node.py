@@ -1,5 +1,6 @@
 """Node.js for the tests: `node` with the packages locked in tests/node installed (`npm ci` when one
-is missing or stale), so a fresh machine works (CI installs Debian's nodejs and npm first)."""
+is missing or stale). `make test` installs them before the suite runs (scripts/ensure-test-deps.sh); this
+covers a pytest run on its own."""
 
 from __future__ import annotations
 
