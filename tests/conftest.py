@@ -2,6 +2,9 @@
 and the people alice (any model), bob (limited to one model) and charlie (no key of his own).
 
 Everything starts once per session on free ports; nothing depends on a server started by hand.
+Everything the suite starts ends with the session (a backstop kills what a test left running), and
+everything it writes to a temporary directory goes to one session directory that is then removed:
+the session fails if it left a process running or a file of its own in the system's /tmp.
 """
 
 from __future__ import annotations
@@ -9,11 +12,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from tests.support import processes
 from tests.support.browser import browser  # noqa: F401 - the shared headless Chromium fixture
 from tests.support.processes import REPO, DaphneServer, RedisServer
 
@@ -47,6 +53,60 @@ SIM_CONFIG = {
 }
 
 
+# Names the suite's files had (or have) in the system's temporary directory; none may be left there.
+# Not gatehouse-tests-* (a session's own directory, removed at its end, perhaps another run's) and not
+# gatehouse-bench-* (bench/, which is not the suite).
+SUITE_TMP_PREFIXES = ("gatehouse-", "ollamasim-", "playwright-artifacts-", "playwright_chromiumdev_profile-")
+NOT_SUITE_TMP_PREFIXES = (processes.SESSION_PREFIX, "gatehouse-bench-")
+
+
+def suite_tmp_entries(root: str) -> set[str]:
+    return {name for name in os.listdir(root)
+            if name.startswith(SUITE_TMP_PREFIXES) and not name.startswith(NOT_SUITE_TMP_PREFIXES)}
+
+
+def pytest_configure(config):
+    # Before anything else writes a temporary file: from here on this process's tempfile and every
+    # process the suite starts (TMPDIR) use the session's own directory.
+    config._gatehouse_tmp_root = tempfile.gettempdir()
+    config._gatehouse_tmp_before = suite_tmp_entries(config._gatehouse_tmp_root)
+    processes.session_tmp()
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own sessionfinish has torn the session's fixtures down
+def pytest_sessionfinish(session):
+    config = session.config
+    problems = []
+    leftovers = processes.kill_leftovers()
+    if leftovers:
+        problems.append("the suite left these processes running (killed now):\n  " + "\n  ".join(leftovers))
+    created = suite_tmp_entries(config._gatehouse_tmp_root) - config._gatehouse_tmp_before
+    if created:  # not those another run of the suite at the same time is using
+        used = processes.paths_used_by_others()
+        created = {name for name in created
+                   if not any(path.startswith(os.path.join(config._gatehouse_tmp_root, name)) for path in used)}
+    if created:
+        problems.append(f"the suite left these in {config._gatehouse_tmp_root} (everything belongs in "
+                        f"{processes.session_tmp()}, or another run of the suite made them at the same time):\n  "
+                        + "\n  ".join(sorted(created)))
+    if problems:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write("\n")
+            reporter.write_sep("=", "session check failed", red=True, bold=True)
+        for problem in problems:
+            if reporter is not None:
+                reporter.write_line(problem, red=True)
+            else:
+                print("session check failed: " + problem, file=sys.stderr)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config):
+    processes.end_session()
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_test_environment, django_db_blocker):
     """Always create the test database.
@@ -55,8 +115,12 @@ def django_db_setup(django_test_environment, django_db_blocker):
     tests are not (their rows must be committed so the daphne process sees them), so running them
     alone would otherwise write the test world into the developer's own database.
     """
+    from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
+    if connection.vendor == "sqlite":  # a file the web processes open too; settings put it in /tmp
+        connection.settings_dict["TEST"]["NAME"] = str(processes.session_tmp() / Path(
+            connection.settings_dict["TEST"]["NAME"]).name)
     with django_db_blocker.unblock():
         config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
     yield

@@ -16,7 +16,21 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.support.processes import REPO, STARTING, RedisServer, eventually, free_port, port_open
+from tests.support.processes import (
+    REPO,
+    STARTING,
+    RedisServer,
+    alive,
+    eventually,
+    free_port,
+    kill_group,
+    kill_with_env,
+    port_open,
+    processes_with_env,
+)
+
+# In the environment of `make run` and so of everything it starts, whatever process group it is in.
+MARKER = "GATEHOUSE_TEST_MAKE_RUN"
 
 
 class Output:
@@ -54,19 +68,34 @@ def stack(tmp_path, own_redis):
         "SIMULATOR_PORT": str(sim_port),
         "SITE_URL": f"http://127.0.0.1:{web_port}",
         "PYTHONUNBUFFERED": "1",
+        MARKER: str(tmp_path),
     })
     proc = subprocess.Popen(["make", "run"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
-    output = Output(proc)
     try:
-        eventually(lambda: httpx.get(f"http://127.0.0.1:{web_port}/healthz").status_code == 200,
-                   timeout=120, what="make run", proc=proc, ignore=STARTING)
-    except Exception:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError("make run did not serve the portal:\n" + output.text) from None
-    yield proc, output, web_port, sim_port, tmp_path, env
+        output = Output(proc)
+        try:
+            eventually(lambda: httpx.get(f"http://127.0.0.1:{web_port}/healthz").status_code == 200,
+                       timeout=120, what="make run", proc=proc, ignore=STARTING)
+        except Exception:
+            raise AssertionError("make run did not serve the portal:\n" + output.text) from None
+        yield proc, output, web_port, sim_port, tmp_path, env
+    finally:
+        _stop_everything(proc, str(tmp_path))
+
+
+def _stop_everything(proc: subprocess.Popen, marker: str) -> None:
+    """Whatever happened: Ctrl-C (runstack stops its children in order), then kill -9 make's group and
+    every process that make run started, in whatever process group each one is."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    kill_group(proc.pid)
+    proc.wait()
+    kill_with_env(MARKER, marker)
 
 
 def test_it_serves_the_portal_signs_in_the_admin_and_stops_on_ctrl_c(stack):
@@ -123,13 +152,7 @@ def test_it_serves_the_portal_signs_in_the_admin_and_stops_on_ctrl_c(stack):
     pids = dict(zip(started[::2], map(int, started[1::2]), strict=True))
     assert {"web", "worker", "beat", "simulator"} <= set(pids)
     for name, pid in pids.items():
-        assert not _alive(pid), f"{name} (pid {pid}) survived Ctrl-C"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie awaiting its parent's wait() is gone in every way that matters.
-    return "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
+        assert not alive(pid), f"{name} (pid {pid}) survived Ctrl-C"
+    # Nor did anything they started (the worker's pool processes): nothing runs with make run's environment.
+    eventually(lambda: not processes_with_env(MARKER, str(stack_dir)), timeout=15,
+               what="a process make run started (or one of theirs) still runs after Ctrl-C")

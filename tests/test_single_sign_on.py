@@ -4,8 +4,6 @@ configured for it (and for open sign-up) by environment variables, as an operato
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import live_server_env
 from tests.support.browser import DESKTOP, serious_accessibility_violations
-from tests.support.processes import REPO, STARTING, DaphneServer, eventually, free_port
+from tests.support.processes import STARTING, DaphneServer, ServiceProcess, eventually, free_port, session_tmp
 
 PERSON = {"username": "dana", "password": "provider-pw-dana", "email": "dana@example.org"}
 
@@ -33,21 +31,23 @@ def sso(world, redis_server, static_root):
     """(the provider's URL, a Gatehouse web process that signs people in through it)."""
     provider_port, web_port = free_port(), free_port()
     provider_url, web_url = f"http://127.0.0.1:{provider_port}", f"http://127.0.0.1:{web_port}"
-    db = tempfile.NamedTemporaryFile(prefix="gatehouse-oidc-provider-", suffix=".sqlite3", delete=False)
+    workdir = tempfile.mkdtemp(prefix="oidc-provider-", dir=session_tmp())
     provider_env = {
-        **os.environ, "OIDC_PROVIDER_DB": db.name, "OIDC_PROVIDER_RSA_KEY": _rsa_key(),
+        "OIDC_PROVIDER_DB": f"{workdir}/provider.sqlite3", "OIDC_PROVIDER_RSA_KEY": _rsa_key(),
         "OIDC_PROVIDER_PORT": str(provider_port), "OIDC_PROVIDER_CLIENT_ID": "gatehouse-test",
         "OIDC_PROVIDER_CLIENT_SECRET": "provider-secret", "OIDC_PROVIDER_REDIRECT_URI": f"{web_url}/oidc/callback/",
         "OIDC_PROVIDER_USERNAME": PERSON["username"], "OIDC_PROVIDER_PASSWORD": PERSON["password"],
         "OIDC_PROVIDER_EMAIL": PERSON["email"],
     }
-    log = tempfile.NamedTemporaryFile(prefix="gatehouse-oidc-provider-", suffix=".log", delete=False)
-    provider = subprocess.Popen([sys.executable, "-m", "tests.support.oidc_provider.serve"], cwd=REPO,
-                                env=provider_env, stdout=log, stderr=subprocess.STDOUT)
+    provider = ServiceProcess([sys.executable, "-m", "tests.support.oidc_provider.serve"], provider_env,
+                              "oidc-provider")
     web = None
     try:
-        eventually(lambda: httpx.get(f"{provider_url}/o/.well-known/openid-configuration").status_code == 200,
-                   timeout=60, what="the OIDC provider", proc=provider, ignore=STARTING)
+        try:
+            eventually(lambda: httpx.get(f"{provider_url}/o/.well-known/openid-configuration").status_code == 200,
+                       timeout=60, what="the OIDC provider", proc=provider.proc, ignore=STARTING)
+        except Exception:
+            raise RuntimeError("the OIDC provider did not start:\n" + provider.output()) from None
         web = DaphneServer({
             **live_server_env(redis_server, static_root),
             "SIGNUP_ENABLED": "true",
@@ -64,9 +64,7 @@ def sso(world, redis_server, static_root):
     finally:
         if web is not None:
             web.stop()
-        provider.terminate()
-        provider.wait(timeout=10)
-        os.unlink(db.name)
+        provider.stop(timeout=10)
 
 
 def sign_in_with_sso(page, web_url: str, password: str | None) -> None:

@@ -5,27 +5,22 @@
         assert sim.stats()["models"]["llama3.2:3b"]["max_in_flight"] == 2
 
 The config dict has the TOML file's shape ([server], [[models]], [[pullable]]); without "models" the demo
-catalogue is served. The process is killed on exit, and at interpreter exit if a test forgot to.
+catalogue is served. The process (in a process group of its own) is stopped on exit, and at the end of the
+session if a test forgot to; its config and log live in the session's temporary directory.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import weakref
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ollamasim.config import to_toml
-from tests.support.processes import REPO, STARTING, eventually, free_port
-
-_RUNNING: weakref.WeakSet[SimulatorProcess] = weakref.WeakSet()
+from tests.support.processes import STARTING, eventually, free_port, session_tmp, spawn, stop_group
 
 
 class SimulatorProcess:
@@ -34,17 +29,15 @@ class SimulatorProcess:
         self.config = config
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._dir = tempfile.mkdtemp(prefix="ollamasim-")
+        self._dir = tempfile.mkdtemp(prefix="ollamasim-", dir=session_tmp())
         self.log_path = Path(self._dir, "sim.log")
         command = [sys.executable, "-m", "ollamasim", "--host", "127.0.0.1", "--port", str(self.port), *args]
         if config is not None:
             config_path = Path(self._dir, "sim.toml")
             config_path.write_text(to_toml(config))
             command += ["--config", str(config_path)]
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(command, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-        _RUNNING.add(self)
+        self.proc = spawn(command, what=f"ollamasim :{self.port}", log=self.log_path,
+                          env={"PYTHONUNBUFFERED": "1", **(env or {})})
         try:
             eventually(self._answers, timeout=startup_timeout, what="ollamasim", proc=self.proc, ignore=STARTING)
         except Exception:
@@ -88,21 +81,10 @@ class SimulatorProcess:
         response.raise_for_status()
         return response.json()
 
+    def kill(self) -> None:
+        """kill -9: a node that dies."""
+        stop_group(self.proc, graceful=False)
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if not self._log.closed:
-            self._log.close()
+        stop_group(self.proc, timeout=5)
         shutil.rmtree(self._dir, ignore_errors=True)
-        _RUNNING.discard(self)
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for sim in list(_RUNNING):
-        sim.stop()
