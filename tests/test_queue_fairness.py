@@ -162,24 +162,31 @@ def test_slots_held_by_a_killed_web_process_come_back_after_the_lease(django_db_
 
     with django_db_blocker.unblock():
         doomed = DaphneServer(web_env(stack.redis.url, **stack.env))
-    eventually(lambda: stack.running(MODEL) == 0 and stack.waiting(MODEL) == 0, what="idle", timeout=30)
-    stack.chat(MODEL, max_tokens=1)
+    try:
+        eventually(lambda: stack.running(MODEL) == 0 and stack.waiting(MODEL) == 0, what="idle", timeout=30)
+        stack.chat(MODEL, max_tokens=1)
 
-    def hold() -> None:
-        with pytest.raises(httpx.HTTPError):
-            httpx.post(doomed.url + "/v1/chat/completions", headers=stack.headers(), timeout=60,
-                       json={"model": MODEL, "max_tokens": 400, "messages": [{"role": "user", "content": "x"}]})
+        def hold() -> BaseException | httpx.Response:
+            try:
+                return httpx.post(doomed.url + "/v1/chat/completions", headers=stack.headers(), timeout=60,
+                                  json={"model": MODEL, "max_tokens": 400,
+                                        "messages": [{"role": "user", "content": "x"}]})
+            except httpx.HTTPError as exc:
+                return exc
 
-    holders = [threading.Thread(target=hold) for _ in range(4)]
-    for thread in holders:
-        thread.start()
-    eventually(lambda: stack.running(MODEL) == 4, what="the doomed process holds 4 slots")
-    with ThreadPoolExecutor(3) as pool:
-        queued = [pool.submit(stack.chat, MODEL) for _ in range(3)]
-        eventually(lambda: stack.waiting(MODEL) == 3, what="3 requests queued behind them")
-        doomed.kill()
-        # The node itself cancels the dead process's calls, but their leases stay until they expire (3 s here).
-        assert [f.result().status_code for f in queued] == [200, 200, 200]
-    for thread in holders:
-        thread.join()
-    eventually(lambda: stack.running(MODEL) == 0, what="every lease freed")
+        with ThreadPoolExecutor(4) as holders_pool, ThreadPoolExecutor(3) as pool:
+            try:
+                holders = [holders_pool.submit(hold) for _ in range(4)]
+                eventually(lambda: stack.running(MODEL) == 4, what="the doomed process holds 4 slots")
+                queued = [pool.submit(stack.chat, MODEL) for _ in range(3)]
+                eventually(lambda: stack.waiting(MODEL) == 3, what="3 requests queued behind them")
+            finally:
+                doomed.kill()  # also when a wait above failed, so the holders' threads end at once
+            # The node itself cancels the dead process's calls, but their leases stay until they expire (3 s here).
+            assert [f.result().status_code for f in queued] == [200, 200, 200]
+        # The holders' requests died with their web process: none got an answer.
+        outcomes = [f.result() for f in holders]
+        assert all(isinstance(outcome, httpx.HTTPError) for outcome in outcomes), outcomes
+        eventually(lambda: stack.running(MODEL) == 0, what="every lease freed")
+    finally:
+        doomed.stop()
