@@ -18,12 +18,12 @@ import tiktoken
 
 from inference.embeddings import (
     EMPTY_INPUT_TEXT,
-    embed_request_to_ollama,
     embedding_inputs,
     embeddings_response,
     encode_embedding,
     truncate_dimensions,
 )
+from inference.registry import ModelRoute
 from inference.schemas import EmbeddingRequest, parse_body
 from portal.apierrors import ApiError
 
@@ -152,26 +152,47 @@ def test_it_applies_dimensions_through_the_sdk() -> None:
     assert math.isclose(sum(x * x for x in result.data[0].embedding), 1.0, rel_tol=1e-6)
 
 
-def test_it_builds_embed_kwargs_the_ollama_client_accepts() -> None:
-    kwargs = embed_request_to_ollama(
-        ["a", "b"], ollama_model="all-minilm:latest", num_ctx=512, keep_alive="5m"
-    )
-    assert kwargs == {
-        "model": "all-minilm:latest",
-        "input": ["a", "b"],
-        "options": {"num_ctx": 512},
-        "keep_alive": "5m",
-    }
-    seen: dict[str, Any] = {}
+def embed_request_sent(route: ModelRoute, body: dict) -> dict:
+    """The body of the /api/embed call production (inference.generation.create_embeddings) makes for an
+    API request, as the Ollama client puts it on the wire; the queue and the node are stood in for."""
+    from inference import generation
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.update(json.loads(request.content))
-        return httpx.Response(200, json={"model": "all-minilm:latest", "embeddings": [[1.0], [1.0]]})
+    seen: list[dict] = []
 
-    async def call() -> None:
-        client = ollama.AsyncClient(host="http://ollama.test", transport=httpx.MockTransport(handler))
-        await client.embed(**kwargs)
+    def node(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/embed"
+        seen.append(json.loads(request.content))
+        count = len(seen[-1]["input"])
+        return httpx.Response(200, json={"model": route.ollama_name, "embeddings": [[0.6, 0.8]] * count,
+                                         "prompt_eval_count": count})
 
-    asyncio.run(call())
-    assert seen == kwargs
-    assert "keep_alive" not in embed_request_to_ollama(["a"], ollama_model="x", num_ctx=512, keep_alive=None)
+    async def run_on_the_node(principal, route, starts, **_) -> tuple[dict, list]:
+        client = ollama.AsyncClient(host="http://node.test", transport=httpx.MockTransport(node))
+        return {}, [await start(client) for start in starts]
+
+    request = parse_body(EmbeddingRequest, json.dumps({"model": route.public_id, **body}).encode())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(generation, "_run", run_on_the_node)
+        outcome = asyncio.run(generation.create_embeddings(None, request, route))
+    assert len(outcome.payload["data"]) == len(seen[0]["input"])
+    (sent,) = seen
+    return sent
+
+
+def route_for(**fields: Any) -> ModelRoute:
+    return ModelRoute(**{"public_id": "embedder", "ollama_name": "all-minilm:latest", "kind": "embedding",
+                         "capabilities": ("embedding",), "context_length": 512, "concurrency": 1, "max_queue": 8,
+                         "created": 0, "node_urls": ("http://node.test",), **fields})
+
+
+def test_it_sends_ollama_the_models_context_keep_alive_and_the_inputs_as_texts(settings) -> None:
+    sent = embed_request_sent(route_for(), {"input": ["a", "", "the cat"], "dimensions": 1})
+    # num_ctx as for chat: an embed call with another context size would make Ollama reload the model.
+    # dimensions is not sent: the response applies it (Ollama ignores a value larger than the model's).
+    assert sent == {"model": "all-minilm:latest", "input": ["a", EMPTY_INPUT_TEXT, "the cat"], "truncate": True,
+                    "options": {"num_ctx": 512}, "keep_alive": settings.OLLAMA_KEEP_ALIVE}
+
+
+def test_it_keeps_a_pinned_embedding_model_loaded_for_good() -> None:
+    sent = embed_request_sent(route_for(pinned=True, context_length=256), {"input": "x"})
+    assert sent["keep_alive"] == -1 and sent["options"] == {"num_ctx": 256}
