@@ -9,21 +9,10 @@ import openai
 import pytest
 
 from tests.conftest import CHAT_MODEL
+from tests.support.openai_errors import assert_openai_error
 from tests.support.processes import eventually
 
 CHAT = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}]}
-
-
-def assert_openai_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    assert response.headers.get("x-request-id", "").startswith("req_")
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert isinstance(error["message"], str) and error["message"]
-    if code is not None:
-        assert error["code"] == code
-    return error
 
 
 @pytest.mark.parametrize("headers", [
@@ -135,7 +124,7 @@ def test_a_revocation_reaches_every_web_process(gatehouse, second_web_process, w
         charlie = get_user_model().objects.get(username="charlie")
         client = Client()
         client.force_login(charlie)
-        page = client.post("/settings/account/", {"name": "two processes"}).content.decode()
+        page = client.post("/settings/account/", {"name": "two processes"}, follow=True).content.decode()
         plain = re.search(r"sk-gh-[A-Za-z0-9]{48}", page).group(0)
         key = ApiKey.objects.get(lookup=keys.lookup_of(plain))
     headers = {"Authorization": f"Bearer {plain}"}

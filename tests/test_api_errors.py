@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from tests.conftest import CHAT_MODEL
+from tests.support.openai_errors import assert_openai_error
 from tests.support.processes import eventually
-from tests.test_api_auth import assert_openai_error
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from tests.conftest import CHAT_MODEL, CODE_MODEL, EMBED_MODEL
+from tests.support.openai_errors import assert_openai_error
 
 FIM_STOP = ["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<|endoftext|>", "\n\n", "\r\n\r\n", "/src/"]
 READ_FILE_TOOL = {
@@ -234,18 +235,10 @@ def test_it_lists_model_ids_for_continue_autodetect(base_url, world):
     assert {CHAT_MODEL, CODE_MODEL, EMBED_MODEL} <= set(ids)
 
 
-def _assert_openai_error(response: httpx.Response, status: int) -> dict:
-    assert response.status_code == status, response.text[:500]
-    assert response.headers["content-type"].startswith("application/json"), response.headers["content-type"]
-    error = json.loads(response.text)["error"]
-    assert set(error) >= {"message", "type", "param", "code"} and error["message"]
-    return error
-
-
 def test_it_answers_the_responses_api_with_a_clean_json_404(base_url, world):
     body = {"model": CHAT_MODEL, "input": [{"role": "user", "content": "hi"}], "stream": True}
     response = httpx.post(base_url + "/responses", headers=continue_headers(world.alice_key), json=body, timeout=30)
-    _assert_openai_error(response, 404)
+    assert_openai_error(response, 404)
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions"])
@@ -253,4 +246,4 @@ def test_it_answers_a_base_url_without_v1_with_json_continue_can_parse(gatehouse
     body = continue_chat_body("hello", tools=False) if path == "/chat/completions" else {
         "model": CODE_MODEL, "prompt": "def f(", "max_tokens": 16, "stream": True}
     response = httpx.post(gatehouse.url + path, headers=continue_headers(world.alice_key), json=body, timeout=30)
-    _assert_openai_error(response, 404)
+    assert_openai_error(response, 404)

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import BROKEN_MODEL, CHAT_MODEL, CODE_MODEL, EMBED_MODEL
-from tests.test_api_auth import assert_openai_error
+from tests.support.openai_errors import assert_openai_error
 
 CHAT = {"model": CHAT_MODEL, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
 LIMIT = 1024 * 1024  # the live server's MAX_REQUEST_BODY_BYTES (tests/conftest.py)
@@ -44,18 +44,6 @@ def raw_exchange(port: int, head: bytes, body: bytes = b"", *, timeout: float = 
             assert chunk, "the answer was cut short"
             rest += chunk
     return int(lines[0].split()[1]), headers, rest
-
-
-def assert_raw_openai_error(answer: tuple[int, dict, bytes], status: int, code: str | None = None) -> dict:
-    got, headers, body = answer
-    assert got == status, body
-    assert headers["content-type"].startswith("application/json")
-    assert headers["x-request-id"].startswith("req_")
-    error = json.loads(body)["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    if code is not None:
-        assert error["code"] == code
-    return error
 
 
 def post_head(length: int | None, key: str | None = None, path: str = "/v1/chat/completions") -> bytes:
@@ -114,14 +102,14 @@ def test_a_surrogate_pair_is_ordinary_text(base_url, auth):
 
 def test_an_over_limit_content_length_is_refused_before_any_body(gatehouse, world):
     answer = raw_exchange(gatehouse.port, post_head(999_999_999_999, world.alice_key))
-    assert_raw_openai_error(answer, 413, "request_too_large")
+    assert_openai_error(answer, 413, "request_too_large")
 
 
 @pytest.mark.parametrize("key", [None, "sk-gh-" + "x" * 48])
 def test_the_body_of_an_unauthenticated_request_is_not_waited_for(gatehouse, key):
     # Half a megabyte announced, nothing sent: the answer can only come before the body.
     answer = raw_exchange(gatehouse.port, post_head(LIMIT // 2, key))
-    assert_raw_openai_error(answer, 401, "invalid_api_key")
+    assert_openai_error(answer, 401, "invalid_api_key")
 
 
 def test_a_chunked_body_is_cut_off_at_the_limit(gatehouse, world):
@@ -129,7 +117,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(gatehouse, world):
     piece = b"x" * 65536
     chunks = (b"%x\r\n" % len(piece) + piece + b"\r\n") * (LIMIT // len(piece) + 2)
     answer = raw_exchange(gatehouse.port, post_head(None, world.alice_key), chunks)
-    assert_raw_openai_error(answer, 413, "request_too_large")
+    assert_openai_error(answer, 413, "request_too_large")
 
 
 def test_a_good_key_still_gets_its_body_read(base_url, auth):
@@ -193,25 +181,25 @@ def test_a_host_not_allowed_is_a_json_400(gatehouse, auth, path):
 def test_a_header_block_over_16_kib_is_a_json_431(gatehouse, world):
     head = (f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {world.alice_key}\r\n"
             + "".join(f"X-Filler-{i}: {'a' * 1000}\r\n" for i in range(20)) + "\r\n").encode()
-    assert_raw_openai_error(raw_exchange(gatehouse.port, head), 431, "request_header_too_large")
+    assert_openai_error(raw_exchange(gatehouse.port, head), 431, "request_header_too_large")
 
 
 def test_one_header_line_over_16_kib_is_a_json_431(gatehouse):
     head = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
-    assert_raw_openai_error(raw_exchange(gatehouse.port, head), 431, "request_header_too_large")
+    assert_openai_error(raw_exchange(gatehouse.port, head), 431, "request_header_too_large")
 
 
 def test_twenty_thousand_small_header_lines_are_a_json_431(gatehouse, world):
     # Each line is tiny, so the count (Twisted's 500 headers) is what gives out, not the 16 KiB.
     head = (f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {world.alice_key}\r\n"
             + "".join(f"X-{i}: a\r\n" for i in range(20_000)) + "\r\n").encode()
-    error = assert_raw_openai_error(raw_exchange(gatehouse.port, head), 431, "request_header_too_large")
+    error = assert_openai_error(raw_exchange(gatehouse.port, head), 431, "request_header_too_large")
     assert "header" in error["message"]
 
 
 def test_a_malformed_header_is_a_json_400(gatehouse):
     head = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Name: x\r\n\r\n"
-    assert_raw_openai_error(raw_exchange(gatehouse.port, head), 400)
+    assert_openai_error(raw_exchange(gatehouse.port, head), 400)
 
 
 # -- 7. HEAD -----------------------------------------------------------------------------------------------

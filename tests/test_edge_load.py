@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from tests.conftest import CHAT_MODEL, live_server_env
+from tests.support.openai_errors import assert_openai_error
 from tests.support.processes import DaphneServer
-from tests.test_api_auth import assert_openai_error
 
 STALL_BOUND_SECONDS = 1.5
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from tests.conftest import CHAT_MODEL, CODE_MODEL, EMBED_MODEL
-from tests.test_api_auth import assert_openai_error
+from tests.support.openai_errors import assert_openai_error
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 MODELS = st.sampled_from([CHAT_MODEL, CODE_MODEL, EMBED_MODEL, "no-such-model"]) | st.text(max_size=20)

@@ -31,6 +31,7 @@ from inference.openai_format import (
     text_completion,
 )
 from portal.apierrors import ApiError
+from tests.support.openai_errors import openai_error_problem
 
 CREATED = 1_700_000_000
 
@@ -606,7 +607,7 @@ def test_it_shapes_every_error_with_all_four_keys() -> None:
         ApiError.store_unavailable("no Redis"),
         ApiError.bad_gateway("down"),
     ):
-        assert set(error.as_dict()["error"]) == {"message", "type", "param", "code"}
+        assert openai_error_problem(error.as_dict()) is None
     assert ApiError.invalid_api_key().status == 401 and ApiError.invalid_api_key().code == "invalid_api_key"
     assert ApiError.method_not_allowed("get", "/v1/models", ["POST", "GET"]).headers == {"Allow": "GET, POST"}
     assert ApiError.payload_too_large(1024).status == 413

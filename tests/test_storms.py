@@ -30,6 +30,7 @@ import httpx
 import pytest
 import redis
 
+from tests.support.openai_errors import openai_error_problem
 from tests.support.processes import DaphneServer, eventually
 from tests.support.simulator import SimulatorProcess
 from tests.support.stack import Stack, sim_config
@@ -117,15 +118,11 @@ class Outcome:
         return str(self.status)
 
     def check_error(self, payload: Any, where: str) -> None:
-        """An OpenAI error object: {"error": {"message", "type", "param", "code"}}, all four keys."""
-        error = payload.get("error") if isinstance(payload, dict) else None
-        if not isinstance(error, dict) or not {"message", "type", "param", "code"} <= set(error):
-            self.problems.append(f"{where}: not an OpenAI error object: {str(payload)[:200]}")
-            return
-        self.code = error["code"]
-        self.message = str(error["message"])
-        if not error["message"] or not error["type"]:
-            self.problems.append(f"{where}: error without message or type: {error}")
+        """An OpenAI error object (tests/support/openai_errors.py); a problem is noted, not raised."""
+        if problem := openai_error_problem(payload):
+            self.problems.append(f"{where}: {problem}")
+        if isinstance(payload, dict) and isinstance(error := payload.get("error"), dict):
+            self.code, self.message = error.get("code"), str(error.get("message"))
 
     def check_answer(self, response: httpx.Response) -> None:
         try:
