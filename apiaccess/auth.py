@@ -22,6 +22,7 @@ from apiaccess import last_used, limits, revocation, verification
 from apiaccess.keys import digest_key
 from apiaccess.limits import Limits
 from apiaccess.models import ApiKey, Priority
+from portal import siteurl
 from portal.apierrors import ApiError
 
 
@@ -66,8 +67,9 @@ def clear_cache() -> None:
     last_used.forget_recent()
 
 
-def account_settings_url() -> str:
-    return settings.SITE_URL + reverse("account")
+def account_settings_url(request=None) -> str:
+    """Where keys are made: on SITE_URL, or on the host and port this request came in on."""
+    return siteurl.base_url(request) + reverse("account")
 
 
 def bearer_token(request) -> str | None:
@@ -120,7 +122,7 @@ async def authenticate(request) -> Principal:
     if not plain:
         raise ApiError.invalid_api_key(
             "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'; "
-            f"create keys on your account settings page: {account_settings_url()}"
+            f"create keys on your account settings page: {account_settings_url(request)}"
         )
     digest = digest_key(plain)
     # Read the generation before the database, so a change committed after our read moves it past ours.

@@ -62,7 +62,7 @@ def account(request):
         return _page(request, form)
     # Shown in this response only (no redirect): the plain key is never stored, not even in the session.
     models = api_key.allowed_models.all() or usable_models(request.user)
-    snippets = connect.snippets(connect.pick_models(models), key=plain)
+    snippets = connect.snippets(connect.pick_models(models), connect.api_base(request), key=plain)
     return _page(request, CreateKeyForm(user=request.user), NewKey(api_key, plain, snippets))
 
 

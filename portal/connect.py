@@ -15,9 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from textwrap import dedent
 
-from django.conf import settings
-
 from inference.models import Model
+from portal import siteurl
 
 PLACEHOLDER_KEY = "YOUR_API_KEY"
 
@@ -38,8 +37,9 @@ class ConnectModels:
     embedding: str | None
 
 
-def api_base() -> str:
-    return settings.SITE_URL + "/v1"
+def api_base(request) -> str:
+    """The API's base URL: SITE_URL's, or the one this page was requested on (portal/siteurl.py)."""
+    return siteurl.base_url(request) + "/v1"
 
 
 def _preference(model: Model) -> tuple:
@@ -190,11 +190,12 @@ def continue_json(base: str, key: str, models: ConnectModels) -> str:
     return json.dumps(config, indent=2, ensure_ascii=False) + "\n"
 
 
-def snippets(models: ConnectModels, key: str | None = None) -> list[Snippet]:
-    """Every snippet for these models; with `key` (right after creating it) instead of the placeholder."""
+def snippets(models: ConnectModels, base: str, key: str | None = None) -> list[Snippet]:
+    """Every snippet for these models and API base URL; with `key` (right after creating it) instead of
+    the placeholder."""
     if models.chat is None:
         return []
-    base, key = api_base(), key or PLACEHOLDER_KEY
+    key = key or PLACEHOLDER_KEY
     return [
         Snippet("curl", "curl", "shell", "Paste into a terminal.", curl(base, key, models)),
         Snippet("python", "Python (OpenAI SDK)", "python",

@@ -24,9 +24,13 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-insecure-gatehouse-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
-SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The public URL in links and snippets. Empty: each page uses the URL it was requested on (portal/siteurl.py).
+SITE_URL = envstr("SITE_URL", "").strip().rstrip("/")
 # The public URL is always a trusted origin for forms, also behind a proxy that hides the scheme.
-CSRF_TRUSTED_ORIGINS = [*envlist("CSRF_TRUSTED_ORIGINS"), SITE_URL]
+CSRF_TRUSTED_ORIGINS = [*envlist("CSRF_TRUSTED_ORIGINS"), *([SITE_URL] if SITE_URL else [])]
+# Where `make run` serves (portal/management/commands/runstack.py).
+WEB_HOST = envstr("WEB_HOST", "127.0.0.1")
+WEB_PORT = envint("WEB_PORT", 8000, minimum=1)
 # Where `make run` keeps its runtime files (first admin password, beat schedule, local Redis log).
 RUN_DIR = Path(envstr("RUN_DIR", str(BASE_DIR / ".run")))
 

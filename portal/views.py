@@ -26,7 +26,7 @@ def home(request):
         # Visitors learn what Gatehouse is; which models exist is for people who may use them.
         return render(request, "portal/welcome.html")
     return render(request, "portal/home.html", {
-        "api_base": connect.api_base(),
+        "api_base": connect.api_base(request),
         "active_keys": lifecycle.active_keys(request.user).count(),
         "model_count": usable_models(request.user).count(),
     })
@@ -49,10 +49,11 @@ def signup(request):
 @login_required
 def connect_page(request):
     models = connect.pick_models(usable_models(request.user))
+    api_base = connect.api_base(request)
     return render(request, "portal/connect.html", {
-        "api_base": connect.api_base(),
+        "api_base": api_base,
         "models": models,
-        "snippets": connect.snippets(models),
+        "snippets": connect.snippets(models, api_base),
         "placeholder": connect.PLACEHOLDER_KEY,
     })
 

@@ -61,6 +61,7 @@ class _Headers:
         })
         self.path = path
         self.method = request.channel._command.decode("latin-1")
+        self.scheme = "https" if request.isSecure() else "http"  # for links in the answer (portal/siteurl.py)
 
 
 class GuardedRequest(WebRequest):
@@ -220,13 +221,15 @@ def main(argv: list[str]) -> None:
 
     django.setup(set_prefix=False)
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("-b", "--bind", default="127.0.0.1")
+    parser.add_argument("-b", "--bind", action="append", help="an address to listen on; repeat for more (default 127.0.0.1)")
     parser.add_argument("-p", "--port", type=int, default=8000)
     ours, rest = parser.parse_known_args(argv)
     if not any(arg.endswith(":application") or ":" in arg and not arg.startswith("-") for arg in rest):
         rest.append("portal.asgi:application")
     daphne_server.HTTPFactory = GuardedHTTPFactory
-    CommandLineInterface().run(["-e", endpoint(ours.bind, ours.port, settings.WEB_LISTEN_BACKLOG), *rest])
+    endpoints = [arg for host in ours.bind or ["127.0.0.1"]
+                 for arg in ("-e", endpoint(host, ours.port, settings.WEB_LISTEN_BACKLOG))]
+    CommandLineInterface().run([*endpoints, *rest])
 
 
 if __name__ == "__main__":

@@ -10,13 +10,15 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from portal import siteurl
+
 
 class Command(BaseCommand):
     help = "Create the 'admin' superuser if no superuser exists, and print how to sign in."
 
     def handle(self, *args, **options):
         users = get_user_model().objects
-        sign_in = settings.SITE_URL.rstrip("/") + "/admin/"
+        sign_in = siteurl.server_url() + "/admin/"
         existing = users.filter(is_superuser=True).order_by("pk").first()
         if existing is not None:
             self.stdout.write(f"Admin: sign in at {sign_in} as '{existing.get_username()}'.")

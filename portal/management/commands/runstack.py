@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand
 
 from inference.catalogue import sync_catalogue
 from inference.models import Node
+from portal import siteurl
 
 BANNER = """
 ==========================================================================
@@ -37,16 +38,37 @@ def _stop_on_signal(signum, frame):
 
 
 def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((host, port)) != 0
+    try:
+        socket.create_connection((host.strip("[]"), port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def _can_listen(host: str, port: int) -> bool:
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host, port))
+    except OSError:
+        return False
+    return True
+
+
+def _interfaces(host: str, port: int) -> list[str]:
+    """Where the web process listens. On this machine's loopback that is 127.0.0.1 and, when the
+    machine has IPv6, [::1] too: ALLOWED_HOSTS accepts [::1], browsers and Node try `localhost` as ::1
+    first, and a web process on 127.0.0.1 alone refuses them."""
+    if host.strip("[]") not in ("127.0.0.1", "localhost"):
+        return [host]
+    return ["127.0.0.1", "::1"] if _can_listen("::1", port) else ["127.0.0.1"]
 
 
 class Command(BaseCommand):
     help = "Run web, worker, beat (and the simulator when no node is configured) until Ctrl-C."
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8000")))
+        parser.add_argument("--host", default=settings.WEB_HOST)
+        parser.add_argument("--port", type=int, default=settings.WEB_PORT)
 
     def handle(self, *args, host: str, port: int, **options):
         self.children: list[tuple[str, subprocess.Popen]] = []
@@ -71,15 +93,19 @@ class Command(BaseCommand):
                 return
             python = sys.executable
             # portal/web.py: daphne with the listen backlog, idle timeout and body guards of production.
-            self._spawn("web", [python, "-m", "portal.web", "-b", host, "-p", str(port)], env)
+            binds = [arg for interface in _interfaces(host, port) for arg in ("-b", interface)]
+            self._spawn("web", [python, "-m", "portal.web", *binds, "-p", str(port)], env)
             self._spawn("worker", [python, "-m", "celery", "-A", "portal", "worker", "--loglevel=INFO",
                                    "--concurrency=2"], env)
             self._spawn("beat", [python, "-m", "celery", "-A", "portal", "beat", "--loglevel=INFO",
                                  "--schedule", os.path.join(run_dir, "celerybeat-schedule")], env)
             with open(os.path.join(run_dir, "stack.pids"), "w") as fh:  # for tools and tests that check shutdown
                 fh.write("".join(f"{name} {proc.pid}\n" for name, proc in self.children))
-            self._ping_web(host, port)
-            self.stdout.write(self.style.SUCCESS(f"Gatehouse is running on http://{host}:{port}  (Ctrl-C stops it)"))
+            url = siteurl.local_url(host, port)
+            self._ping_web(url)
+            self.stdout.write(self.style.SUCCESS(f"Gatehouse is running on {url}  (Ctrl-C stops it)"))
+            if settings.SITE_URL and settings.SITE_URL != url:
+                self.stdout.write(f"Its public URL (SITE_URL): {settings.SITE_URL}")
             self._watch()
         except KeyboardInterrupt:
             self.stdout.write("\nStopping...")
@@ -108,13 +134,13 @@ class Command(BaseCommand):
         self.stdout.write(self.style.WARNING(BANNER.format(url=url)))
         return url
 
-    def _ping_web(self, host: str, port: int) -> None:
+    def _ping_web(self, url: str) -> None:
         """Wait for the web server and call /healthz once, as a load balancer would: that starts its
         scheduler, which loads pinned models and watches the nodes before the first API call."""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=2):
+                with urllib.request.urlopen(url + "/healthz", timeout=2):
                     return
             except OSError:
                 time.sleep(0.2)
