@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods
 
-from apiaccess import last_used, lifecycle
+from apiaccess import keys, last_used, lifecycle
 from apiaccess.access import usable_models
 from apiaccess.forms import CreateKeyForm
 from apiaccess.models import ApiKey, KeyEvent
 from portal import connect
 from portal.http import client_ip
+
+# Right after "Create key" the browser is redirected (POST/redirect/GET, so a reload cannot create a
+# second key), and the next GET shows the key once. Until then it is split in two: a random pad in a
+# short-lived cookie of the browser's, and the key XORed with that pad in the session. Neither the
+# session store nor the cookie alone holds the key, and whichever is left behind is worthless.
+NEW_KEY_SESSION = "gatehouse_new_key"
+NEW_KEY_COOKIE = "gatehouse_new_key"
+NEW_KEY_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,34 @@ class NewKey:
     key: ApiKey
     plain: str
     snippets: list[connect.Snippet]
+
+
+def _xor(data: bytes, pad: bytes) -> bytes:
+    return bytes(a ^ b for a, b in zip(data, pad, strict=True))
+
+
+def _hold_new_key(request, response, api_key: ApiKey, plain: str) -> None:
+    pad = secrets.token_bytes(len(plain.encode()))
+    request.session[NEW_KEY_SESSION] = {"id": api_key.pk, "sealed": _xor(plain.encode(), pad).hex(),
+                                        "until": time.time() + NEW_KEY_SECONDS}
+    response.set_cookie(NEW_KEY_COOKIE, pad.hex(), max_age=NEW_KEY_SECONDS, path=reverse("account"),
+                        secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite="Strict")
+
+
+def _take_new_key(request) -> tuple[ApiKey, str] | None:
+    """The key created just before, once: the session's half is removed as it is read."""
+    held = request.session.pop(NEW_KEY_SESSION, None)
+    pad = request.COOKIES.get(NEW_KEY_COOKIE, "")
+    if not held or held["until"] < time.time():
+        return None
+    try:
+        plain = _xor(bytes.fromhex(held["sealed"]), bytes.fromhex(pad)).decode()
+    except ValueError:  # no cookie, or not this session's
+        return None
+    api_key = request.user.api_keys.filter(pk=held["id"]).first()
+    if api_key is None or not keys.matches(plain, api_key.digest):
+        return None
+    return api_key, plain
 
 
 def _page(request, form: CreateKeyForm, new_key: NewKey | None = None):
@@ -40,6 +79,8 @@ def _page(request, form: CreateKeyForm, new_key: NewKey | None = None):
         # The only copy of the key is in this page: keep it out of every cache.
         add_never_cache_headers(response)
         response["Cache-Control"] += ", no-store"
+    if NEW_KEY_COOKIE in request.COOKIES:
+        response.delete_cookie(NEW_KEY_COOKIE, path=reverse("account"), samesite="Strict")
     return response
 
 
@@ -47,7 +88,13 @@ def _page(request, form: CreateKeyForm, new_key: NewKey | None = None):
 @require_http_methods(["GET", "POST"])
 def account(request):
     if request.method == "GET":
-        return _page(request, CreateKeyForm(user=request.user))
+        new_key = None
+        if (taken := _take_new_key(request)) is not None:
+            api_key, plain = taken
+            models = api_key.allowed_models.all() or usable_models(request.user)
+            snippets = connect.snippets(connect.pick_models(models), connect.api_base(request), key=plain)
+            new_key = NewKey(api_key, plain, snippets)
+        return _page(request, CreateKeyForm(user=request.user), new_key)
     form = CreateKeyForm(request.POST, user=request.user)
     if not form.is_valid():
         return _page(request, form)
@@ -60,10 +107,9 @@ def account(request):
     except lifecycle.KeyLimitReached as limit:
         form.add_error(None, str(limit))
         return _page(request, form)
-    # Shown in this response only (no redirect): the plain key is never stored, not even in the session.
-    models = api_key.allowed_models.all() or usable_models(request.user)
-    snippets = connect.snippets(connect.pick_models(models), connect.api_base(request), key=plain)
-    return _page(request, CreateKeyForm(user=request.user), NewKey(api_key, plain, snippets))
+    response = redirect("account")
+    _hold_new_key(request, response, api_key, plain)
+    return response
 
 
 @login_required

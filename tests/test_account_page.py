@@ -28,7 +28,7 @@ def signed_in(world, name: str) -> Client:
 
 
 def create(client: Client, **fields) -> str:
-    response = client.post("/settings/account/", {"name": "laptop", **fields})
+    response = client.post("/settings/account/", {"name": "laptop", **fields}, follow=True)
     assert response.status_code == 200
     return response.content.decode()
 
@@ -54,8 +54,12 @@ def test_it_lists_only_the_persons_own_keys_with_every_column(world):
 
 def test_it_creates_a_key_and_shows_it_once_with_snippets_carrying_it(world):
     alice = signed_in(world, "alice")
-    response = alice.post("/settings/account/", {"name": "ci runner", "expires_in_days": "30",
-                                                "allowed_models": [CHAT_MODEL]})
+    posted = alice.post("/settings/account/", {"name": "ci runner", "expires_in_days": "30",
+                                              "allowed_models": [CHAT_MODEL]})
+    # POST/redirect/GET: reloading the page that shows the key cannot post the form again.
+    assert posted.status_code == 302 and posted["Location"] == "/settings/account/"
+    assert KEY_RE.search(posted.content.decode() + str(posted.cookies)) is None
+    response = alice.get("/settings/account/")
     page = response.content.decode()
     plain = KEY_RE.search(page).group(0)
     assert "no-store" in response["Cache-Control"]
@@ -71,6 +75,36 @@ def test_it_creates_a_key_and_shows_it_once_with_snippets_carrying_it(world):
     # Shown once: the next visit has only the prefix.
     again = alice.get("/settings/account/").content.decode()
     assert plain not in again and stored.masked in again
+
+
+def test_until_it_is_shown_the_new_key_is_neither_in_the_session_store_nor_in_the_cookie(world):
+    from django.contrib.sessions.models import Session
+
+    alice = signed_in(world, "alice")
+    posted = alice.post("/settings/account/", {"name": "split"})
+    cookie = posted.cookies["gatehouse_new_key"]
+    assert cookie["httponly"] and cookie["path"] == "/settings/account/" and cookie["samesite"] == "Strict"
+    assert 0 < int(cookie["max-age"]) <= 300
+    stored = Session.objects.get(session_key=alice.session.session_key)
+    held = stored.get_decoded()["gatehouse_new_key"]
+    stored_key = ApiKey.objects.get(pk=held["id"])
+    assert stored_key.name == "split"
+    shown = alice.get("/settings/account/")
+    plain = KEY_RE.search(shown.content.decode()).group(0)
+    assert plain not in stored.session_data and plain not in str(stored.get_decoded())
+    assert plain not in cookie.value and keys.lookup_of(plain) == stored_key.lookup
+    assert shown.cookies["gatehouse_new_key"].value == "", "the cookie half is deleted once used"
+    assert "gatehouse_new_key" not in Session.objects.get(session_key=alice.session.session_key).get_decoded()
+
+
+def test_the_session_half_alone_shows_nothing(world):
+    """Another browser on the same session (the cookie half missing) or a stale cookie: no key, no error."""
+    alice = signed_in(world, "alice")
+    alice.post("/settings/account/", {"name": "no cookie"})
+    del alice.cookies["gatehouse_new_key"]
+    page = alice.get("/settings/account/")
+    assert page.status_code == 200 and KEY_RE.search(page.content.decode()) is None
+    assert ApiKey.objects.filter(user__username="alice", name="no cookie").count() == 1
 
 
 def test_it_shows_form_errors_and_offers_only_usable_models(world):

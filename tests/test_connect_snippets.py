@@ -41,7 +41,7 @@ def shown(gatehouse, world, django_db_blocker, redis_server):
         client = Client()
         client.force_login(world.users["alice"])
         placeholder = snippets_in(client.get("/connect/").content.decode())
-        created = client.post("/settings/account/", {"name": "snippet check"}).content.decode()
+        created = client.post("/settings/account/", {"name": "snippet check"}, follow=True).content.decode()
     plain = KEY_RE.search(created).group(0)
     return placeholder, snippets_in(created), plain
 

@@ -105,3 +105,34 @@ def test_the_user_menu_works_from_the_keyboard(browser, gatehouse, world):
     page.keyboard.press("Enter")
     page.wait_for_selector("h1:text('Account settings')")
     context.close()
+
+def test_reloading_after_create_key_makes_no_second_key_and_shows_the_key_once(browser, gatehouse, world,
+                                                                                django_db_blocker, monkeypatch):
+    from apiaccess.models import ApiKey
+
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    sign_in(page, gatehouse.url, "bob", "pw-bob")
+    page.goto(gatehouse.url + "/settings/account/")
+    page.get_by_label("Name").fill("reload check")
+    page.get_by_role("button", name="Create key").click()
+    page.wait_for_selector("#new-key-value")
+    plain = page.input_value("#new-key-value")
+    assert page.url == gatehouse.url + "/settings/account/", "the form's POST was answered with a redirect"
+    screenshot(page, "new-key-desktop")
+
+    def rows() -> int:
+        return page.locator("#key-table tbody tr", has_text="reload check").count()
+
+    assert rows() == 1 and page.content().count(plain) >= 1
+    for _ in range(2):
+        page.reload()
+        page.wait_for_selector("h1:text('Account settings')")
+        assert rows() == 1, "a reload created a second key"
+        assert plain not in page.content() and page.locator("#new-key-value").count() == 0, "the key is shown once"
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop runs in this thread
+    with django_db_blocker.unblock():
+        assert ApiKey.objects.filter(user__username="bob", name="reload check").count() == 1
+    assert models_status(gatehouse.url, plain) == 200
+    context.close()
+
