@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
@@ -19,6 +18,7 @@ from portal import connect
 from portal.forms import SignUpForm
 from portal.metrics import staff_or_metrics_token
 from portal.models_page import LIVE_COLUMNS, model_rows
+from portal.staff import staff_required
 
 
 def home(request):
@@ -63,7 +63,7 @@ def models_page(request):
     return render(request, "portal/models.html", {"rows": model_rows(request.user), "live_columns": LIVE_COLUMNS})
 
 
-@staff_member_required
+@staff_required
 def dashboard_page(request):
     """The live dashboard; its figures arrive over the websocket (portal/dashboard.py)."""
     return render(request, "portal/dashboard.html")

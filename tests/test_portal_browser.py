@@ -136,3 +136,34 @@ def test_reloading_after_create_key_makes_no_second_key_and_shows_the_key_once(b
     assert models_status(gatehouse.url, plain) == 200
     context.close()
 
+def test_signed_out_visitors_of_staff_pages_sign_in_on_the_portal(browser, gatehouse, world, django_db_blocker,
+                                                                   monkeypatch):
+    from django.contrib.auth import get_user_model
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with django_db_blocker.unblock():
+        if not get_user_model().objects.filter(username="olga").exists():
+            get_user_model().objects.create_user("olga", password="pw-olga", is_staff=True)
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.goto(gatehouse.url + "/dashboard/")
+    assert page.url == gatehouse.url + "/accounts/login/?next=/dashboard/"
+    assert "Gatehouse admin" not in page.title() and page.locator("header.topbar").count() == 1
+    accessible(page)
+    page.get_by_label("Username").fill("olga")
+    page.get_by_label("Password").fill("pw-olga")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(gatehouse.url + "/dashboard/")
+    context.close()
+
+    # Signed in but not staff: the portal says no, rather than sending them to sign in again.
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    sign_in(page, gatehouse.url, "charlie", "pw-charlie")
+    response = page.goto(gatehouse.url + "/dashboard/")
+    assert response.status == 403 and page.url == gatehouse.url + "/dashboard/"
+    assert "This page is for staff." in page.inner_text("main")
+    accessible(page)
+    screenshot(page, "forbidden-desktop")
+    context.close()
+

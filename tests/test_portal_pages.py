@@ -132,6 +132,16 @@ def test_the_models_page_is_not_the_api_route_without_v1(world):
     assert "/v1" in response.json()["error"]["message"]
 
 
+def test_the_live_dashboard_signs_in_on_the_portal_and_stays_staff_only(world):
+    assert Client().get("/dashboard/")["Location"] == "/accounts/login/?next=/dashboard/"
+    refused = signed_in(world, "bob").get("/dashboard/")
+    assert refused.status_code == 403 and b"This page is for staff." in refused.content
+    staff = get_user_model().objects.create_user("stella", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    assert client.get("/dashboard/").status_code == 200
+
+
 def test_the_admin_is_titled_gatehouse(world):
     staff = get_user_model().objects.create_superuser("root", password="pw")
     client = Client()

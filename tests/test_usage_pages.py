@@ -85,7 +85,8 @@ def test_the_csv_has_a_line_per_day_model_key_and_outcome(people, history):
 
 
 def test_staff_see_top_users_models_and_rejections_by_reason(people, history):
-    assert client_of(people["dora"]).get("/usage/all/").status_code == 302  # to the admin's sign-in
+    assert Client().get("/usage/all/")["Location"] == "/accounts/login/?next=/usage/all/"  # the portal's sign-in
+    assert client_of(people["dora"]).get("/usage/all/").status_code == 403  # signed in, not staff
     page = client_of(people["ops"]).get("/usage/all/").content.decode()
     assert '<strong id="total-requests">4</strong>' in page
     assert page.index(">eve<") < page.index(">dora<")  # eve used more tokens

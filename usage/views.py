@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
@@ -12,6 +11,7 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
 from apiaccess.models import ApiKey
+from portal.staff import staff_required
 from usage import charts, reports
 from usage.models import UsageRecord
 
@@ -62,7 +62,7 @@ def usage_csv(request):
     return response
 
 
-@staff_member_required
+@staff_required
 def staff_usage(request):
     report = reports.report()
     people = {u.pk: u for u in get_user_model().objects.filter(pk__in=[k for k in report.by_user if k])}
