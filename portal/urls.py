@@ -24,6 +24,7 @@ accounts = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("metrics", metrics_view, name="metrics"),
     path("dashboard/", views.dashboard_page, name="dashboard"),
     path("portal/api/status", SchedulerStatus.as_view(), name="scheduler-status"),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_http_methods
 
 from apiaccess import lifecycle
@@ -67,6 +69,16 @@ def models_page(request):
 def dashboard_page(request):
     """The live dashboard; its figures arrive over the websocket (portal/dashboard.py)."""
     return render(request, "portal/dashboard.html")
+
+
+# Pages link the icon from the static files; browsers still ask for /favicon.ico (the admin's pages,
+# a JSON answer opened in a tab), so answer that too instead of logging a 404 on every first visit.
+FAVICON = Path(__file__).parent / "static" / "portal" / "favicon.ico"
+
+
+@cache_control(public=True, max_age=86400)
+def favicon(request):
+    return HttpResponse(FAVICON.read_bytes(), content_type="image/x-icon")
 
 
 @never_cache

@@ -106,6 +106,7 @@ def test_the_user_menu_works_from_the_keyboard(browser, gatehouse, world):
     page.wait_for_selector("h1:text('Account settings')")
     context.close()
 
+
 def test_reloading_after_create_key_makes_no_second_key_and_shows_the_key_once(browser, gatehouse, world,
                                                                                 django_db_blocker, monkeypatch):
     from apiaccess.models import ApiKey
@@ -135,6 +136,7 @@ def test_reloading_after_create_key_makes_no_second_key_and_shows_the_key_once(b
         assert ApiKey.objects.filter(user__username="bob", name="reload check").count() == 1
     assert models_status(gatehouse.url, plain) == 200
     context.close()
+
 
 def test_signed_out_visitors_of_staff_pages_sign_in_on_the_portal(browser, gatehouse, world, django_db_blocker,
                                                                    monkeypatch):
@@ -167,3 +169,26 @@ def test_signed_out_visitors_of_staff_pages_sign_in_on_the_portal(browser, gateh
     screenshot(page, "forbidden-desktop")
     context.close()
 
+
+def test_every_page_has_an_icon_and_nothing_is_missing(browser, gatehouse, world):
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    failed = []
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    sign_in(page, gatehouse.url, "alice", "pw-alice")
+    for path in ("/connect/", "/models/", "/usage/", "/settings/account/", "/admin/login/"):
+        page.goto(gatehouse.url + path)
+    page.goto(gatehouse.url + "/")
+    icons = page.eval_on_selector_all("link[rel=icon]", "links => links.map(l => l.href)")
+    assert len(icons) == 2
+    fetched = page.evaluate("""async urls => Promise.all(urls.map(async u => {
+        const r = await fetch(u); return [r.status, r.headers.get('content-type'), (await r.arrayBuffer()).byteLength];
+    }))""", [*icons, gatehouse.url + "/favicon.ico"])
+    for status, content_type, size in fetched:
+        assert status == 200 and content_type.startswith("image/") and size > 100, fetched
+    assert fetched[-1][1] == "image/x-icon"
+    assert not failed, f"missing: {failed}"
+    ico = httpx.get(gatehouse.url + "/favicon.ico")
+    assert ico.content[:4] == b"\x00\x00\x01\x00", "an ICO file"
+    assert "max-age" in ico.headers["cache-control"]
+    context.close()

@@ -142,6 +142,15 @@ def test_the_live_dashboard_signs_in_on_the_portal_and_stays_staff_only(world):
     assert client.get("/dashboard/").status_code == 200
 
 
+def test_favicon_ico_is_answered_and_every_page_links_an_icon(world):
+    icon = Client().get("/favicon.ico")
+    assert icon.status_code == 200 and icon["Content-Type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"
+    page = Client().get("/").content.decode()
+    assert 'rel="icon" href="/static/portal/favicon.ico"' in page
+    assert 'rel="icon" href="/static/portal/favicon.svg" type="image/svg+xml"' in page
+
+
 def test_the_admin_is_titled_gatehouse(world):
     staff = get_user_model().objects.create_superuser("root", password="pw")
     client = Client()
