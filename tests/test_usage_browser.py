@@ -5,6 +5,7 @@ and it fits a phone. Screenshots go to test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 from django.utils import timezone
@@ -64,4 +65,65 @@ def test_a_person_reads_their_usage_chart_and_downloads_it(browser, gatehouse, w
     assert overflow <= 0, f"/usage/ scrolls sideways on a phone by {overflow}px: {wide}"
     screenshot(small, "usage-phone")
     phone.close()
+    context.close()
+
+
+_LABELS = """[...document.querySelectorAll('.chart-box')].map(box => ({
+  plot: box.querySelector('svg.chart').getBoundingClientRect().toJSON(),
+  labels: [...box.querySelectorAll('.chart-x span, .chart-y span:not(.chart-y-width)')].map(e => {
+    const range = document.createRange();
+    range.selectNodeContents(e);
+    return {axis: e.parentElement.className, text: e.textContent, box: range.getBoundingClientRect().toJSON(),
+            font: parseFloat(getComputedStyle(e).fontSize)};
+  }),
+}))"""
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_the_charts_axis_labels_are_readable_at_any_width(browser, gatehouse, world, charlies_usage, viewport):
+    context = browser.new_context(viewport=viewport, is_mobile=viewport is PHONE, has_touch=viewport is PHONE)
+    page = context.new_page()
+    sign_in(page, gatehouse.url, "charlie", "pw-charlie")
+    page.goto(gatehouse.url + "/usage/")
+    charts = page.evaluate(_LABELS)
+    assert len(charts) == 2
+    width = page.evaluate("document.documentElement.clientWidth")
+    for chart in charts:
+        shown = [label for label in chart["labels"] if label["box"]["width"]]
+        x_labels = [label for label in shown if label["axis"] == "chart-x"]
+        y_labels = [label for label in shown if label["axis"] == "chart-y"]
+        assert len(x_labels) == (3 if viewport is PHONE else 6), x_labels  # every 10 days on a phone, else 5
+        assert [label["text"] for label in y_labels][0] == "0"
+        for label in shown:
+            # Measured as drawn: the text's own box, not a scaled-down SVG's.
+            assert label["box"]["height"] >= 10 and label["font"] >= 10, label
+            assert 0 <= label["box"]["left"] and label["box"]["right"] <= width, label
+        for a, b in itertools.pairwise(x_labels):
+            assert not _overlap(a["box"], b["box"]), (a, b)
+        for label in y_labels:  # beside the plot, not over the bars
+            assert label["box"]["right"] <= chart["plot"]["left"], label
+    accessible(page)
+    screenshot(page, f"usage-charts-{'phone' if viewport is PHONE else 'desktop'}")
+    context.close()
+
+
+def test_an_empty_usage_page_says_so_on_a_phone(browser, gatehouse, world, django_db_blocker, monkeypatch):
+    from django.contrib.auth import get_user_model
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with django_db_blocker.unblock():
+        if not get_user_model().objects.filter(username="nadia").exists():
+            get_user_model().objects.create_user("nadia", password="pw-nadia")
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    sign_in(page, gatehouse.url, "nadia", "pw-nadia")
+    page.goto(gatehouse.url + "/usage/")
+    assert page.locator("#per-key-empty").is_visible()
+    assert "None of your keys was used" in page.inner_text("#per-key-empty")
+    accessible(page)
+    screenshot(page, "usage-empty-phone")
     context.close()

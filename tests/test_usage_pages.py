@@ -64,6 +64,13 @@ def test_the_usage_page_needs_a_signed_in_person(db):
     assert Client().get("/usage/usage.csv").status_code == 302
 
 
+def test_an_empty_usage_page_says_so_under_every_heading(people):
+    page = client_of(people["dora"]).get("/usage/").content.decode()
+    per_model, per_key = page.index("<h2>Per model</h2>"), page.index("<h2>Per key</h2>")
+    assert "No requests in the last 30 days." in page[per_model:per_key]
+    assert 'id="per-key-empty"' in page[per_key:] and "None of your keys was used" in page[per_key:]
+
+
 def test_a_person_sees_their_own_last_30_days_only(people, history):
     page = client_of(people["dora"]).get("/usage/").content.decode()
     assert '<strong id="total-requests">3</strong>' in page

@@ -7,7 +7,9 @@ from html import escape
 
 # Distinguishable on white and for most colour-blind readers (Okabe-Ito).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 220, 56, 28, 10
+# The plot's own units: it stretches to the page's width at a fixed height (portal.css, .chart).
+WIDTH, HEIGHT, TOP = 600, 180, 8
+LABEL_EVERY = 5  # days between date labels, counted back from today
 
 
 def colour(index: int) -> str:
@@ -32,29 +34,40 @@ def _short(value: float) -> str:
 
 
 def stacked_bars(title: str, days: list[dt.date], series: list[tuple[str, list[float]]]) -> str:
-    """One bar per day, stacked by series (label, one value per day)."""
+    """One bar per day, stacked by series (label, one value per day).
+
+    The bars are an SVG that stretches to any width; the axis labels are HTML beside and below it,
+    placed in percent of the plot, so they keep the page's font size on a phone as on a wide screen
+    (text inside a scaled SVG would shrink with it, to 4 px on a phone)."""
     totals = [sum(values[i] for _, values in series) for i in range(len(days))]
     top = _nice_max(max(totals, default=0))
-    plot_w, plot_h = WIDTH - LEFT - 8, HEIGHT - BOTTOM - TOP
-    slot = plot_w / max(1, len(days))
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" '
-             f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
+    plot_h = HEIGHT - TOP
+    slot = WIDTH / max(1, len(days))
+    svg = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" role="img" '
+           f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
+    y_labels = []
     for fraction in (0, 0.5, 1):  # grid lines and their values
         y = TOP + plot_h * (1 - fraction)
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-                     f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{_short(top * fraction)}</text>')
+        svg.append(f'<line x1="0" x2="{WIDTH}" y1="{y:.1f}" y2="{y:.1f}" class="grid" '
+                   f'vector-effect="non-scaling-stroke"/>')
+        y_labels.append(f'<span style="top: {100 * y / HEIGHT:.2f}%">{_short(top * fraction)}</span>')
+    x_labels = []
     for i, day in enumerate(days):
-        x = LEFT + i * slot + slot * 0.15
+        x = i * slot + slot * 0.15
         base = TOP + plot_h
         for index, (label, values) in enumerate(series):
             if not values[i]:
                 continue
             h = plot_h * values[i] / top
             base -= h
-            parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
-                         f'fill="{colour(index)}"><title>{day:%b %d} · {escape(label)}: {values[i]:g}</title></rect>')
-        if i % 5 == 0 or i == len(days) - 1:
-            parts.append(f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - 8}" text-anchor="middle" class="axis">'
-                         f'{day:%b %d}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+            svg.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
+                       f'fill="{colour(index)}"><title>{day:%b %d} · {escape(label)}: {values[i]:g}</title></rect>')
+        if (len(days) - 1 - i) % LABEL_EVERY == 0:
+            # The last one ends at the plot's right edge rather than hang over it.
+            where = "right: 0" if i == len(days) - 1 else f"left: {100 * (i + 0.5) * slot / WIDTH:.2f}%"
+            x_labels.append(f'<span style="{where}">{day:%b %d}</span>')
+    svg.append("</svg>")
+    widest = max((_short(top * f) for f in (0, 0.5, 1)), key=len)
+    return (f'<div class="chart-box"><div class="chart-y" aria-hidden="true">{"".join(y_labels)}'
+            f'<span class="chart-y-width">{widest}</span></div>{"".join(svg)}'
+            f'<div class="chart-x" aria-hidden="true">{"".join(x_labels)}</div></div>')
