@@ -316,11 +316,28 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apiaccess.keyapi.errors.json_exception_handler",
 }
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in _LOG_LEVELS:
+    raise ImproperlyConfigured(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {LOG_LEVEL!r}")
+# Lines about routine work that repeats all day: shown at LOG_LEVEL=DEBUG only.
+_ROUTINE = "DEBUG" if LOG_LEVEL == "DEBUG" else max("WARNING", LOG_LEVEL, key=_LOG_LEVELS.index)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"quiet_refusals": {"()": "portal.logfilters.QuietRefusals"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    # httpx logs every request at INFO: the scheduler polls each node's /api/ps every few seconds.
-    "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # One line per refused API request (the access log's): not Django's "Service Unavailable" as well.
+        "django.request": {"level": "ERROR", "filters": ["quiet_refusals"]},
+        # httpx logs every request at INFO: the scheduler polls each node's /api/ps every few seconds.
+        "httpx": {"level": "WARNING"},
+        # The worker's "Task ... received" and "... succeeded", and beat's "Sending due task", for every
+        # periodic task (usage drained every 10 s, catalogue every 30 s...): two dozen lines a minute
+        # from an idle worker. The tasks' own warnings and errors still show.
+        "celery.worker.strategy": {"level": _ROUTINE},
+        "celery.app.trace": {"level": _ROUTINE},
+        "celery.beat": {"level": _ROUTINE},
+    },
 }
