@@ -138,6 +138,17 @@ async def set_place(model: str, node: str, state: str, client: aioredis.Redis | 
     return bool(await _script(client, "place")(keys=[model_prefix(model)], args=[node, state, now_ms(), load_ms]))
 
 
+async def note_born(models: list[str]) -> None:
+    """Start the restart hold of every model whose state Redis does not have yet (a Redis that is new,
+    or lost its data), now rather than at its first request: the swap actor does it every round, so
+    after a restart the hold starts within a round, and in a new deployment it is over before the
+    first requests come. SET NX: a model whose state exists keeps its birth time."""
+    async with redis_client().pipeline(transaction=False) as pipe:
+        for model in models:
+            pipe.set(model_prefix(model) + "born", now_ms(), nx=True)
+        await pipe.execute()
+
+
 @dataclass
 class ModelState:
     """A read-only picture of one model's queue, for the swap actor, the status page and Retry-After."""

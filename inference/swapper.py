@@ -102,6 +102,7 @@ class SwapActor:
     async def round(self) -> None:
         routes = await registry.all_models()
         infos = await registry.all_nodes()
+        await queue.note_born([route.ollama_name for route in routes])
         await self._poll_nodes(infos)
         usable = {url for url, view in self.views.items() if view.info.enabled and not nodehealth.is_down(url)}
         states = await queue.model_states({route.ollama_name: list(route.node_urls) for route in routes})
