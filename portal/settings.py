@@ -3,6 +3,7 @@ the README's configuration table lists them all."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,14 @@ from portal.env import envbool, envfloat, envint, envlist, envsecret, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
 DEBUG = envbool("DEBUG", True)
 
 SECRET_KEY = envsecret("SECRET_KEY")
@@ -24,6 +33,8 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-insecure-gatehouse-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+# An IPv6 address is matched in brackets ("[::1]", as in a Host header): accept it written without.
+ALLOWED_HOSTS = [f"[{host}]" if _is_ipv6(host) else host for host in ALLOWED_HOSTS]
 # The public URL in links and snippets. Empty: each page uses the URL it was requested on (portal/siteurl.py).
 SITE_URL = envstr("SITE_URL", "").strip().rstrip("/")
 # The public URL is always a trusted origin for forms, also behind a proxy that hides the scheme.

@@ -108,6 +108,23 @@ def test_a_name_not_allowed_is_never_handed_out(portless):
     assert "evil.example" not in message and "page: /settings/account/" in message
 
 
+def test_an_ipv6_allowed_host_is_answered_however_it_is_written(world, redis_server, static_root):
+    from tests.conftest import live_server_env
+
+    # "::1" as people write it in ALLOWED_HOSTS; Django matches "[::1]", as the Host header has it.
+    server = DaphneServer({**live_server_env(redis_server, static_root), "SITE_URL": "",
+                           "ALLOWED_HOSTS": "127.0.0.1,::1"})
+    try:
+        host = {"Host": f"[::1]:{server.port}"}
+        assert httpx.get(server.url + "/accounts/login/", headers=host).status_code == 200
+        refused = httpx.get(server.url + "/v1/models", headers=host)
+        assert refused.status_code == 401, refused.text  # not 400 invalid_host
+        assert f"http://[::1]:{server.port}/settings/account/" in refused.json()["error"]["message"]
+        assert httpx.get(server.url + "/v1/models", headers={"Host": "evil.example"}).status_code == 400
+    finally:
+        server.stop()
+
+
 @pytest.mark.django_db
 def test_forwarded_headers_count_only_behind_a_trusted_proxy(world, settings):
     settings.SITE_URL = ""
