@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import httpx
 import ollama
@@ -17,11 +17,13 @@ from tests.support.simulator import SimulatorProcess
 pytestmark = pytest.mark.timeout(60)
 
 HI = [{"role": "user", "content": "hi"}]
+# ka_sim's: short, so a test sees the idle unload, and long enough to read /api/ps before it on a busy machine.
+DEFAULT_KEEP_ALIVE = timedelta(seconds=2)
 
 
 @pytest.fixture(scope="module")
 def ka_sim() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess(sim_config({"keep_alive": "700ms", "tokens_per_second": 100,
+    with SimulatorProcess(sim_config({"keep_alive": "2s", "tokens_per_second": 100,
                                       "response_tokens": [100, 200]})) as sim:
         yield sim
 
@@ -31,9 +33,13 @@ def sim(ka_sim: SimulatorProcess) -> SimulatorProcess:
     return clean(ka_sim)
 
 
-def seconds_left(sim: SimulatorProcess, model: str = CHAT) -> float:
+def expires_at(sim: SimulatorProcess, model: str = CHAT) -> datetime:
     row = next(m for m in httpx.get(sim.url + "/api/ps").json()["models"] if m["name"] == model)
-    return (datetime.fromisoformat(row["expires_at"]) - datetime.now().astimezone()).total_seconds()
+    return datetime.fromisoformat(row["expires_at"])
+
+
+def seconds_left(sim: SimulatorProcess, model: str = CHAT) -> float:
+    return (expires_at(sim, model) - datetime.now().astimezone()).total_seconds()
 
 
 def generate(sim: SimulatorProcess, **body) -> dict:
@@ -44,9 +50,15 @@ def generate(sim: SimulatorProcess, **body) -> dict:
 
 
 def test_it_unloads_an_idle_model_after_the_default_keep_alive(sim):
+    # The timer starts when the request ends, which is between these two moments, however busy the machine.
+    before = datetime.now().astimezone()
     generate(sim)
-    assert 0.3 < seconds_left(sim) <= 0.7
-    eventually(lambda: loaded_names(sim) == [], timeout=3, what="idle unload")
+    assert CHAT in loaded_names(sim), "unloaded within 2 s of the end (or the test was held up that long)"
+    expires = expires_at(sim)
+    after = datetime.now().astimezone()
+    slack = timedelta(milliseconds=50)  # clock reads in two processes
+    assert before + DEFAULT_KEEP_ALIVE - slack <= expires <= after + DEFAULT_KEEP_ALIVE + slack, (before, expires, after)
+    eventually(lambda: loaded_names(sim) == [], timeout=30, what="idle unload")
     stats = sim.model_stats(CHAT)
     assert stats["unloads"] == 1 and stats["evictions"] == 0
 
@@ -59,7 +71,7 @@ def test_it_reads_numbers_as_seconds_and_strings_as_go_durations(sim):
     generate(sim, keep_alive="1.5m")
     assert 80 < seconds_left(sim) <= 90
     generate(sim, keep_alive=0.3)
-    eventually(lambda: loaded_names(sim) == [], timeout=3, what="unload after 0.3 s")
+    eventually(lambda: loaded_names(sim) == [], timeout=30, what="unload after 0.3 s")
 
 
 def test_it_keeps_negative_keep_alive_forever(sim):
@@ -74,7 +86,7 @@ def test_it_keeps_negative_keep_alive_forever(sim):
 def test_it_lets_the_last_explicit_keep_alive_win_and_absent_ones_leave_it(sim):
     generate(sim, keep_alive="2m")
     assert 110 < seconds_left(sim) <= 120
-    generate(sim)  # no keep_alive: the runner keeps 2m, not the 700ms default
+    generate(sim)  # no keep_alive: the runner keeps 2m, not the 2s default
     assert 110 < seconds_left(sim) <= 120
     # The OpenAI layer cannot express keep_alive (and drops it if sent), so it never resets it.
     response = httpx.post(sim.url + "/v1/chat/completions", json={
@@ -89,26 +101,31 @@ def test_it_lets_the_last_explicit_keep_alive_win_and_absent_ones_leave_it(sim):
 def test_it_unloads_as_soon_as_a_keep_alive_zero_request_ends(sim):
     reply = generate(sim, keep_alive=0)
     assert reply["done"] is True and reply["eval_count"] == 1
-    eventually(lambda: loaded_names(sim) == [], timeout=2, what="unload at idle")
+    eventually(lambda: loaded_names(sim) == [], timeout=30, what="unload at idle")
     assert sim.model_stats(CHAT)["unloads"] == 1
 
 
 @pytest.mark.asyncio
 async def test_it_starts_the_idle_timer_only_when_the_last_request_ends(sim):
+    # 70 tokens at 25 a second: the simulator's clock paces the stream, so the request lasts at least
+    # 2.8 s (no sleep in the test), longer than its 2 s keep_alive.
+    sim.set_faults(CHAT, tokens_per_second=25)
+    keep_alive, lasts = timedelta(seconds=2), timedelta(seconds=70 / 25)
     async with ollama.AsyncClient(host=sim.url) as client:
         parts = 0
-        # 100 tokens a second: by the 40th token the request has run twice the 0.2 s keep_alive (the
-        # simulator's own clock paces the stream, so no sleep in the test).
-        async for part in await client.generate(model=CHAT, prompt="x", keep_alive=0.2, stream=True,
-                                                options={"num_predict": 60}):
+        sent = datetime.now().astimezone()
+        async for part in await client.generate(model=CHAT, prompt="x", keep_alive=2, stream=True,
+                                                options={"num_predict": 70}):
             parts += 1
-            if parts == 40:
+            if parts == 65:  # 2.6 s in: a timer started with the request would have unloaded it
                 assert CHAT in await asyncio.to_thread(loaded_names, sim)
             if part.done:
-                assert part.eval_count == 60
-        assert CHAT in await asyncio.to_thread(loaded_names, sim)  # the 0.2 s timer has only just started
-        await asyncio.to_thread(eventually, lambda: loaded_names(sim) == [], timeout=2,
-                                what="unload 0.2 s after the end")
+                assert part.eval_count == 70
+        # The timer started when the request ended, which was at least 2.8 s after it was sent.
+        assert CHAT in loaded_names(sim), "unloaded within 2 s of the end (or the test was held up that long)"
+        assert expires_at(sim) >= sent + lasts + keep_alive
+        await asyncio.to_thread(eventually, lambda: loaded_names(sim) == [], timeout=30,
+                                what="unload 2 s after the end")
 
 
 @pytest.mark.asyncio
@@ -128,4 +145,4 @@ async def test_it_unloads_a_busy_model_only_after_its_requests_finish(sim):
         assert CHAT in await asyncio.to_thread(loaded_names, sim)
         await task
     assert parts[-1].done and parts[-1].eval_count == 50
-    await asyncio.to_thread(eventually, lambda: loaded_names(sim) == [], timeout=2, what="unload after the stream")
+    await asyncio.to_thread(eventually, lambda: loaded_names(sim) == [], timeout=30, what="unload after the stream")

@@ -64,23 +64,34 @@ async def test_it_runs_at_most_num_parallel_requests_per_model_at_once(sim):
 
 @pytest.mark.asyncio
 async def test_it_serves_slot_waiters_first_come_first_served(sim):
+    """Both slots are held by requests that stall until their client leaves, so nothing finishes while
+    the five waiters arrive (each one is seen waiting before the next is sent: the order is certain,
+    however slow the machine). Then one slot is freed: the waiters get it one at a time, so the order
+    they finish in is the order they got the slot in."""
     preload(sim, CHAT)
-    sim.set_faults(CHAT, tokens_per_second=100)
     finished: list[int] = []
-    async with ollama.AsyncClient(host=sim.url) as client:
+    hold = {"model": CHAT, "prompt": "hold", "options": {"num_predict": 100, "sim_stall_after_tokens": 1}}
+    async with httpx.AsyncClient(base_url=sim.url, timeout=60) as http, ollama.AsyncClient(host=sim.url) as client:
 
         async def one(i: int) -> None:
-            await client.generate(model=CHAT, prompt=str(i), options={"num_predict": 30})
+            await client.generate(model=CHAT, prompt=str(i), options={"num_predict": 5})
             finished.append(i)
 
-        tasks = []
-        for i in range(5):
-            tasks.append(asyncio.create_task(one(i)))
-            # Make the arrival order certain before sending the next one.
-            await asyncio.to_thread(eventually, lambda n=i + 1: sim.model_stats(CHAT).get("in_flight") == n, what=f"request {i}")
-        await asyncio.gather(*tasks)
+        async with http.stream("POST", "/api/generate", json=hold) as first, \
+                http.stream("POST", "/api/generate", json=hold) as second:
+            holding = [first.aiter_lines(), second.aiter_lines()]  # kept: a dropped iterator closes its stream
+            for lines in holding:  # each has its slot and has sent its one token
+                await anext(lines)
+            tasks = []
+            for i in range(5):
+                tasks.append(asyncio.create_task(one(i)))
+                await asyncio.to_thread(eventually, lambda n=i + 1: sim.model_stats(CHAT).get("waiting_for_slot") == n,
+                                        what=f"request {i} waiting for a slot", timeout=30)
+            await first.aclose()  # its client leaves: the slot is free
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=45)
+            assert sim.model_stats(CHAT)["generating"] == 1  # the other one still holds its slot
     assert finished == [0, 1, 2, 3, 4]
-    assert sim.model_stats(CHAT)["max_waiting_for_slot"] == 3
+    assert sim.model_stats(CHAT)["max_waiting_for_slot"] == 5
 
 
 @pytest.mark.asyncio
