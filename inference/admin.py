@@ -1,14 +1,30 @@
 from django.contrib import admin
 from django.db.models import Count, Q
-from django.template.defaultfilters import filesizeformat
 
 from inference.models import Model, Node, NodeModel
+
+
+def human_size(size: int) -> str:
+    """Bytes as people read them, in powers of 1024 as GPU memory is sold: "2.0 GiB", "512.0 MiB"."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+@admin.display(description="Size", ordering="size_bytes")
+def size(obj) -> str:
+    return human_size(obj.size_bytes) if obj.size_bytes else "unknown"
 
 
 class NodeModelInline(admin.TabularInline):
     model = NodeModel
     extra = 0
-    readonly_fields = ["node", "model", "digest", "size_bytes", "seen_at"]
+    fields = readonly_fields = ["node", "model", "digest", size, "seen_at"]
     can_delete = False
 
 
@@ -48,18 +64,19 @@ class NodeAdmin(admin.ModelAdmin):
 
     @admin.display(description="GPU memory", ordering="gpu_memory_bytes")
     def gpu_memory(self, obj):
-        return filesizeformat(obj.gpu_memory_bytes) if obj.gpu_memory_bytes else "unknown"
+        return human_size(obj.gpu_memory_bytes) if obj.gpu_memory_bytes else "unknown"
 
 
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "ollama_name", "kind", "context_length", "context_overflow", "concurrency",
+    list_display = ["public_id", "ollama_name", "kind", size, "context_length", "context_overflow", "concurrency",
                     "max_queue", "pinned", "servers", "enabled"]
     list_editable = ["enabled"]
     list_filter = ["kind", "context_overflow", "pinned", "enabled", "family", "nodes"]
     search_fields = ["public_id", "ollama_name", "family"]
-    readonly_fields = ["capabilities", "max_context_length", "size_bytes", "family", "parameter_size",
+    readonly_fields = ["capabilities", "max_context_length", size, "family", "parameter_size",
                        "quantization", "created_at", "updated_at"]
+    exclude = ["size_bytes"]  # shown read-only as `size`
     inlines = [NodeModelInline]
 
     def get_queryset(self, request):

@@ -106,3 +106,6 @@ class NodeModel(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["node", "model"], name="unique_node_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model} on {self.node}"
