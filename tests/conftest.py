@@ -250,3 +250,14 @@ def gatehouse(world, redis_server, static_root, django_db_blocker):
 @pytest.fixture
 def base_url(gatehouse) -> str:
     return gatehouse.url + "/v1"
+
+
+@pytest.fixture
+def superuser_client(redis_server):
+    """A Django test client signed in as a superuser (admin pages); needs the django_db mark."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("boss", password="pw"))
+    return client

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from inference.admin import human_size
@@ -17,10 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(world) -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("admin-reader", password="pw"))
-    return client
+def staff(world, superuser_client) -> Client:
+    return superuser_client
 
 
 @pytest.mark.parametrize(("size", "shown"), [(0, "0 bytes"), (1023, "1023 bytes"), (1024, "1.0 KiB"),

@@ -15,10 +15,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(redis_server) -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("boss", password="pw"))
-    return client
+def staff(redis_server, superuser_client) -> Client:
+    return superuser_client
 
 
 def test_draining_a_node_is_logged(staff):
