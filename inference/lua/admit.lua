@@ -64,6 +64,9 @@ for _, r in ipairs(due) do
     mine = r
   end
 end
+-- Places open one per call that ends: at most the model's slots can be waiting for their holders at
+-- once, however many refused clients (some long gone) were told to come back about now.
+held_for_others = math.min(held_for_others, f.capacity)
 if not retry and beyond + held_for_others > p.max_queue then
   -- Places open as calls end. This request fits after `beyond - max_queue` more calls have ended,
   -- plus one for each reservation handed out before it. One who comes back with a due reservation
