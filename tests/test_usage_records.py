@@ -4,8 +4,6 @@ lost while the worker is down."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -162,8 +160,12 @@ def test_requests_refused_before_generation_are_recorded_once_each(stack, worker
     expected = sorted((status, "ok" if status == 200 else "invalid_request", model, streamed)
                       for _, _, _, status, model, streamed in sent)
     wait_records(records, "early", len(sent))
-    time.sleep(1)  # a second record of any request would have arrived by now
-    found = records("early")
+    # A marker sent last: once its record is in, a second record of any earlier request would be too.
+    marker = httpx.post(stack.webs[0].url + "/v1/chat/completions", headers=early, timeout=30,
+                        json={**chat, "model": "marker-model-that-does-not-exist"})
+    assert marker.status_code == 404
+    wait_records(records, "early", len(sent) + 1)
+    found = [r for r in records("early") if r.model != "marker-model-that-does-not-exist"]
     assert sorted((r.status, r.reason, r.model, r.streamed) for r in found) == expected
     assert all(r.total_tokens == 0 and r.node == "" for r in found if r.status != 200)
     assert sum(r.key.name == "slow only" for r in found) == 1
