@@ -68,11 +68,13 @@ def continue_stream_sse(status: int, text: str) -> list[dict]:
 
 
 def assert_plain_sse(text: str) -> None:
-    """Every line is a single-line `data:` event or blank (a `: keep-alive` comment is tolerated);
+    """Every line is a single-line `data:` event, blank, or an SSE comment Continue skips (queue
+    position and keep-alive comments; never `: ping`, which Continue takes as the end of the stream);
     nothing Continue would misread, and `data: [DONE]` closes the stream."""
     lines = [line for line in text.split("\n") if line.strip()]
     for line in lines:
-        if line == ": keep-alive":
+        if line.startswith(":"):
+            assert not line.startswith(": ping"), f"Continue would stop reading at {line!r}"
             continue
         assert line.startswith("data: "), f"not a data line: {line!r}"
         if line != "data: [DONE]":
