@@ -1,4 +1,4 @@
-"""Ollama nodes and the models they serve. Filled by the catalogue sync (inference/catalogue.py)."""
+"""Inference nodes (Ollama or OpenAI-compatible servers) and the models they serve. Filled by the catalogue sync (inference/catalogue.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,25 @@ def _default_context_length() -> int:
 
 
 class Node(models.Model):
-    url = models.URLField(unique=True, help_text="Base URL of the Ollama server, e.g. http://gpu1:11434")
+    class Kind(models.TextChoices):
+        OLLAMA = "ollama", "Ollama (native API; Gatehouse loads and unloads models)"
+        OPENAI = "openai", "OpenAI-compatible server (llama-server, vLLM, SGLang, TGI, LM Studio, a provider)"
+
+    url = models.URLField(
+        unique=True,
+        help_text="Base URL of the server, e.g. http://gpu1:11434 (Ollama) or http://gpu2:8080 (OpenAI-compatible; "
+                  "without /v1)",
+    )
     name = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.OLLAMA)
+    api_key_env = models.CharField(
+        max_length=100, blank=True,
+        help_text="OpenAI-compatible servers only: the environment variable that holds the server's API key",
+    )
+    api_key_file = models.CharField(
+        max_length=500, blank=True,
+        help_text="OpenAI-compatible servers only: a file (e.g. a mounted secret) that holds the server's API key",
+    )
     gpu_memory_bytes = models.BigIntegerField(
         default=0,
         help_text="GPU memory budget in bytes. Gatehouse swaps models to stay within it; 0 = unknown (no swapping)",
@@ -52,7 +69,10 @@ class Model(models.Model):
         TRUNCATE = "truncate", "Cut the start of the conversation to fit, as Ollama does"
 
     public_id = models.CharField(max_length=200, unique=True, help_text="The id clients send as `model`")
-    ollama_name = models.CharField(max_length=200, unique=True, help_text="The name on the Ollama nodes")
+    ollama_name = models.CharField(
+        max_length=200, unique=True,
+        help_text="The name on the nodes: Ollama's model name, or the id in an OpenAI-compatible server's /v1/models",
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CHAT)
     capabilities = models.JSONField(default=list, blank=True)
     context_length = models.PositiveIntegerField(
@@ -70,6 +90,16 @@ class Model(models.Model):
     pinned = models.BooleanField(
         default=False,
         help_text="Loaded on its nodes at start and kept loaded (never evicted): a dedicated model",
+    )
+    default_temperature = models.FloatField(
+        null=True, blank=True, help_text="Used when a request sends no temperature; empty = the server's default"
+    )
+    default_top_p = models.FloatField(null=True, blank=True, help_text="Used when a request sends no top_p")
+    default_max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Used when a request sends no max_tokens"
+    )
+    default_stop = models.JSONField(
+        default=list, blank=True, help_text="Stop sequences used when a request sends none, e.g. [\"</s>\"]"
     )
     size_bytes = models.BigIntegerField(default=0)
     family = models.CharField(max_length=100, blank=True)
