@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -33,6 +35,11 @@ class ModelRoute:
     pinned: bool = False  # loaded at start, kept loaded, never evicted
     size_bytes: int = 0  # weights on disk, the first guess at its memory before /api/ps measures it
     context_overflow: str = "error"  # Model.ContextOverflow: refuse (OpenAI) or cut (Ollama)
+    # Sampling used when a request leaves it out (Model.default_*); None / () = the server's own default.
+    default_temperature: float | None = None
+    default_top_p: float | None = None
+    default_max_tokens: int | None = None
+    default_stop: tuple[str, ...] = ()
 
     @property
     def owned_by(self) -> str:
@@ -61,6 +68,10 @@ def _build_snapshot() -> dict[str, ModelRoute]:
             pinned=m.pinned,
             size_bytes=m.size_bytes,
             context_overflow=m.context_overflow,
+            default_temperature=m.default_temperature,
+            default_top_p=m.default_top_p,
+            default_max_tokens=m.default_max_tokens,
+            default_stop=tuple(m.default_stop or ()),
         )
         for m in Model.objects.filter(enabled=True)
     }
@@ -71,16 +82,33 @@ class NodeInfo:
     url: str
     gpu_memory_bytes: int  # 0 = unknown: Gatehouse then never evicts to make room on it
     enabled: bool  # a disabled node is drained: no new work, running calls finish
+    kind: str = "ollama"  # Node.Kind: which engine speaks to it (inference/engines/)
+    api_key: str = ""  # OpenAI-compatible servers that want a key (read from its env var or file)
 
 
 def _build_nodes() -> list[NodeInfo]:
-    return [NodeInfo(n.url, n.gpu_memory_bytes, n.enabled) for n in Node.objects.order_by("url")]
+    return [NodeInfo(n.url, n.gpu_memory_bytes, n.enabled, n.kind, node_api_key(n))
+            for n in Node.objects.order_by("url")]
+
+
+def node_api_key(node: Node) -> str:
+    """The key an OpenAI-compatible node wants, from the environment variable or secret file the admin
+    named. The key itself is never stored in the database, so the admin can never show it."""
+    if node.api_key_env:
+        return os.environ.get(node.api_key_env, "").strip()
+    if node.api_key_file:
+        try:
+            return Path(node.api_key_file).read_text().strip()
+        except OSError:
+            return ""
+    return ""
 
 
 class _Snapshot:
     def __init__(self) -> None:
         self.routes: dict[str, ModelRoute] = {}
         self.nodes: list[NodeInfo] = []
+        self.nodes_by_url: dict[str, NodeInfo] = {}
         self.loaded_at = float("-inf")
         self.lock: asyncio.Lock | None = None
 
@@ -92,6 +120,7 @@ class _Snapshot:
         async with self.lock:  # one refresh at a time, the others reuse its result
             if time.monotonic() - self.loaded_at >= SNAPSHOT_SECONDS:
                 self.routes, self.nodes = await sync_to_async(_build_both)()
+                self.nodes_by_url = {n.url: n for n in self.nodes}
                 self.loaded_at = time.monotonic()
         return self.routes
 
@@ -115,6 +144,11 @@ async def all_models() -> list[ModelRoute]:
 async def all_nodes() -> list[NodeInfo]:
     await _snapshot.get()
     return _snapshot.nodes
+
+
+async def node_info(url: str) -> NodeInfo | None:
+    await _snapshot.get()
+    return _snapshot.nodes_by_url.get(url)
 
 
 async def get_model(public_id: str) -> ModelRoute | None:
