@@ -20,6 +20,7 @@ from inference.generation import (
     create_text_completion,
     resolve_model,
 )
+from inference.model_defaults import apply_model_defaults
 from inference.parsing import parse_request
 from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from inference.streaming import event_stream_response
@@ -56,6 +57,7 @@ async def _generate(request, schema, create, *, overflow_param: str | None = Non
         body = await parse_request(schema, read_body(request))
         record.asked_for(body.model, streamed=bool(getattr(body, "stream", False)))
         route = await resolve_model(principal, body.model)
+        body = apply_model_defaults(body, route)
         if overflow_param is None:
             return render(await create(principal, body, route))
         with context_overflow.reported_as_openai(route, param=overflow_param):
