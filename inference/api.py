@@ -12,7 +12,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from portal.apierrors import ApiError
+from common.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import contextlib
 import re
 from collections.abc import Iterator
 
+from common.apierrors import ApiError
 from inference.errors import CONTEXT_LENGTH_EXCEEDED
 from inference.models import Model
 from inference.registry import ModelRoute
-from portal.apierrors import ApiError
 
 ERROR = Model.ContextOverflow.ERROR
 TRUNCATE = Model.ContextOverflow.TRUNCATE

@@ -1,4 +1,4 @@
-"""Ollama's native errors mapped to OpenAI-shaped API errors (portal/apierrors.py).
+"""Ollama's native errors mapped to OpenAI-shaped API errors (common/apierrors.py).
 
 A node's error text is never passed on word for word: it can name the node's host, its addresses
 and file paths ("error loading model /root/.ollama/models/blobs/sha256-..."). Clients get a message
@@ -12,7 +12,7 @@ import contextvars
 import logging
 import re
 
-from portal.apierrors import ApiError
+from common.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 

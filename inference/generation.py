@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from common.apierrors import ApiError
 from inference import context_overflow, nodes, ratelimit, registry, slots
 from inference.caller import Caller
 from inference.embeddings import embedding_inputs, embeddings_response
@@ -37,7 +38,6 @@ from inference.translate import (
 )
 from inference.upstream import MergedStream, UpstreamCall, gather_results
 from inference.usage import UsageLog
-from portal.apierrors import ApiError
 
 QUEUE_WAIT_HEADER = "x-gatehouse-queue-wait-ms"
 QUEUE_POSITION_HEADER = "x-gatehouse-queue-position"

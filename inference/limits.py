@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from portal.apierrors import ApiError
+from common.apierrors import ApiError
 
 MAX_MESSAGES = 10_000
 MAX_TOOLS = 128

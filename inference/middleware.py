@@ -6,9 +6,9 @@ import uuid
 
 from django.core.exceptions import DisallowedHost
 
+from common.apierrors import SERVER_ERROR, ApiError
 from inference import cors, errors
 from inference.api import error_response, is_api_path
-from portal.apierrors import SERVER_ERROR, ApiError
 from portal.hybrid import HybridMiddleware
 
 

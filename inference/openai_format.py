@@ -17,7 +17,7 @@ from typing import Any
 from ollama import ChatResponse, GenerateResponse, Message
 from ollama._types import Logprob, TokenLogprob
 
-from portal.apierrors import SERVER_ERROR, ApiError
+from common.apierrors import SERVER_ERROR, ApiError
 
 SYSTEM_FINGERPRINT = "fp_gatehouse"
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from django.conf import settings
 
+from common.apierrors import ApiError
 from inference.schemas import M, parse_body
-from portal.apierrors import ApiError
 
 _pool: ProcessPoolExecutor | None = None
 

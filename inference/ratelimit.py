@@ -35,9 +35,9 @@ from typing import Protocol
 
 from django.conf import settings
 
+from common.apierrors import ApiError
 from inference import outbox
 from inference.redisconn import REDIS_ERRORS, redis_client
-from portal.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 

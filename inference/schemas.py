@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.apierrors import ApiError
 from inference.limits import check_limits, check_surrogates
-from portal.apierrors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 

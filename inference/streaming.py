@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
+from common.apierrors import ApiError
 from inference.nodes import UPSTREAM_ERRORS
 from inference.openai_format import SSE_DONE, sse_error, sse_event
 from inference.slots import Admission
 from inference.upstream import MergedStream, upstream_error
-from portal.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 

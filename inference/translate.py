@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import tiktoken
 
+from common.apierrors import ApiError
 from inference.schemas import (
     ChatCompletionRequest,
     ChatMessage,
@@ -23,7 +24,6 @@ from inference.schemas import (
     ResponseFormat,
     Tool,
 )
-from portal.apierrors import ApiError
 
 # The spec's default for /v1/completions; chat has no default (generate until done).
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16

@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 import ollama
 
+from common.apierrors import ApiError
 from inference import nodehealth, nodes
 from inference.errors import from_ollama
 from inference.metering import CallMeter
 from inference.nodes import NODE_FAILURES, UPSTREAM_ERRORS
-from portal.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from django.conf import settings
 
+from common.apierrors import ApiError
 from inference import outbox, telemetry
 from inference.caller import Caller
 from inference.metering import RequestMeter
 from inference.redisconn import redis_client
-from portal.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 

@@ -56,8 +56,8 @@ def _declared_length(scope) -> int:
 async def _refuse_too_large(send) -> None:
     import json
 
+    from common.apierrors import ApiError
     from inference.middleware import new_request_id
-    from portal.apierrors import ApiError
 
     body = json.dumps(ApiError.payload_too_large(settings.MAX_REQUEST_BODY_BYTES).as_dict()).encode()
     await send({"type": "http.response.start", "status": 413, "headers": [

@@ -89,8 +89,8 @@ class GuardedRequest(WebRequest):
         self._verify(caller)
 
     def _verify(self, caller: _Headers) -> None:
+        from common.apierrors import ApiError
         from inference.caller import authenticate
-        from portal.apierrors import ApiError
 
         transport = self.channel.transport
         transport.pauseProducing()  # read no body until the key is known to be good

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from portal.apierrors import ApiError
+from common.apierrors import ApiError
 from portal.dashboard import DashboardConsumer
 from tests.conftest import CHAT_MODEL
 

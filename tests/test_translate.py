@@ -11,6 +11,7 @@ import ollama
 import pytest
 import tiktoken
 
+from common.apierrors import ApiError
 from inference.schemas import ChatCompletionRequest, CompletionRequest, parse_body
 from inference.translate import (
     chat_request_to_ollama,
@@ -19,7 +20,6 @@ from inference.translate import (
     kwargs_for_choice,
     seed_for_choice,
 )
-from portal.apierrors import ApiError
 
 USER = [{"role": "user", "content": "hi"}]
 WEATHER = {
