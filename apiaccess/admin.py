@@ -13,7 +13,7 @@ from django.utils.cache import add_never_cache_headers
 from apiaccess import lifecycle
 from apiaccess.limits import LIMIT_FIELDS
 from apiaccess.models import Account, ApiKey, ExternalIdentity, KeyEvent
-from portal.http import client_ip
+from common.http import client_ip
 from portal.readonly_admin import ReadOnlyModelAdmin
 
 User = get_user_model()

@@ -18,8 +18,8 @@ from apiaccess import keys, last_used, lifecycle
 from apiaccess.access import usable_models
 from apiaccess.forms import CreateKeyForm
 from apiaccess.models import ApiKey, KeyEvent
+from common.http import client_ip
 from portal import connect
-from portal.http import client_ip
 
 # Right after "Create key" the browser is redirected (POST/redirect/GET, so a reload cannot create a
 # second key), and the next GET shows the key once. Until then it is split in two: a random pad in a

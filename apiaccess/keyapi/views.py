@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from apiaccess import last_used, lifecycle
 from apiaccess.keyapi.serializers import CreateKeySerializer, KeySerializer
 from apiaccess.models import ApiKey, KeyEvent
-from portal.http import client_ip
+from common.http import client_ip
 
 
 def _keys(queryset) -> list[ApiKey]:
