@@ -19,7 +19,8 @@ import redis
 from django.db.models import Q
 
 from apiaccess.models import ApiKey
-from portal.redis_clients import async_client, sync_client
+from common.store import scripts
+from common.store.client import redis_client, sync_client
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +28,6 @@ LAST_USED_KEY = "gh:apikeys:last-used"
 RECORD_INTERVAL = 10.0
 # Bounds the per-process memory of which keys were written recently; clearing it only costs writes.
 _RECORDED_LIMIT = 10_000
-
-# Drop members that still hold the score flush() copied: a newer use since then stays for next time.
-_FORGET_IF_UNCHANGED = """
-for i = 1, #ARGV, 2 do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-  end
-end
-return 0
-"""
 
 _recorded: dict[int, float] = {}  # key id -> when (monotonic) this process last wrote it
 _background: set[asyncio.Task] = set()
@@ -57,7 +48,7 @@ def note_use(key_id: int) -> None:
 
 async def _write(key_id: int, when: float) -> None:
     try:
-        await async_client().zadd(LAST_USED_KEY, {str(key_id): when}, gt=True)
+        await redis_client().zadd(LAST_USED_KEY, {str(key_id): when}, gt=True)
     except (redis.RedisError, OSError):
         _recorded.pop(key_id, None)  # try again on the next request
         log.warning("could not record the last use of API key %s in Redis", key_id)
@@ -86,7 +77,8 @@ def flush() -> int:
         newer = Q(last_used_at__isnull=True) | Q(last_used_at__lt=when)
         updated += ApiKey.objects.filter(newer, pk=int(member)).update(last_used_at=when)
     if entries:
-        client.eval(_FORGET_IF_UNCHANGED, 1, LAST_USED_KEY, *[item for entry in entries for item in entry])
+        # Drop members that still hold the score copied: a newer use since then stays for next time.
+        scripts.get(client, "last_used_forget")(keys=[LAST_USED_KEY], args=[item for entry in entries for item in entry])
     return updated
 
 

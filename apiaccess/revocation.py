@@ -20,7 +20,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from portal.redis_clients import async_client, sync_client
+from common.store.client import redis_client, sync_client
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class _Generation:
 
     async def _read(self) -> int | None:
         try:
-            return int(await async_client().get(GENERATION_KEY) or 0)
+            return int(await redis_client().get(GENERATION_KEY) or 0)
         except (redis.RedisError, OSError):
             log.warning("cannot read the API key generation from Redis; trusting cached keys briefly")
             return None

@@ -44,8 +44,8 @@ async def script_round_trips(redis_url: str, count: int) -> tuple[list[float], l
 
     django.setup()
     from apiaccess.limits import Limits
+    from common.store.client import redis_client
     from inference import ratelimit
-    from inference.redisconn import redis_client
 
     limits = Limits(*(10**9,) * 5)
     admit, ping = [], []

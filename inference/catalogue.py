@@ -17,9 +17,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from common.store.client import sync_client
 from inference import nodes
 from inference.models import Model, Node, NodeModel
-from portal.redis_clients import sync_client
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from inference.redisconn import redis_client
+from common.store.client import redis_client
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from inference.redisconn import REDIS_ERRORS
+from common.store.client import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The per-model queues and slot leases in Redis: key names and the atomic scripts (inference/lua/).
+"""The per-model queues and slot leases in Redis, changed by atomic scripts (common/store/lua/).
 
 Every state change is one Lua script, so the bounds hold with any number of web processes and
 nothing is ever read, modified and written back from Python. Each script touches the keys of one
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from common.store import scripts
+from common.store.client import redis_client
 from inference import redis_epoch
-from inference.redisconn import redis_client
 
-LUA_DIR = Path(__file__).with_name("lua")
 GRANT_CHANNEL = "gh:grants:"  # + owner id: "<ticket> <node>" for each slot granted to that process
 ACTOR_WAKE_CHANNEL = "gh:actor:wake"
 LOAD_FAILED_CHANNEL = "gh:models:load-failed"  # JSON {"model", "status", "error"} from the swap actor
@@ -32,26 +31,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _load(name: str) -> str:
-    return (LUA_DIR / "common.lua").read_text() + "\n" + (LUA_DIR / f"{name}.lua").read_text()
-
-
-_SOURCES = {name: _load(name) for name in ("admit", "release", "dispatch", "renew", "place", "reassert", "forecast")}
-_scripts: dict[tuple[int, str], object] = {}
-
-
 def forecast(client, model: str, concurrency: int, nodes: list[str]) -> tuple[int, int, int]:
     """(waiting, nodes loading it, expected wait in ms of a request arriving now, -1 if none can serve):
     a read-only script, run with a sync or async client (sync: the status pages)."""
-    return _script(client, "forecast")(keys=[model_prefix(model)], args=[now_ms(), concurrency, len(nodes), *nodes])
-
-
-def _script(client: aioredis.Redis, name: str):
-    key = (id(client), name)
-    script = _scripts.get(key)
-    if script is None:
-        script = _scripts[key] = client.register_script(_SOURCES[name])
-    return script
+    return scripts.get(client, "forecast")(keys=[model_prefix(model)], args=[now_ms(), concurrency, len(nodes), *nodes])
 
 
 @dataclass(frozen=True)
@@ -65,7 +48,7 @@ class Policy:
     nodes: tuple[str, ...]  # healthy, enabled nodes that have the model, in preference order
 
     def args(self) -> list:
-        """The arguments every scheduler script starts with (inference/lua/common.lua `policy`)."""
+        """The arguments every scheduler script starts with (common/store/lua/common.lua `policy`)."""
         return [now_ms(), self.lease_ms, self.concurrency, self.batch_bound_ms, self.max_queue,
                 redis_epoch.grants_hold_until_ms(), redis_epoch.grace_ms(), len(self.nodes), *self.nodes]
 
@@ -90,7 +73,7 @@ async def admit(model: str, policy: Policy, *, owner: str, user: str, batch: boo
 
     Safe to repeat with the same tickets (the Redis client retries a call whose connection broke)."""
     args = [*policy.args(), owner, user, "b" if batch else "", "1" if retry else "0", len(tickets), *tickets]
-    reply = await _script(redis_client(), "admit")(keys=[model_prefix(model)], args=args)
+    reply = await scripts.get(redis_client(), "admit")(keys=[model_prefix(model)], args=args)
     if not reply[0]:
         return AdmitResult(False, int(reply[1]), {}, retry_after_ms=int(reply[2]))
     return AdmitResult(True, int(reply[1]), _pairs(reply[4:]), position=int(reply[2]), eta_ms=int(reply[3]))
@@ -99,12 +82,12 @@ async def admit(model: str, policy: Policy, *, owner: str, user: str, batch: boo
 async def release(model: str, policy: Policy, ticket: str, duration_ms: int = -1, owner: str = "") -> dict[str, str]:
     """Free a ticket's slot or queue place. Grants that go to `owner` are only in the reply."""
     args = [*policy.args(), duration_ms, ticket, owner]
-    return _pairs(await _script(redis_client(), "release")(keys=[model_prefix(model)], args=args))
+    return _pairs(await scripts.get(redis_client(), "release")(keys=[model_prefix(model)], args=args))
 
 
 async def dispatch(model: str, policy: Policy, client: aioredis.Redis | None = None) -> dict[str, str]:
     client = client or redis_client()
-    return _pairs(await _script(client, "dispatch")(keys=[model_prefix(model)], args=policy.args()))
+    return _pairs(await scripts.get(client, "dispatch")(keys=[model_prefix(model)], args=policy.args()))
 
 
 @dataclass(frozen=True)
@@ -117,7 +100,7 @@ class TicketState:
 
 async def renew(model: str, policy: Policy, tickets: list[str]) -> dict[str, TicketState]:
     """Extend leases, and say where each ticket stands."""
-    reply = await _script(redis_client(), "renew")(keys=[model_prefix(model)], args=[*policy.args(), *tickets])
+    reply = await scripts.get(redis_client(), "renew")(keys=[model_prefix(model)], args=[*policy.args(), *tickets])
     states = {}
     for ticket, (node, position, eta) in zip(tickets, reply, strict=True):
         states[ticket] = TicketState(None if node in ("", "-") else node, gone=node == "-", position=int(position), eta_ms=int(eta))
@@ -127,7 +110,7 @@ async def renew(model: str, policy: Policy, tickets: list[str]) -> dict[str, Tic
 async def reassert(model: str, policy: Policy, owner: str, running: list[tuple[str, str, str]]) -> None:
     """Put back (ticket, user, node) of calls this process still runs, after Redis lost them."""
     args = [*policy.args(), owner, *(value for entry in running for value in entry)]
-    await _script(redis_client(), "reassert")(keys=[model_prefix(model)], args=args)
+    await scripts.get(redis_client(), "reassert")(keys=[model_prefix(model)], args=args)
 
 
 async def set_place(model: str, node: str, state: str, client: aioredis.Redis | None = None,
@@ -135,7 +118,7 @@ async def set_place(model: str, node: str, state: str, client: aioredis.Redis | 
     """ready | loading | unloading (refused while requests run: the node is set to draining) | gone.
     `load_ms`, with ready after a load: how long the load took, for the model's measured load time."""
     client = client or redis_client()
-    return bool(await _script(client, "place")(keys=[model_prefix(model)], args=[node, state, now_ms(), load_ms]))
+    return bool(await scripts.get(client, "place")(keys=[model_prefix(model)], args=[node, state, now_ms(), load_ms]))
 
 
 async def note_born(models: list[str]) -> None:

@@ -1,6 +1,6 @@
 """Rate limits and token quotas per key and per person, enforced in Redis in one round trip.
 
-Each request is admitted by one Lua script (inference/lua/limit_admit.lua) that checks every limit of
+Each request is admitted by one Lua script (common/store/lua/limit_admit.lua) that checks every limit of
 the caller's key and of the person, and takes the request only if all of them pass. So the limits
 are exact with any number of web processes: with a limit of N, N requests pass and the next one is
 refused, wherever they arrive. When the request ends, `Grant.settle` charges the tokens it really
@@ -30,20 +30,16 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
 
 from common.apierrors import ApiError
+from common.store import scripts
+from common.store.client import REDIS_ERRORS, redis_client
 from inference import outbox
-from inference.redisconn import REDIS_ERRORS, redis_client
 
 log = logging.getLogger(__name__)
-
-LUA_DIR = Path(__file__).with_name("lua")
-_SOURCES = {name: (LUA_DIR / f"{name}.lua").read_text() for name in ("limit_admit", "limit_settle")}
-_scripts: dict[tuple[int, str], object] = {}
 
 LIMIT_NAMES = {
     "requests_per_minute": "requests per minute (RPM)",
@@ -157,14 +153,6 @@ def refusal(scope: str, name: str, limit: int, retry_ms: int, headers: dict[str,
     return error
 
 
-def _script(client, name: str):
-    key = (id(client), name)
-    script = _scripts.get(key)
-    if script is None:
-        script = _scripts[key] = client.register_script(_SOURCES[name])
-    return script
-
-
 @dataclass
 class Grant:
     """A request admitted by the limiter. Settle it exactly once when the request ends."""
@@ -191,7 +179,7 @@ class Grant:
         day_reset, month_reset = quota_resets_ms()
         args = [_now_ms(), self.request_id, tokens - self.estimate, day_reset, month_reset, *self.settle_args]
         marker = self.keys[5].removesuffix("rpm") + "settled:" + self.request_id  # the person's hash tag
-        await _script(redis_client(), "limit_settle")(keys=[*self.keys, marker], args=args)
+        await scripts.get(redis_client(), "limit_settle")(keys=[*self.keys, marker], args=args)
 
 
 UNLIMITED = Grant(keys=[], request_id="", estimate=0, settle_args=[])
@@ -251,7 +239,7 @@ async def acquire(*, user_id: int, key_id: int, key_limits: LimitValues, person_
     lease_ms = int(settings.CONCURRENT_REQUEST_LEASE_SECONDS * 1000)
     args = [_now_ms(), request_id, lease_ms, estimate, day_reset, month_reset, *key_values, *person_values]
     try:
-        reply = await _script(redis_client(), "limit_admit")(keys=keys, args=args)
+        reply = await scripts.get(redis_client(), "limit_admit")(keys=keys, args=args)
     except REDIS_ERRORS:
         raise ApiError.store_unavailable(
             "Gatehouse cannot reach its rate-limit store (Redis) right now. Please retry shortly.") from None

@@ -7,7 +7,7 @@ scheduler scripts grant nothing until REDIS_RESTART_GRACE_SECONDS after Redis st
 period lock managers give their clients after a restart). A process started after the restart holds
 grants the same way, since it reads Redis's uptime, not its own memory. And since a process may call a
 script before it has noticed the restart, the scripts also hold grants for the grace period after a
-model's state was born (a key a restart without persistence loses): see inference/lua/common.lua.
+model's state was born (a key a restart without persistence loses): see common/store/lua/common.lua.
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from common.apierrors import ApiError
+from common.store.client import REDIS_ERRORS, drop_pooled_connections, pubsub_client, redis_client
 from inference import background, errors, nodehealth, outbox, queue, redis_epoch
 from inference.errors import from_ollama
-from inference.redisconn import REDIS_ERRORS, drop_pooled_connections, pubsub_client, redis_client
 from inference.registry import ModelRoute
 
 log = logging.getLogger(__name__)

@@ -6,43 +6,28 @@ Sync code for sync views: one pipelined read of the queue keys per call; no Redi
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 import redis
-from django.conf import settings
 
+from common.store.client import sync_client
 from inference.models import Model, Node
 from inference.nodehealth import DOWN_KEY
 from inference.queue import forecast, parse_state, read_state
 from inference.swapper import PS_KEY
 
 
-def _client() -> redis.Redis:
-    return _client_for(settings.REDIS_URL)
-
-
-@cache
-def _client_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=1, socket_connect_timeout=1)
-
-
-def client() -> redis.Redis:
-    """A synchronous client for sync views (/metrics, the dashboard's snapshot)."""
-    return _client()
-
-
 def redis_ok() -> bool:
     try:
-        return bool(_client().ping())
+        return bool(sync_client().ping())
     except (redis.RedisError, OSError):
         return False
 
 
 def node_health() -> dict[str, dict[str, Any]]:
     """Per node: up or down (as the scheduler sees it), why, and what /api/ps said last."""
-    down = _client().hgetall(DOWN_KEY)
-    ps = _client().hgetall(PS_KEY)
+    down = sync_client().hgetall(DOWN_KEY)
+    ps = sync_client().hgetall(PS_KEY)
     out = {}
     for node in Node.objects.order_by("url"):
         seen = json.loads(ps[node.url]) if node.url in ps else None
@@ -62,7 +47,7 @@ def scheduler_status() -> dict[str, Any]:
     down = {url for url, node in nodes.items() if node["state"] != "up"}
     models = list(Model.objects.filter(enabled=True).order_by("public_id").prefetch_related("nodes"))
     urls = list(nodes)
-    with _client().pipeline(transaction=False) as pipe:
+    with sync_client().pipeline(transaction=False) as pipe:
         counts = [read_state(pipe, model.ollama_name, urls) for model in models]
         replies = pipe.execute()
     out_models = {}
@@ -71,7 +56,7 @@ def scheduler_status() -> dict[str, Any]:
         state = parse_state(replies[start:start + count], urls)
         start += count
         serving = [n.url for n in model.nodes.all() if n.enabled and n.healthy and n.url not in down]
-        _, loading, wait_ms = forecast(_client(), model.ollama_name, model.concurrency, serving)
+        _, loading, wait_ms = forecast(sync_client(), model.ollama_name, model.concurrency, serving)
         avg_ms = state.avg_service_ms
         out_models[model.public_id] = {
             "ollama_name": model.ollama_name,

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 import ollama
 from django.conf import settings
 
+from common.store import scripts
+from common.store.client import REDIS_ERRORS, redis_client
 from inference import context_overflow, nodehealth, nodes, queue, registry, telemetry
 from inference.nodes import UPSTREAM_ERRORS
-from inference.redisconn import REDIS_ERRORS, redis_client
 from inference.registry import ModelRoute, NodeInfo
 from inference.slots import policy_for
 
@@ -49,11 +50,6 @@ LEASE_MS = 3000
 ROUND_SECONDS = 0.2
 LOAD_RETRY_SECONDS = 10.0  # after a failed load, wait this long before trying that model there again
 KV_BYTES_PER_TOKEN_GUESS = 131072  # before a model was measured: weights + num_ctx x slots x this
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
-"""
 
 
 @dataclass
@@ -75,7 +71,7 @@ class SwapActor:
         self.failed_at: dict[tuple[str, str], float] = {}
         self.sizes: dict[str, int] = {}
         self.leader = False
-        self._renew = redis_client().register_script(_RENEW)
+        self._renew = scripts.get(redis_client(), "lease_renew")
 
     async def run_forever(self) -> None:
         await self.connected.wait()

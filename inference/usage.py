@@ -16,15 +16,15 @@ import json
 import logging
 import time
 import uuid
-from pathlib import Path
 
 from django.conf import settings
 
 from common.apierrors import ApiError
+from common.store import scripts
+from common.store.client import redis_client
 from inference import outbox, telemetry
 from inference.caller import Caller
 from inference.metering import RequestMeter
-from inference.redisconn import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -129,17 +129,12 @@ class _Commands:
         self._add("EXPIRE", key, seconds)
 
 
-_SCRIPT = (Path(__file__).with_name("lua") / "usage_write.lua").read_text()
-_scripts: dict[int, object] = {}
 MARKER_TTL_MS = 3_600_000
 
 
 async def _write(record_id: str, fields: dict[str, str]) -> None:
     """The record and the /metrics counters, in one script: both land, or neither, and only once."""
-    client = redis_client()
-    script = _scripts.get(id(client))
-    if script is None:
-        script = _scripts[id(client)] = client.register_script(_SCRIPT)
+    script = scripts.get(redis_client(), "usage_write")
     commands = _Commands()
     telemetry.add_request(commands, fields)
     flat = [value for pair in fields.items() for value in pair]

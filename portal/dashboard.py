@@ -19,9 +19,9 @@ from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
+from common.store import scripts
+from common.store.client import REDIS_ERRORS, redis_client, sync_client
 from inference import telemetry
-from inference.redisconn import REDIS_ERRORS, redis_client
-from inference.status import client as status_client
 from inference.status import scheduler_status
 
 log = logging.getLogger(__name__)
@@ -31,17 +31,13 @@ LEASE_KEY = "gh:dashboard:broadcaster"
 LEASE_MS = 3000
 INTERVAL = 1.0
 _OWNER = uuid.uuid4().hex
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
-"""
 
 
 def snapshot() -> dict:
     """Per node: state and loaded models with their memory; per model: queue, running, refusals."""
     status = scheduler_status()
     refusals: dict[tuple[str, str], int] = {}
-    with status_client().pipeline(transaction=False) as pipe:
+    with sync_client().pipeline(transaction=False) as pipe:
         for key in telemetry.recent_keys(time.time()):
             pipe.hgetall(key)
         for bucket in pipe.execute():
@@ -81,7 +77,7 @@ class Broadcaster:
 
     async def _run(self) -> None:
         layer = get_channel_layer()
-        renew = redis_client().register_script(_RENEW)
+        renew = scripts.get(redis_client(), "lease_renew")
         while self.viewers:
             started = time.monotonic()
             try:
@@ -93,8 +89,7 @@ class Broadcaster:
                 log.exception("dashboard snapshot failed")
             await asyncio.sleep(max(0.0, INTERVAL - (time.monotonic() - started)))
         with contextlib.suppress(*REDIS_ERRORS):  # let a process that still has viewers take over at once
-            await redis_client().eval("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
-                                      1, LEASE_KEY, _OWNER)
+            await scripts.get(redis_client(), "lease_release")(keys=[LEASE_KEY], args=[_OWNER])
 
 
 broadcaster = Broadcaster()

@@ -15,8 +15,8 @@ from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from common.store.client import sync_client
 from inference import telemetry
-from inference.status import client as status_client
 from inference.status import scheduler_status
 
 SEP = telemetry.SEP
@@ -68,7 +68,7 @@ class RedisCollector:
                 loaded.add_metric([name, url], size)
         yield from (depth, running, up, memory, loaded)
 
-        client = status_client()
+        client = sync_client()
         with client.pipeline(transaction=False) as pipe:
             pipe.hgetall(telemetry.REQUESTS)
             pipe.hgetall(telemetry.TOKENS)

@@ -96,8 +96,8 @@ def test_it_seeds_nodes_from_settings_and_runs_as_a_celery_task(sim, settings):
 
 
 def test_only_one_catalogue_sync_runs_at_a_time(sim, settings, redis_server):
+    from common.store.client import sync_client
     from inference.catalogue import SYNC_LOCK_KEY
-    from portal.redis_clients import sync_client
 
     settings.OLLAMA_NODES = [sim.url]
 

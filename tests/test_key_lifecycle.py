@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from apiaccess import lifecycle, revocation
 from apiaccess.models import ApiKey, KeyEvent
-from portal.redis_clients import sync_client
+from common.store.client import sync_client
 
 # Not transaction=True: that flushes every table afterwards, the shared test world included. The
 # broadcast waits for commit, so the tests run the captured on_commit callbacks themselves.

@@ -12,8 +12,8 @@ import pytest
 
 from apiaccess.limits import Limits
 from common.apierrors import ApiError
+from common.store.client import redis_client
 from inference import ratelimit
-from inference.redisconn import redis_client
 
 _ids = itertools.count(1_000_000)
 

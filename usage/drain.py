@@ -15,8 +15,8 @@ import redis
 from django.contrib.auth import get_user_model
 
 from apiaccess.models import ApiKey
+from common.store.client import sync_client
 from inference.usage import USAGE_STREAM
-from portal.redis_clients import sync_client
 from usage.models import UsageRecord
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from django.db.models import Count, F, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from portal.redis_clients import sync_client
+from common.store.client import sync_client
 from usage.models import DailyUsage, UsageRecord
 
 log = logging.getLogger(__name__)

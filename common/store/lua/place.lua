@@ -1,3 +1,4 @@
+-- include: common.lua
 -- place(node, state, now[, load_ms]): the swap actor's placement changes, checked against running tickets.
 --   ready | loading      set unconditionally (loading records when it began; ready after a load
 --                        folds the load's duration, load_ms, into the measured load time)

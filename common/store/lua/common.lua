@@ -1,6 +1,8 @@
--- Shared by every scheduler script (inference/queue.py prepends it). Every key of one model shares
--- the hash tag in KEYS[1] ("gh:{<model>}:"), so a script touches one Redis Cluster slot. Per-node keys
--- are built from that prefix; they are in the same slot because they carry the same tag.
+-- Shared by every scheduler script: each starts with the line `-- include: common.lua`, and the loader
+-- (common/store/scripts.py) puts this file before it. Every key of one model shares the hash tag in
+-- KEYS[1] ("gh:{<model>}:", common/store/keys.py `model_prefix`), so a script touches one Redis
+-- Cluster slot. Per-node keys are built from that prefix; they are in the same slot because they
+-- carry the same tag.
 --
 -- Keys under P:
 --   q, qb      ZSET waiting tickets (interactive, batch) scored by start-time fair queuing

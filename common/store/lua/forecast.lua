@@ -1,3 +1,4 @@
+-- include: common.lua
 -- forecast(now, concurrency, node count, node_1..node_m): read-only, for status pages. Returns
 -- {waiting, nodes loading, expected wait of a request arriving now (ms, -1 when no node can serve)}:
 -- the same forecast that gives Retry-After and a waiting request's expected wait, so a model that is

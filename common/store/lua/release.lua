@@ -1,3 +1,4 @@
+-- include: common.lua
 -- release(policy..., duration_ms, ticket, owner)
 -- Forget the ticket (running or waiting; releasing twice is harmless), fold the call's duration into
 -- the service-time average when it ran, and hand the freed slot on. Returns granted pairs.

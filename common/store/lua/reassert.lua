@@ -1,3 +1,4 @@
+-- include: common.lua
 -- reassert(policy..., owner, then per ticket: id, user, node or ""): after Redis lost its data (a
 -- restart without persistence), a web process puts back the calls it is still running, with their
 -- leases, so the bound counts them before anything new is granted (grants wait for the hold). Its

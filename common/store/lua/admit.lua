@@ -1,3 +1,4 @@
+-- include: common.lua
 -- admit(policy..., owner, user, class, retry, k, ticket_1..ticket_k)
 -- All k tickets (one per upstream call of a request) are admitted, or none. A request is admitted
 -- while the requests in the model's system (running and waiting) exceed the slots it has or will have
