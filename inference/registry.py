@@ -10,7 +10,7 @@ import asyncio
 import difflib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
@@ -83,11 +83,15 @@ class NodeInfo:
     gpu_memory_bytes: int  # 0 = unknown: Gatehouse then never evicts to make room on it
     enabled: bool  # a disabled node is drained: no new work, running calls finish
     kind: str = "ollama"  # Node.Kind: which engine speaks to it (inference/engines/)
-    api_key: str = ""  # OpenAI-compatible servers that want a key (read from its env var or file)
+    # OpenAI-compatible servers that want a key (read from its env var or file); kept out of repr, so a
+    # NodeInfo in a log line or a traceback does not carry the secret.
+    api_key: str = field(default="", repr=False)
+    name: str = ""  # the admin's name for it, if any: /v1/providers calls the node by it
+    pk: int = 0  # Node.pk: the provider's id when it has no name
 
 
 def _build_nodes() -> list[NodeInfo]:
-    return [NodeInfo(n.url, n.gpu_memory_bytes, n.enabled, n.kind, node_api_key(n))
+    return [NodeInfo(n.url, n.gpu_memory_bytes, n.enabled, n.kind, node_api_key(n), name=n.name, pk=n.pk)
             for n in Node.objects.order_by("url")]
 
 
