@@ -7,9 +7,9 @@ import uuid
 from django.core.exceptions import DisallowedHost
 
 from common.apierrors import SERVER_ERROR, ApiError
+from common.hybrid import HybridMiddleware
 from inference import cors, errors
 from inference.api import error_response, is_api_path
-from portal.hybrid import HybridMiddleware
 
 
 def new_request_id() -> str:

@@ -16,8 +16,8 @@ from django.db.models.signals import post_delete, post_save, pre_save
 
 from apiaccess.limits import LIMIT_FIELDS
 from apiaccess.models import Account, ApiKey
+from common.hybrid import HybridMiddleware
 from inference.models import Model, Node
-from portal.hybrid import HybridMiddleware
 from portal.models import AuditEntry
 
 TRACKED = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from portal.hybrid import HybridMiddleware
+from common.hybrid import HybridMiddleware
 
 
 def _add_policy(response):
