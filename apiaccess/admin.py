@@ -14,7 +14,7 @@ from apiaccess import lifecycle
 from apiaccess.limits import LIMIT_FIELDS
 from apiaccess.models import Account, ApiKey, ExternalIdentity, KeyEvent
 from common.http import client_ip
-from portal.readonly_admin import ReadOnlyModelAdmin
+from common.readonly_admin import ReadOnlyModelAdmin
 
 User = get_user_model()
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from common.readonly_admin import ReadOnlyModelAdmin
 from portal.models import AuditEntry
-from portal.readonly_admin import ReadOnlyModelAdmin
 
 
 @admin.register(AuditEntry)
