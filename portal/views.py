@@ -15,12 +15,12 @@ from django.views.decorators.http import require_http_methods
 
 from apiaccess import lifecycle
 from apiaccess.access import usable_models
+from common.staff import staff_required
 from inference import status
 from portal import connect
 from portal.forms import SignUpForm
 from portal.metrics import staff_or_metrics_token
 from portal.models_page import LIVE_COLUMNS, model_rows
-from portal.staff import staff_required
 
 
 def home(request):

@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
 from apiaccess.models import ApiKey
-from portal.staff import staff_required
+from common.staff import staff_required
 from usage import charts, reports
 from usage.models import UsageRecord
 
