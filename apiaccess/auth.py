@@ -22,8 +22,8 @@ from apiaccess import last_used, limits, revocation, verification
 from apiaccess.keys import digest_key
 from apiaccess.limits import Limits
 from apiaccess.models import ApiKey, Priority
+from common import siteurl
 from common.apierrors import ApiError
-from portal import siteurl
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from textwrap import dedent
 
+from common import siteurl
 from inference.models import Model
-from portal import siteurl
 
 PLACEHOLDER_KEY = "YOUR_API_KEY"
 
@@ -38,7 +38,7 @@ class ConnectModels:
 
 
 def api_base(request) -> str:
-    """The API's base URL: SITE_URL's, or the one this page was requested on (portal/siteurl.py)."""
+    """The API's base URL: SITE_URL's, or the one this page was requested on (common/siteurl.py)."""
     return siteurl.base_url(request) + "/v1"
 
 

@@ -35,7 +35,7 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 # An IPv6 address is matched in brackets ("[::1]", as in a Host header): accept it written without.
 ALLOWED_HOSTS = [f"[{host}]" if _is_ipv6(host) else host for host in ALLOWED_HOSTS]
-# The public URL in links and snippets. Empty: each page uses the URL it was requested on (portal/siteurl.py).
+# The public URL in links and snippets. Empty: each page uses the URL it was requested on (common/siteurl.py).
 SITE_URL = envstr("SITE_URL", "").strip().rstrip("/")
 # The public URL is always a trusted origin for forms, also behind a proxy that hides the scheme.
 CSRF_TRUSTED_ORIGINS = [*envlist("CSRF_TRUSTED_ORIGINS"), *([SITE_URL] if SITE_URL else [])]

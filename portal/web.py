@@ -61,7 +61,7 @@ class _Headers:
         })
         self.path = path
         self.method = request.channel._command.decode("latin-1")
-        self.scheme = "https" if request.isSecure() else "http"  # for links in the answer (portal/siteurl.py)
+        self.scheme = "https" if request.isSecure() else "http"  # for links in the answer (common/siteurl.py)
 
 
 class GuardedRequest(WebRequest):

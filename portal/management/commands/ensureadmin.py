@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from portal import siteurl
+from common import siteurl
 
 
 class Command(BaseCommand):

@@ -14,9 +14,9 @@ import urllib.request
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from common import siteurl
 from inference.catalogue import sync_catalogue
 from inference.models import Node
-from portal import siteurl
 
 BANNER = """
 ==========================================================================
