@@ -1,4 +1,8 @@
+import os
+from pathlib import Path
+
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count, Q
 
 from inference.models import Model, Node, NodeModel
@@ -36,13 +40,42 @@ def _set_enabled(queryset, enabled: bool) -> int:
     return len(nodes)
 
 
+def api_key_status(node: Node) -> str:
+    """Whether this process finds the node's API key, without ever showing the key: the admin is where a
+    missing secret is noticed, and a page that echoed it would put it in browser caches and screenshots."""
+    if node.api_key_env:
+        if os.environ.get(node.api_key_env, "").strip():
+            return f"set (from ${node.api_key_env})"
+        return "named variable is empty"
+    if node.api_key_file:
+        try:
+            if Path(node.api_key_file).read_text().strip():
+                return "set (from file)"
+        except OSError:
+            return "not set (the file cannot be read)"
+        return "not set (the file is empty)"
+    return "not set"
+
+
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    list_display = ["url", "name", "enabled", "healthy", "version", "model_count", "gpu_memory", "last_seen_at"]
+    list_display = ["url", "name", "kind", "enabled", "healthy", "version", "model_count", "gpu_memory",
+                    "last_seen_at"]
     list_editable = ["enabled"]
-    list_filter = ["enabled", "healthy", "version"]
+    list_filter = ["kind", "enabled", "healthy", "version"]
     search_fields = ["url", "name", "last_error"]
-    readonly_fields = ["healthy", "version", "last_seen_at", "last_error", "created_at"]
+    readonly_fields = ["api_key", "healthy", "version", "last_seen_at", "last_error", "created_at"]
+    # A node URL typed without a scheme ("gpu1.lan") is a LAN address: GPU servers speak plain http.
+    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
+    fieldsets = [
+        (None, {"fields": ["url", "name", "kind", "gpu_memory_bytes", "enabled"]}),
+        ("API key (OpenAI-compatible servers that want one)", {
+            "description": "The key itself is never stored in the database or shown here: name the environment "
+                           "variable or the file the web and worker processes read it from.",
+            "fields": ["api_key_env", "api_key_file", "api_key"],
+        }),
+        ("As last seen", {"fields": ["healthy", "version", "last_seen_at", "last_error", "created_at"]}),
+    ]
     inlines = [NodeModelInline]
     actions = ["drain", "undrain"]
 
@@ -66,6 +99,10 @@ class NodeAdmin(admin.ModelAdmin):
     def gpu_memory(self, obj):
         return human_size(obj.gpu_memory_bytes) if obj.gpu_memory_bytes else "unknown"
 
+    @admin.display(description="API key")
+    def api_key(self, obj):
+        return api_key_status(obj)
+
 
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
@@ -76,7 +113,18 @@ class ModelAdmin(admin.ModelAdmin):
     search_fields = ["public_id", "ollama_name", "family"]
     readonly_fields = ["capabilities", "max_context_length", size, "family", "parameter_size",
                        "quantization", "created_at", "updated_at"]
-    exclude = ["size_bytes"]  # shown read-only as `size`
+    # size_bytes is left out: it is shown read-only as `size`.
+    fieldsets = [
+        (None, {"fields": ["public_id", "ollama_name", "kind", "enabled", "pinned"]}),
+        ("Serving", {"fields": ["context_length", "context_overflow", "concurrency", "max_queue"]}),
+        ("Defaults when a request leaves them out", {
+            "description": "Filled into a request that does not send the parameter; what a request sends always "
+                           "wins. Empty means the server's own default.",
+            "fields": ["default_temperature", "default_top_p", "default_max_tokens", "default_stop"],
+        }),
+        ("As the nodes report it", {"fields": ["capabilities", "max_context_length", size, "family",
+                                               "parameter_size", "quantization", "created_at", "updated_at"]}),
+    ]
     inlines = [NodeModelInline]
 
     def get_queryset(self, request):

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit on `stop`
+ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _default_concurrency() -> int:
@@ -57,6 +64,17 @@ class Node(models.Model):
     def __str__(self) -> str:
         return self.name or self.url
 
+    def clean(self) -> None:
+        super().clean()
+        errors = {}
+        if self.api_key_env and not ENV_VAR_NAME.fullmatch(self.api_key_env):
+            errors["api_key_env"] = "The name of an environment variable: letters, digits and _, e.g. GPU2_API_KEY."
+        if self.api_key_env and self.api_key_file:
+            # Only one would be read (the variable); naming both hides which key the server gets.
+            errors["api_key_file"] = "Name the environment variable or the file, not both."
+        if errors:
+            raise ValidationError(errors)
+
 
 class Model(models.Model):
     class Kind(models.TextChoices):
@@ -91,15 +109,24 @@ class Model(models.Model):
         default=False,
         help_text="Loaded on its nodes at start and kept loaded (never evicted): a dedicated model",
     )
+    # The same ranges the API accepts from a request (inference/schemas.py), so a default is never a value
+    # a client could not have sent itself.
     default_temperature = models.FloatField(
-        null=True, blank=True, help_text="Used when a request sends no temperature; empty = the server's default"
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)],
+        help_text="Used when a request sends no temperature (0 to 2); empty = the server's default",
     )
-    default_top_p = models.FloatField(null=True, blank=True, help_text="Used when a request sends no top_p")
+    default_top_p = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="Used when a request sends no top_p (0 to 1)",
+    )
     default_max_tokens = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Used when a request sends no max_tokens"
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Used when a request sends no max_tokens (nor max_completion_tokens)",
     )
     default_stop = models.JSONField(
-        default=list, blank=True, help_text="Stop sequences used when a request sends none, e.g. [\"</s>\"]"
+        default=list, blank=True,
+        help_text=f"Stop sequences used when a request sends none: a JSON list of at most {MAX_STOP_SEQUENCES} "
+                  "strings, e.g. [\"</s>\"]",
     )
     size_bytes = models.BigIntegerField(default=0)
     family = models.CharField(max_length=100, blank=True)
@@ -115,6 +142,13 @@ class Model(models.Model):
     def __str__(self) -> str:
         return self.public_id
 
+    def clean(self) -> None:
+        super().clean()
+        if self.default_stop is None:  # the admin's field left empty: no stop sequences, as the default
+            self.default_stop = []
+        if problem := stop_sequences_problem(self.default_stop):
+            raise ValidationError({"default_stop": problem})
+
     @staticmethod
     def kind_from_capabilities(capabilities: list[str]) -> str:
         caps = set(capabilities)
@@ -123,6 +157,18 @@ class Model(models.Model):
         if "insert" in caps:
             return Model.Kind.COMPLETION
         return Model.Kind.CHAT
+
+
+def stop_sequences_problem(value: object) -> str:
+    """Why a default_stop value is unusable, or "" when it is fine: a list of at most four non-empty strings,
+    as OpenAI accepts `stop` (an empty string would end every reply before its first token)."""
+    if not isinstance(value, list):
+        return 'Enter a JSON list of strings, e.g. ["</s>"], or [] for none.'
+    if len(value) > MAX_STOP_SEQUENCES:
+        return f"At most {MAX_STOP_SEQUENCES} stop sequences (got {len(value)})."
+    if not all(isinstance(item, str) and item for item in value):
+        return "Every stop sequence must be a non-empty string."
+    return ""
 
 
 class NodeModel(models.Model):
