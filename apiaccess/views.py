@@ -14,12 +14,11 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods
 
-from apiaccess import keys, last_used, lifecycle
+from apiaccess import connect, keys, last_used, lifecycle
 from apiaccess.access import usable_models
 from apiaccess.forms import CreateKeyForm
 from apiaccess.models import ApiKey, KeyEvent
 from common.http import client_ip
-from portal import connect
 
 # Right after "Create key" the browser is redirected (POST/redirect/GET, so a reload cannot create a
 # second key), and the next GET shows the key once. Until then it is split in two: a random pad in a

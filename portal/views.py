@@ -13,11 +13,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_http_methods
 
-from apiaccess import lifecycle
+from apiaccess import connect, lifecycle
 from apiaccess.access import usable_models
 from common.staff import staff_required
 from inference import status
-from portal import connect
 from portal.forms import SignUpForm
 from portal.metrics import staff_or_metrics_token
 from portal.models_page import LIVE_COLUMNS, model_rows

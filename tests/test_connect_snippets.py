@@ -19,7 +19,7 @@ import httpx
 import pytest
 from django.test import Client, override_settings
 
-from portal.connect import PLACEHOLDER_KEY
+from apiaccess.connect import PLACEHOLDER_KEY
 from tests.conftest import CHAT_MODEL, CODE_MODEL, EMBED_MODEL
 from tests.support.node import NODE_DIR, node_with_packages
 

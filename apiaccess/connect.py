@@ -1,5 +1,7 @@
-"""The Connect page's ready-to-paste snippets, filled with the person's models and, right after a
-key is created, that key (stored keys cannot be shown again, so otherwise a placeholder).
+"""The ready-to-paste snippets of the Connect page and of Settings > Account, filled with the person's
+models and, right after a key is created, that key (stored keys cannot be shown again, so otherwise a
+placeholder). In apiaccess rather than portal because the account page (apiaccess/views.py) shows them
+with a new key, and apps do not import portal; portal's Connect page imports them from here.
 
 Values are quoted with json.dumps, whose strings are also valid Python, JavaScript and YAML
 double-quoted strings, and with shlex.quote for the shell, so an odd model id cannot break a snippet.
