@@ -84,7 +84,7 @@ def test_embedding_requests_pass_through_untouched():
 
 # -- end to end -------------------------------------------------------------------------------------
 
-CAPPED = "defaults-capped:latest"  # default_max_tokens 3; its natural replies are 10 tokens
+CAPPED = "defaults-capped:latest"  # default_max_tokens 3; its natural replies are longer
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_a_cap_the_request_sends_wins_over_the_models(stack):
     reply = stack.client().chat.completions.create(model=CAPPED, messages=HELLO, max_tokens=6)
     assert reply.usage.completion_tokens == 6
     reply = stack.client().chat.completions.create(model=CAPPED, messages=HELLO, max_completion_tokens=50)
-    assert reply.usage.completion_tokens == 10 and reply.choices[0].finish_reason == "stop"
+    assert reply.usage.completion_tokens > 6 and reply.choices[0].finish_reason == "stop"
 
 
 def test_legacy_completions_use_the_models_cap_instead_of_16(stack):
