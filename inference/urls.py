@@ -6,7 +6,7 @@ CommonMiddleware, so APPEND_SLASH never redirects an API call (httpx would turn 
 
 from django.urls import path
 
-from inference import views
+from inference import providers, views
 
 urlpatterns = [
     path("models", views.list_models),
@@ -15,4 +15,7 @@ urlpatterns = [
     path("chat/completions", views.chat_completions),
     path("completions", views.completions),
     path("embeddings", views.embeddings),
+    # Gatehouse's own: the servers behind the gateway (inference/providers.py). A node's name may hold "/".
+    path("providers", providers.providers),
+    path("providers/<path:provider_id>/models", providers.models_of_provider),
 ]
