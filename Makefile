@@ -23,10 +23,12 @@ run: $(VENV)/.installed-run
 	$(BIN)/python manage.py ensureadmin
 	$(BIN)/python manage.py runstack
 
-# First what the suite needs outside Python (Debian packages, tests/node's packages), then the venv.
+# First what the suite needs outside Python (Debian packages, tests/node's packages), then the venv,
+# then the real llama-server and small model the suite runs (cached outside the repository; silent once there).
 test:
 	@bash scripts/ensure-test-deps.sh
 	@$(MAKE) --no-print-directory $(VENV)/.installed-dev
+	@$(BIN)/python scripts/fetch-llama.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
