@@ -1,5 +1,7 @@
 # Gatehouse: `make run` serves the portal on http://127.0.0.1:8000; `make test` runs the whole suite.
+# `make run BACKEND=llama` serves a real small model (llama.cpp's llama-server) instead of the simulator.
 PYTHON ?= python3
+BACKEND ?=
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -21,7 +23,7 @@ run: $(VENV)/.installed-run
 	@bash scripts/ensure-redis.sh
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensureadmin
-	$(BIN)/python manage.py runstack
+	$(BIN)/python manage.py runstack $(if $(BACKEND),--backend $(BACKEND))
 
 # First what the suite needs outside Python (Debian packages, tests/node's packages), then the venv,
 # then the real llama-server and small model the suite runs (cached outside the repository; silent once there).

@@ -1,8 +1,10 @@
 """Run the whole Gatehouse stack in the foreground for `make run`: web (daphne), Celery worker and
-beat, plus the Ollama simulator when no Ollama node is configured. Ctrl-C stops them all."""
+beat, plus the Ollama simulator when no Ollama node is configured, or with `--backend llama` (`make run
+BACKEND=llama`) a real llama.cpp server with a small model instead. Ctrl-C stops them all."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -12,7 +14,7 @@ import time
 import urllib.request
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from common import siteurl
 from inference.catalogue import sync_catalogue
@@ -28,9 +30,32 @@ BANNER = """
 """
 
 
+LLAMA_BANNER = """
+==========================================================================
+  REAL SMALL MODEL: Gatehouse is serving SmolLM2-135M-Instruct (model
+  "smollm2") with llama.cpp's llama-server at {url},
+  on this machine's CPU. The model is real but tiny (135M parameters):
+  quick on a laptop, and its answers are short on sense.
+  Its log: {log}
+==========================================================================
+"""
+LLAMA_NODE_NAME = "llama-server"
+# Each of llama-server's slots (one per request Gatehouse lets through) gets this many tokens of context.
+LLAMA_SLOT_CONTEXT = 4096
+
+
 # The demo catalogue needs about 12 GB at the default context (8192) and concurrency (4); in 8 GiB
 # llama3.2:3b fits beside qwen2.5-coder but not beside qwen3, so asking for both makes a swap.
 DEMO_GPU_GIB = 8
+
+
+def _fetch_script():
+    """scripts/fetch-llama.py, which knows the pinned llama-server and model and where they are cached.
+    Loaded by path: scripts/ is not a package, and `make test` runs the same file as a script."""
+    spec = importlib.util.spec_from_file_location("fetch_llama", settings.BASE_DIR / "scripts" / "fetch-llama.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _stop_on_signal(signum, frame):
@@ -69,8 +94,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=settings.WEB_HOST)
         parser.add_argument("--port", type=int, default=settings.WEB_PORT)
+        parser.add_argument(
+            "--backend", choices=("simulator", "llama"), default=os.environ.get("RUN_BACKEND") or "simulator",
+            help="simulator (default): the Ollama simulator when no node is configured; llama: a real small model "
+                 "(SmolLM2-135M) served by llama.cpp's llama-server on LLAMA_PORT (8081)")
 
-    def handle(self, *args, host: str, port: int, **options):
+    def handle(self, *args, host: str, port: int, backend: str, **options):
         self.children: list[tuple[str, subprocess.Popen]] = []
         env = dict(os.environ)
         run_dir = str(settings.RUN_DIR)
@@ -81,13 +110,23 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, _stop_on_signal)
         try:
             sim_url = f"http://127.0.0.1:{int(os.environ.get('SIMULATOR_PORT', '11435'))}"
-            # Nodes an admin added in the admin count as configured too; a simulator node from an earlier run does not.
-            if not settings.OLLAMA_NODES and not Node.objects.filter(enabled=True).exclude(url=sim_url).exists():
+            llama_url = f"http://127.0.0.1:{int(os.environ.get('LLAMA_PORT', '8081'))}"
+            # The other backend's node from an earlier run would only answer "not there": drain it.
+            demo_nodes = Node.objects.filter(url=sim_url) | Node.objects.filter(name=LLAMA_NODE_NAME,
+                                                                                url__startswith="http://127.0.0.1:")
+            if backend == "llama":
+                demo_nodes.exclude(url=llama_url).update(enabled=False)
+                self._start_llama(llama_url)
+            else:
+                demo_nodes.exclude(url=sim_url).update(enabled=False)
+            # Nodes an admin added in the admin count as configured too; a demo node from an earlier run does not.
+            if (backend == "simulator" and not settings.OLLAMA_NODES
+                    and not Node.objects.filter(enabled=True).exclude(pk__in=demo_nodes.values("pk")).exists()):
                 env["OLLAMA_NODES"] = self._start_simulator(sim_url)
                 settings.OLLAMA_NODES = [sim_url]
             for report in sync_catalogue():
                 state = f"{len(report.models)} model(s)" if report.healthy else f"NOT ANSWERING: {report.error}"
-                self.stdout.write(f"Ollama node {report.url}: {state}")
+                self.stdout.write(f"Node {report.url}: {state}")
             if not _port_free(host, port):
                 self.stderr.write(f"Port {port} on {host} is taken; set WEB_PORT to another port.")
                 return
@@ -129,10 +168,49 @@ class Command(BaseCommand):
                     if time.monotonic() > deadline:
                         raise RuntimeError("the Ollama simulator did not start") from None
                     time.sleep(0.1)
-        # Gatehouse swaps models to stay within a node's budget; the simulator's GPU is this big.
-        Node.objects.update_or_create(url=url, defaults={"gpu_memory_bytes": DEMO_GPU_GIB << 30})
+        # Gatehouse swaps models to stay within a node's budget; the simulator's GPU is this big. Enabled,
+        # since an earlier `make run BACKEND=llama` drained it.
+        Node.objects.update_or_create(url=url, defaults={"gpu_memory_bytes": DEMO_GPU_GIB << 30, "enabled": True})
         self.stdout.write(self.style.WARNING(BANNER.format(url=url)))
         return url
+
+    def _start_llama(self, url: str) -> None:
+        """Fetch llama.cpp's llama-server and SmolLM2-135M (once; cached outside the repository), serve
+        the model on `url` and register that as an OpenAI-compatible node."""
+        llama_port = int(url.rsplit(":", 1)[1])
+        if not _port_free("127.0.0.1", llama_port):
+            raise CommandError(f"Port {llama_port} is taken; set LLAMA_PORT to another port.")
+        fetch = _fetch_script()
+        try:
+            root = fetch.ensure(log=sys.stderr)  # says what it fetches the first time, nothing after
+        except fetch.FetchError as exc:
+            raise CommandError(f"llama-server is not available: {exc}") from None
+        slots = settings.DEFAULT_MODEL_CONCURRENCY  # one slot per request Gatehouse lets through
+        # Its log (a few lines per request) goes to a file, so the terminal stays readable.
+        log = os.path.join(settings.RUN_DIR, "llama-server.log")
+        self._spawn(LLAMA_NODE_NAME, [
+            str(fetch.binary(root)), "-m", str(fetch.model(root)), "--alias", "smollm2",
+            "--host", "127.0.0.1", "--port", str(llama_port), "-c", str(LLAMA_SLOT_CONTEXT * slots),
+            "--parallel", str(slots), "-t", str(min(4, os.cpu_count() or 1)), "--metrics", "--no-webui",
+        ], fetch.server_env(root), log=log)
+        proc = self.children[-1][1]
+        deadline = time.monotonic() + 60
+        while True:  # 503 while it loads the model, 200 once it takes requests
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() == -signal.SIGILL:
+                    raise CommandError(fetch.sigill_message()) from None
+                if proc.poll() is not None:
+                    raise CommandError(f"llama-server exited with code {proc.returncode} while starting; "
+                                       f"its log is {log}") from None
+                if time.monotonic() > deadline:
+                    raise CommandError("llama-server did not start within 60 s") from None
+                time.sleep(0.1)
+        Node.objects.update_or_create(url=url, defaults={"kind": Node.Kind.OPENAI, "name": LLAMA_NODE_NAME,
+                                                         "enabled": True})
+        self.stdout.write(self.style.WARNING(LLAMA_BANNER.format(url=url, log=log)))
 
     def _ping_web(self, url: str) -> None:
         """Wait for the web server and call /healthz once, as a load balancer would: that starts its
@@ -145,9 +223,14 @@ class Command(BaseCommand):
             except OSError:
                 time.sleep(0.2)
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], log: str | None = None) -> None:
         # Own process group, so a Ctrl-C reaches us once and we stop the children in order.
-        proc = subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, start_new_session=True)
+        if log is None:
+            proc = subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, start_new_session=True)
+        else:
+            with open(log, "ab") as out:  # the child keeps its own descriptor
+                proc = subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR, start_new_session=True,
+                                        stdout=out, stderr=subprocess.STDOUT)
         self.children.append((name, proc))
 
     def _watch(self) -> None:
