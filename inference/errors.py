@@ -1,4 +1,4 @@
-"""Ollama's native errors mapped to OpenAI-shaped API errors (common/apierrors.py).
+"""Errors from nodes (Ollama or OpenAI-compatible servers) mapped to OpenAI-shaped API errors (common/apierrors.py).
 
 A node's error text is never passed on word for word: it can name the node's host, its addresses
 and file paths ("error loading model /root/.ollama/models/blobs/sha256-..."). Clients get a message
@@ -74,8 +74,9 @@ def _summary(lowered: str, model: str) -> str:
     return f"The model server failed while serving `{model}`: {why}"
 
 
-def from_ollama(status_code: int, error_text: str, model: str, *, request: str | None = None) -> ApiError:
-    """Map an Ollama native error (`ollama.ResponseError.status_code` / `.error`) to ours.
+def from_node(status_code: int, error_text: str, model: str, *, request: str | None = None) -> ApiError:
+    """Map a node's error (Ollama's `ollama.ResponseError.status_code` / `.error`, or an OpenAI-compatible
+    server's status and error message) to ours.
 
     `model` is the name the client asked for, so messages never leak Ollama's internal name.
     `status_code` is -1 when the error arrived as an `{"error": ...}` line inside a stream.

@@ -1,9 +1,9 @@
 """Count the tokens a request used, for its rate limits, including a stream the client abandoned.
 
-Ollama reports exact counts (`prompt_eval_count`, `eval_count`) only in its last part. A stream that
+Servers report exact counts only in a call's last part (inference/engines/parts.py). A stream that
 ends early (the client left, the node failed) never gets there, so until then each part relayed
-counts as one generated token (Ollama streams one token a part) and the prompt counts as estimated
-at admission. A call that never got a slot used nothing.
+counts as one generated token (servers stream about one token a part) and the prompt counts as
+estimated at admission. A call that never got a slot used nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 from typing import Any
+
+from inference.engines.parts import Embeddings, Part
+from inference.engines.request import CHAT, COMPLETION, GenerationRequest
 
 CHARS_PER_TOKEN = 4  # a rough estimate for a prompt, until the node reports its count
 
@@ -37,14 +40,15 @@ class CallMeter:
         self.started = True
         self.node = node
 
-    def observe(self, part: Any) -> None:
+    def observe(self, part: Part | Embeddings) -> None:
         """A streamed part, or a whole non-streamed answer."""
         if self.first_part_at is None:
             self.first_part_at = time.monotonic()
-        if getattr(part, "done", False) or part_is_embedding(part):
-            self.final = (getattr(part, "prompt_eval_count", None) or 0, getattr(part, "eval_count", None) or 0)
-            self.gpu_ns = sum(getattr(part, name, None) or 0
-                              for name in ("load_duration", "prompt_eval_duration", "eval_duration"))
+        if isinstance(part, Embeddings):
+            self.final = (part.prompt_tokens, 0)
+        elif part.done:
+            self.final = (part.prompt_tokens or 0, part.completion_tokens or 0)
+            self.gpu_ns = part.gpu_ns
         else:
             self.parts += 1
 
@@ -59,24 +63,22 @@ class CallMeter:
         return self.final[1] if self.final is not None else self.parts
 
 
-def part_is_embedding(part: Any) -> bool:
-    return hasattr(part, "embeddings")
+def _chars(text: Any) -> int:
+    return len(text) if isinstance(text, str) else 0
 
 
-def estimate_prompt_tokens(kwargs: dict[str, Any]) -> int:
-    """About how many tokens the text of an Ollama request is (images and tool schemas not counted)."""
-    chars = 0
-    for message in kwargs.get("messages") or ():
-        content = message.get("content") if isinstance(message, dict) else None
-        chars += len(content) if isinstance(content, str) else 0
-    for name in ("prompt", "system", "suffix"):
-        value = kwargs.get(name)
-        chars += len(value) if isinstance(value, str) else 0
-    texts = kwargs.get("input")
-    if isinstance(texts, str):
-        texts = [texts]
-    chars += sum(len(text) for text in texts or () if isinstance(text, str))
-    return -(-chars // CHARS_PER_TOKEN)
+def prompt_estimates(request: GenerationRequest) -> list[int]:
+    """About how many prompt tokens each upstream call of a request carries (images and tool schemas
+    not counted), until the node reports the count."""
+    if request.operation == CHAT:
+        chars = sum(_chars(message.text) for message in request.body.messages)
+        per_call = [chars] * request.call_count
+    elif request.operation == COMPLETION:
+        suffix = _chars(getattr(request.body, "suffix", None))
+        per_call = [_chars(request.texts[request.call_index(i)[0]]) + suffix for i in range(request.call_count)]
+    else:
+        per_call = [sum(_chars(text) for text in request.texts)]
+    return [-(-chars // CHARS_PER_TOKEN) for chars in per_call]
 
 
 class RequestMeter:

@@ -1,4 +1,4 @@
-"""Ollama native responses -> OpenAI response bodies, stream chunks and SSE bytes.
+"""Canonical parts (inference/engines/parts.py) -> OpenAI response bodies, stream chunks and SSE bytes.
 
 Shapes follow OpenAI's API reference (chat completion, chunk and completion objects) exactly, because clients break on small
 deviations: the Python stream helper concatenates a repeated `role` into "assistantassistant",
@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import secrets
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from ollama import ChatResponse, GenerateResponse, Message
-from ollama._types import Logprob, TokenLogprob
-
 from common.apierrors import SERVER_ERROR, ApiError
+from inference.engines.parts import Part, TokenLogprob, ToolCall
 
 SYSTEM_FINGERPRINT = "fp_gatehouse"
 
@@ -59,7 +57,7 @@ def make_usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict
 def finish_reason(done_reason: str | None, *, tool_calls: bool = False) -> str:
     if tool_calls:
         return "tool_calls"
-    # Ollama says "length" for both num_predict and a full context; everything else is a stop.
+    # "length" for both max tokens and a full context; everything else is a stop.
     return "length" if done_reason == "length" else "stop"
 
 
@@ -71,7 +69,7 @@ def _chat_token(entry: TokenLogprob) -> dict[str, Any]:
     return {"token": entry.token, "logprob": entry.logprob, "bytes": _token_bytes(entry.token)}
 
 
-def chat_logprobs(entries: Sequence[Logprob] | None) -> dict[str, Any]:
+def chat_logprobs(entries: Sequence[TokenLogprob] | None) -> dict[str, Any]:
     """`choices[].logprobs` for chat: `{"content": [...], "refusal": null}`."""
     content = [
         {**_chat_token(entry), "top_logprobs": [_chat_token(top) for top in entry.top_logprobs or []]}
@@ -81,7 +79,7 @@ def chat_logprobs(entries: Sequence[Logprob] | None) -> dict[str, Any]:
 
 
 def completion_logprobs(
-    entries: Sequence[Logprob] | None, *, offset: int, echo_prompt: str | None = None
+    entries: Sequence[TokenLogprob] | None, *, offset: int, echo_prompt: str | None = None
 ) -> dict[str, Any]:
     """The legacy logprobs object; its four lists always have equal lengths.
 
@@ -113,13 +111,8 @@ def completion_logprobs(
     }
 
 
-def _arguments_json(arguments: Mapping[str, Any]) -> str:
-    # OpenAI's `arguments` is a JSON *string*; LangChain and both SDKs json.loads it.
-    return json.dumps(dict(arguments), ensure_ascii=False, separators=(",", ":"))
-
-
-def _tool_calls(message: Message, limit: int | None) -> list[Message.ToolCall]:
-    calls = list(message.tool_calls or [])
+def _tool_calls(part: Part, limit: int | None) -> list[ToolCall]:
+    calls = list(part.tool_calls)
     return calls[:limit] if limit is not None else calls
 
 
@@ -131,36 +124,35 @@ def chat_completion(
     completion_id: str,
     created: int,
     model: str,
-    choices: Sequence[ChatResponse],
+    choices: Sequence[Part],
     include_logprobs: bool,
     parallel_tool_calls: bool = True,
     system_fingerprint: str = SYSTEM_FINGERPRINT,
 ) -> dict[str, Any]:
-    """A `chat.completion` object from one final (non-stream) Ollama response per choice.
+    """A `chat.completion` object from one whole (non-stream) answer per choice.
 
     With `parallel_tool_calls=False` only the first tool call is kept (Ollama cannot be told).
     """
     out_choices = []
     for index, resp in enumerate(choices):
-        msg = resp.message
-        calls = _tool_calls(msg, None if parallel_tool_calls else 1)
-        content = msg.content or ""
+        calls = _tool_calls(resp, None if parallel_tool_calls else 1)
+        content = resp.text
         message: dict[str, Any] = {
             "role": "assistant",
             # null next to tool calls, as OpenAI does; LangChain and the SDKs expect that.
             "content": content if content or not calls else None,
             "refusal": None,
         }
-        if msg.thinking:
-            message["reasoning_content"] = msg.thinking  # non-standard; Continue shows it as thinking
+        if resp.thinking:
+            message["reasoning_content"] = resp.thinking  # non-standard; Continue shows it as thinking
         if calls:
             message["tool_calls"] = [
                 {
                     "id": new_tool_call_id(),
                     "type": "function",
                     "function": {
-                        "name": call.function.name,
-                        "arguments": _arguments_json(call.function.arguments),
+                        "name": call.name,
+                        "arguments": call.arguments_json,
                     },
                 }
                 for call in calls
@@ -170,18 +162,18 @@ def chat_completion(
                 "index": index,
                 "message": message,
                 "logprobs": chat_logprobs(resp.logprobs) if include_logprobs else None,
-                "finish_reason": finish_reason(resp.done_reason, tool_calls=bool(calls)),
+                "finish_reason": finish_reason(resp.finish_reason, tool_calls=bool(calls)),
             }
         )
     # n choices share one prompt: like OpenAI, count it once and sum the completions.
-    prompt_tokens = max((r.prompt_eval_count or 0 for r in choices), default=0)
+    prompt_tokens = max((r.prompt_tokens or 0 for r in choices), default=0)
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "choices": out_choices,
-        "usage": make_usage(prompt_tokens, sum(r.eval_count or 0 for r in choices)),
+        "usage": make_usage(prompt_tokens, sum(r.completion_tokens or 0 for r in choices)),
         "system_fingerprint": system_fingerprint,
     }
 
@@ -202,7 +194,7 @@ def text_completion(
     model: str,
     prompts: Sequence[str],
     n: int,
-    choices: Sequence[GenerateResponse],
+    choices: Sequence[Part],
     echo: bool = False,
     logprobs: int | None = None,
     system_fingerprint: str = SYSTEM_FINGERPRINT,
@@ -211,7 +203,7 @@ def text_completion(
     out_choices = []
     for index, resp in enumerate(choices):
         prompt = prompts[index // n]
-        text = resp.response or ""
+        text = resp.text
         out_choices.append(
             {
                 "text": prompt + text if echo else text,
@@ -221,7 +213,7 @@ def text_completion(
                     if logprobs is not None
                     else None
                 ),
-                "finish_reason": finish_reason(resp.done_reason),
+                "finish_reason": finish_reason(resp.finish_reason),
             }
         )
     return {
@@ -231,7 +223,7 @@ def text_completion(
         "model": model,
         "choices": out_choices,
         "usage": _prompt_major_usage(
-            [r.prompt_eval_count for r in choices], [r.eval_count for r in choices], n
+            [r.prompt_tokens for r in choices], [r.completion_tokens for r in choices], n
         ),
         "system_fingerprint": system_fingerprint,
     }
@@ -315,7 +307,7 @@ class _Chunker:
 
 
 class ChatChunker(_Chunker):
-    """Turns native chat stream parts, tagged with their choice index, into `chat.completion.chunk`s."""
+    """Turns streamed chat parts, tagged with their choice index, into `chat.completion.chunk`s."""
 
     object_name = "chat.completion.chunk"
 
@@ -347,37 +339,36 @@ class ChatChunker(_Chunker):
     ) -> dict[str, Any]:
         return self._chunk([{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}])
 
-    def feed(self, index: int, part: ChatResponse) -> list[dict[str, Any]]:
+    def feed(self, index: int, part: Part) -> list[dict[str, Any]]:
         state = self._choices[index]
         if state.finished:
             return []
-        msg = part.message
         entries = list(part.logprobs or []) if self.include_logprobs else []
 
         # (delta, logprobs) pairs for this part, before the role is merged into the first one.
         deltas: list[tuple[dict[str, Any], Any]] = []
         text: dict[str, Any] = {}
-        if msg.thinking:
-            text["reasoning_content"] = msg.thinking
-        if msg.content or entries:
-            text["content"] = msg.content or ""
+        if part.thinking:
+            text["reasoning_content"] = part.thinking
+        if part.text or entries:
+            text["content"] = part.text
         if text:
             deltas.append((text, chat_logprobs(entries) if entries else None))
 
         limit = None if self.parallel_tool_calls else max(0, 1 - state.tool_calls)
-        for call in _tool_calls(msg, limit):
+        for call in _tool_calls(part, limit):
             k = state.tool_calls
             state.tool_calls += 1
             # First delta of a call: index, id, type, name and empty arguments; then the arguments.
-            # Ollama hands us each call whole, so one argument delta carries all of it.
+            # Engines hand over each call whole, so one argument delta carries all of it.
             header = {
                 "index": k,
                 "id": new_tool_call_id(),
                 "type": "function",
-                "function": {"name": call.function.name, "arguments": ""},
+                "function": {"name": call.name, "arguments": ""},
             }
             deltas.append(({"tool_calls": [header]}, None))
-            args = {"index": k, "function": {"arguments": _arguments_json(call.function.arguments)}}
+            args = {"index": k, "function": {"arguments": call.arguments_json}}
             deltas.append(({"tool_calls": [args]}, None))
 
         if not state.started:
@@ -395,10 +386,10 @@ class ChatChunker(_Chunker):
         chunks = [self._choice(index, delta, logprobs) for delta, logprobs in deltas]
         if part.done:
             state.finished = True
-            state.prompt_tokens, state.completion_tokens = part.prompt_eval_count, part.eval_count
+            state.prompt_tokens, state.completion_tokens = part.prompt_tokens, part.completion_tokens
             chunks.append(
                 self._choice(
-                    index, {}, None, finish_reason(part.done_reason, tool_calls=state.tool_calls > 0)
+                    index, {}, None, finish_reason(part.finish_reason, tool_calls=state.tool_calls > 0)
                 )
             )
         return chunks
@@ -422,7 +413,7 @@ class ChatChunker(_Chunker):
 
 
 class CompletionChunker(_Chunker):
-    """Turns native generate stream parts, tagged with their choice index, into `text_completion` chunks."""
+    """Turns streamed completion parts, tagged with their choice index, into `text_completion` chunks."""
 
     object_name = "text_completion"
 
@@ -468,12 +459,12 @@ class CompletionChunker(_Chunker):
         state.offset = len(prompt)
         return [self._choice(index, prompt, logprobs)]
 
-    def feed(self, index: int, part: GenerateResponse) -> list[dict[str, Any]]:
+    def feed(self, index: int, part: Part) -> list[dict[str, Any]]:
         state = self._choices[index]
         if state.finished:
             return []
         chunks = [] if state.started else self._start(index, state)
-        text = part.response or ""
+        text = part.text
         entries = list(part.logprobs or []) if self.logprobs is not None else []
         if text or entries:
             logprobs = (
@@ -483,8 +474,8 @@ class CompletionChunker(_Chunker):
             chunks.append(self._choice(index, text, logprobs))
         if part.done:
             state.finished = True
-            state.prompt_tokens, state.completion_tokens = part.prompt_eval_count, part.eval_count
-            chunks.append(self._choice(index, "", None, finish_reason(part.done_reason)))
+            state.prompt_tokens, state.completion_tokens = part.prompt_tokens, part.completion_tokens
+            chunks.append(self._choice(index, "", None, finish_reason(part.finish_reason)))
         return chunks
 
     @property

@@ -34,26 +34,19 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from common.apierrors import ApiError
+from common.store import keys
 from common.store.client import REDIS_ERRORS, drop_pooled_connections, pubsub_client, redis_client
 from inference import background, errors, nodehealth, outbox, queue, redis_epoch
-from inference.errors import from_ollama
+from inference.errors import from_node
+from inference.queue import policy_for
 from inference.registry import ModelRoute
+from inference.swapper import SwapActor
 
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_WAIT_SECONDS = 3.0
 # How often a process with waiting tickets asks where they stand (their streams show it).
 POSITION_ROUND_SECONDS = 1.0
-
-
-def policy_for(route: ModelRoute) -> queue.Policy:
-    return queue.Policy(
-        concurrency=route.concurrency,
-        max_queue=route.max_queue,
-        lease_ms=int(settings.SLOT_LEASE_SECONDS * 1000),
-        batch_bound_ms=int(settings.BATCH_MAX_WAIT_SECONDS * 1000),
-        nodes=nodehealth.usable(route.node_urls),
-    )
 
 
 def redis_unavailable() -> ApiError:
@@ -211,8 +204,6 @@ class Broker:
         self.actor_wake = asyncio.Event()
         self._checking = asyncio.Lock()
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._renew_forever())]
-        from inference.swapper import SwapActor  # the actor needs this module's policy_for
-
         self.actor = SwapActor(self.owner, self.actor_wake, self.subscribed)
         self._tasks.append(asyncio.create_task(self.actor.run_forever()))
 
@@ -275,13 +266,12 @@ class Broker:
         return Admission(tickets, result.waiting)
 
     async def _listen(self) -> None:
-        channel = queue.GRANT_CHANNEL + self.owner
+        channel = keys.grant_channel(self.owner)
         while True:
             client = pubsub_client()
             pubsub = client.pubsub()
             try:
-                await pubsub.subscribe(channel, nodehealth.CHANNEL, queue.ACTOR_WAKE_CHANNEL,
-                                       queue.LOAD_FAILED_CHANNEL)
+                await pubsub.subscribe(channel, keys.NODES_CHANNEL, keys.ACTOR_WAKE_CHANNEL, keys.LOAD_FAILED_CHANNEL)
                 await self._notice_restart(client)
                 await nodehealth.refresh()
                 self.subscribed.set()
@@ -293,9 +283,9 @@ class Broker:
                     if message["channel"] == channel:
                         ticket_id, _, node = message["data"].partition(" ")
                         self.resolve_granted({ticket_id: node})
-                    elif message["channel"] == queue.ACTOR_WAKE_CHANNEL:
+                    elif message["channel"] == keys.ACTOR_WAKE_CHANNEL:
                         self.actor_wake.set()
-                    elif message["channel"] == queue.LOAD_FAILED_CHANNEL:
+                    elif message["channel"] == keys.LOAD_FAILED_CHANNEL:
                         self._fail_waiting(json.loads(message["data"]))
                     else:
                         nodehealth.apply_message(message["data"])
@@ -330,7 +320,7 @@ class Broker:
         """The swap actor could not load a model: its waiting requests get Ollama's reason."""
         for ticket in list(self.tickets.values()):
             if ticket.node is None and queue_name(ticket.route) == failure["model"]:
-                ticket.fail(from_ollama(failure["status"], failure["error"], ticket.route.public_id,
+                ticket.fail(from_node(failure["status"], failure["error"], ticket.route.public_id,
                                         request=ticket.request_id))
 
     async def _renew_forever(self) -> None:

@@ -2,7 +2,7 @@
 
 The generator runs under daphne's event loop as the body of a StreamingHttpResponse (an async
 iterator, so Django does not buffer it). When the client disconnects, Django cancels it; the
-`finally` cancels the calls' pump tasks, which close their HTTP requests (stopping Ollama) and
+`finally` cancels the calls' pump tasks, which close their HTTP requests (stopping the server) and
 release their slots.
 
 A stream whose turn has not come starts at once (a `WaitingStream`): while it waits, a comment every
@@ -24,7 +24,7 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from common.apierrors import ApiError
-from inference.nodes import UPSTREAM_ERRORS
+from inference.engines import NodeFailure
 from inference.openai_format import SSE_DONE, sse_error, sse_event
 from inference.slots import Admission
 from inference.upstream import MergedStream, upstream_error
@@ -74,10 +74,10 @@ async def sse_events(stream: MergedStream | WaitingStream, chunker, model: str) 
         for chunk in chunker.finish():
             yield sse_event(chunk)
         yield SSE_DONE
-    except (ApiError, *UPSTREAM_ERRORS) as exc:
+    except (ApiError, NodeFailure) as exc:
         # The status line is long gone: report the failure in-stream, as OpenAI does, then close.
         log.warning("stream for %s failed after it started: %s", model, exc)
-        yield sse_error(upstream_error(exc, model))
+        yield sse_error(upstream_error(exc))
     finally:
         await merged.aclose()
 

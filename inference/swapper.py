@@ -20,6 +20,10 @@ Loads and unloads are explicit (an empty request with the model's num_ctx and ke
 `keep_alive: 0`), so Ollama never has to choose what to evict. A model is "ready" on a node only
 once its preload answered, because since Ollama 0.30 requests for a model that is still loading
 would wait in Ollama's own queue, out of our sight.
+
+Every node kind goes through its engine (inference/engines/): Ollama and llama-server's router mode
+load and unload; other OpenAI-compatible servers report every model they list as loaded, so their
+models are adopted as ready and never swapped (their nodes have no memory budget).
 """
 
 from __future__ import annotations
@@ -31,21 +35,18 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import ollama
 from django.conf import settings
 
-from common.store import scripts
+from common.store import keys, scripts
 from common.store.client import REDIS_ERRORS, redis_client
-from inference import context_overflow, nodehealth, nodes, queue, registry, telemetry
-from inference.nodes import UPSTREAM_ERRORS
+from inference import engines, nodehealth, queue, registry, telemetry
+from inference.engines import NodeFailure
+from inference.engines.base import LoadRefused
+from inference.queue import policy_for
 from inference.registry import ModelRoute, NodeInfo
-from inference.slots import policy_for
 
 log = logging.getLogger(__name__)
 
-LEADER_KEY = "gh:actor:leader"
-PS_KEY = "gh:nodes:ps"  # HASH node url -> JSON {"at": unix s, "models": [/api/ps entries]}
-SIZES_KEY = "gh:models:size"  # HASH ollama name -> measured size_vram in bytes
 LEASE_MS = 3000
 ROUND_SECONDS = 0.2
 LOAD_RETRY_SECONDS = 10.0  # after a failed load, wait this long before trying that model there again
@@ -77,7 +78,7 @@ class SwapActor:
         await self.connected.wait()
         while True:
             try:
-                self.leader = bool(await self._renew(keys=[LEADER_KEY], args=[self.owner, LEASE_MS]))
+                self.leader = bool(await self._renew(keys=[keys.LEADER], args=[self.owner, LEASE_MS]))
                 if self.leader:
                     await self.round()
             except asyncio.CancelledError:
@@ -134,8 +135,8 @@ class SwapActor:
         url = view.info.url
         try:
             async with asyncio.timeout(max(1.0, settings.NODE_PS_POLL_SECONDS)):
-                models = await nodes.running(url)
-        except (*UPSTREAM_ERRORS, TimeoutError) as exc:
+                models = await engines.for_node(view.info).loaded(view.info)
+        except (NodeFailure, TimeoutError) as exc:
             view.answered = False
             if not nodehealth.is_down(url):
                 await nodehealth.mark_down(url, f"/api/ps failed: {type(exc).__name__}: {exc}")
@@ -146,9 +147,9 @@ class SwapActor:
             self.sizes[name] = size
         client = redis_client()
         async with client.pipeline(transaction=False) as pipe:
-            pipe.hset(PS_KEY, url, json.dumps({"at": time.time(), "models": models}))
+            pipe.hset(keys.NODES_PS, url, json.dumps({"at": time.time(), "models": models}))
             if view.loaded:
-                pipe.hset(SIZES_KEY, mapping=view.loaded)
+                pipe.hset(keys.MODEL_SIZES, mapping=view.loaded)
             await pipe.execute()
         await nodehealth.mark_up(url)
 
@@ -282,17 +283,16 @@ class SwapActor:
         await queue.set_place(model, url, "loading")
         started = time.monotonic()
         try:
-            await nodes.preload(url, model, embedding=route.kind == "embedding", num_ctx=route.context_length,
-                                keep_alive=registry.keep_alive_for(route), fields=context_overflow.request_fields(route))
-        except (*UPSTREAM_ERRORS, TimeoutError) as exc:
+            await engines.for_node(self.views[url].info).load(self.views[url].info, route)
+        except (NodeFailure, LoadRefused, TimeoutError) as exc:
             log.warning("loading %s on %s failed: %s", model, url, exc)
             self.failed_at[(model, url)] = time.monotonic()
             await queue.set_place(model, url, "gone")
-            if isinstance(exc, nodes.NODE_FAILURES):
+            if isinstance(exc, NodeFailure):
                 await nodehealth.mark_down(url, f"load failed: {exc}")
-            elif isinstance(exc, ollama.ResponseError):  # the model itself cannot load: tell its waiters
-                failure = {"model": model, "status": exc.status_code, "error": exc.error}
-                await redis_client().publish(queue.LOAD_FAILED_CHANNEL, json.dumps(failure))
+            elif isinstance(exc, LoadRefused):  # the model itself cannot load: tell its waiters
+                failure = {"model": model, "status": exc.status, "error": exc.text}
+                await redis_client().publish(keys.LOAD_FAILED_CHANNEL, json.dumps(failure))
             return
         log.info("loaded %s on %s in %.1f s", model, url, time.monotonic() - started)
         with contextlib.suppress(*REDIS_ERRORS):
@@ -308,8 +308,8 @@ class SwapActor:
         if not await queue.set_place(model, url, "unloading"):
             return  # requests run there: it drains, and a later round unloads it
         try:
-            await nodes.unload(url, model)
-        except (*UPSTREAM_ERRORS, TimeoutError) as exc:
+            await engines.for_node(self.views[url].info).unload(self.views[url].info, model)
+        except (NodeFailure, LoadRefused, TimeoutError) as exc:
             log.warning("unloading %s on %s failed: %s", model, url, exc)
         else:
             with contextlib.suppress(*REDIS_ERRORS):

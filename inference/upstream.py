@@ -17,100 +17,128 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
-import ollama
 
 from common.apierrors import ApiError
-from inference import nodehealth, nodes
-from inference.errors import from_ollama
+from inference import engines, nodehealth, registry
+from inference.engines import NodeFailure
+from inference.engines.parts import Embeddings, Part
+from inference.engines.request import GenerationRequest
 from inference.metering import CallMeter
-from inference.nodes import NODE_FAILURES, UPSTREAM_ERRORS
+from inference.registry import NodeInfo
 
 log = logging.getLogger(__name__)
 
-Start = Callable[[ollama.AsyncClient], Awaitable[Any]]
+
+def node_failure_error(failure: NodeFailure) -> ApiError:
+    if isinstance(failure.cause, httpx.TimeoutException):
+        return ApiError.backend_unavailable("The model server took too long to answer. Please retry.", retry_after=5)
+    return ApiError.backend_unavailable("The model server is not reachable right now. Please retry shortly.",
+                                        retry_after=5)
 
 
-def upstream_error(exc: BaseException, model: str) -> ApiError:
+def upstream_error(exc: BaseException) -> ApiError | None:
+    """The API error a call's failure is reported as, or None for what is not a call's failure."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, ollama.ResponseError):
-        return from_ollama(exc.status_code, exc.error, model)
-    if isinstance(exc, httpx.TimeoutException):
-        return ApiError.backend_unavailable("The model server took too long to answer. Please retry.", retry_after=5)
-    if isinstance(exc, (ConnectionError, httpx.HTTPError)):
-        return ApiError.backend_unavailable(
-            "The model server is not reachable right now. Please retry shortly.", retry_after=5
-        )
-    raise exc
+    if isinstance(exc, NodeFailure):
+        return node_failure_error(exc)
+    return None
+
+
+class Payloads:
+    """A request's calls translated for each engine kind its nodes speak, made before admission (so a
+    request no engine can take never holds a slot) and looked up when a call learns its node."""
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self.request = request
+        self._by_kind: dict[str, list[Any]] = {}
+
+    def prepare(self, kinds: set[str]) -> None:
+        for kind in sorted(kinds):
+            self.for_kind(kind)
+
+    def for_kind(self, kind: str) -> list[Any]:
+        payloads = self._by_kind.get(kind)
+        if payloads is None:
+            payloads = self._by_kind[kind] = engines.for_kind(kind).prepare(self.request)
+        return payloads
+
+
+async def _node(url: str) -> NodeInfo:
+    # A node removed from the catalogue after the grant still gets its call, as the kind it was.
+    return await registry.node_info(url) or NodeInfo(url, 0, True)
 
 
 class UpstreamCall:
     """One call to a node for one choice of a request, holding its ticket until it ends."""
 
-    def __init__(self, ticket, start: Start, model: str, meter: CallMeter | None = None) -> None:
+    def __init__(self, ticket, payloads: Payloads, index: int, meter: CallMeter | None = None) -> None:
         self.ticket = ticket
-        self.start = start
-        self.model = model  # the id the client asked for, for error messages
+        self.payloads = payloads
+        self.index = index
+        self.operation = payloads.request.operation
         self.attempts = 0
         self.meter = meter or CallMeter(0)  # the tokens it used, for rate limits
 
-    async def _node_failed(self, node: str, exc: BaseException) -> None:
+    async def _node_failed(self, failure: NodeFailure) -> None:
         """Take the node out; go back to the queue if another node may serve, else give up."""
-        await nodehealth.mark_down(node, f"{type(exc).__name__}: {exc}")
+        await nodehealth.mark_down(failure.node, str(failure))
         self.attempts += 1
         if self.attempts >= max(1, len(self.ticket.route.node_urls)):
-            raise upstream_error(exc, self.model) from exc
+            raise node_failure_error(failure) from failure
         await self.ticket.requeue_after_node_failure()
 
-    async def result(self) -> Any:
+    async def _granted_node(self) -> tuple[NodeInfo, Any]:
+        node = await _node(await self.ticket.granted())
+        self.meter.start(node.url)
+        return node, self.payloads.for_kind(node.kind)[self.index]
+
+    async def result(self) -> Part | Embeddings:
         """A non-streamed call: wait for a slot, call the node, return its answer."""
         try:
             while True:
-                node = await self.ticket.granted()
-                self.meter.start(node)
+                node, payload = await self._granted_node()
                 try:
-                    answer = await self.start(nodes.client_for(node))
-                    self.meter.observe(answer)
-                    return answer
-                except NODE_FAILURES as exc:
-                    await self._node_failed(node, exc)
-        except UPSTREAM_ERRORS as exc:
-            raise upstream_error(exc, self.model) from exc
+                    answer = await engines.for_node(node).call(node, self.operation, payload)
+                except NodeFailure as exc:
+                    await self._node_failed(exc)
+                    continue
+                self.meter.observe(answer)
+                return answer
         finally:
             self.ticket.release()
 
-    async def parts(self) -> AsyncIterator[Any]:
+    async def parts(self) -> AsyncIterator[Part]:
         """A streamed call: wait for a slot, open the stream (retrying on another node while nothing
         has been received), then yield its parts."""
         iterator = None
         try:
             while True:
-                node = await self.ticket.granted()
-                self.meter.start(node)
+                node, payload = await self._granted_node()
+                iterator = engines.for_node(node).stream(node, self.operation, payload)
                 try:
-                    iterator = await self.start(nodes.client_for(node))
                     first = await anext(iterator)
                     break
-                except NODE_FAILURES as exc:
+                except NodeFailure as exc:
                     await _close(iterator)
                     iterator = None
-                    await self._node_failed(node, exc)
+                    await self._node_failed(exc)
             self.meter.observe(first)
             yield first
             async for part in iterator:
                 self.meter.observe(part)
                 yield part
         finally:
-            # Closing the ollama client's generator closes its HTTP response, which stops Ollama.
+            # Closing the engine's generator closes its HTTP response, which stops the server generating.
             await _close(iterator)
             self.ticket.release()
 
 
-async def gather_results(calls: list[UpstreamCall], model: str) -> list[Any]:
+async def gather_results(calls: list[UpstreamCall]) -> list[Part | Embeddings]:
     """Run non-streamed calls concurrently; if one fails (or we are cancelled), cancel the rest."""
     tasks = [asyncio.ensure_future(call.result()) for call in calls]
     try:
@@ -119,8 +147,9 @@ async def gather_results(calls: list[UpstreamCall], model: str) -> list[Any]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if isinstance(exc, UPSTREAM_ERRORS):
-            raise upstream_error(exc, model) from exc
+        error = upstream_error(exc)
+        if error is not None and error is not exc:
+            raise error from exc
         raise
 
 
@@ -134,9 +163,7 @@ class MergedStream:
     up choices that run: their parts are buffered until read.
     """
 
-    def __init__(self, calls: list[UpstreamCall], model: str,
-                 on_close: Callable[[MergedStream], None] | None = None) -> None:
-        self.model = model
+    def __init__(self, calls: list[UpstreamCall], on_close: Callable[[MergedStream], None] | None = None) -> None:
         self._on_close = on_close  # once every call has ended: settle rate limits, record usage
         self.error: BaseException | None = None  # what ended the stream early, if anything did
         self.complete = False  # every call reached its end
@@ -154,8 +181,7 @@ class MergedStream:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - handed to the reader, which reports it
-            error = exc if isinstance(exc, ApiError) else (
-                upstream_error(exc, self.model) if isinstance(exc, UPSTREAM_ERRORS) else exc)
+            error = upstream_error(exc) or exc
             self._queue.put_nowait((index, None, error))
             return
         self._queue.put_nowait((index, _END, None))

@@ -1,35 +1,15 @@
-"""OpenAI-compatible API views. Thin: authenticate, parse, resolve the model, call a function, render.
-
-A generation request refused before generation takes it over (a bad body, an unknown model, too many
-choices...) gets its usage record from inference/request_log.py; the others get it from generation.
+"""OpenAI-compatible API views. Thin: each generation route hands its protocol to the pipeline
+(inference/pipeline.py), which runs the whole request; the model routes read the catalogue snapshot.
 
 All of them are async and run on daphne's event loop: no sync ORM, sync Redis or sync HTTP here.
 """
 
 from __future__ import annotations
 
-import time
-
-from inference import context_overflow, registry, request_log
-from inference.api import api_endpoint, json_response, read_body
+from inference import pipeline, registry
+from inference.api import api_endpoint, json_response
 from inference.caller import authenticate
-from inference.generation import (
-    Outcome,
-    create_chat_completion,
-    create_embeddings,
-    create_text_completion,
-    resolve_model,
-)
-from inference.model_defaults import apply_model_defaults
-from inference.parsing import parse_request
-from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from inference.streaming import event_stream_response
-
-
-def render(outcome: Outcome):
-    if outcome.events is not None:
-        return event_stream_response(outcome.events, outcome.headers)
-    return json_response(outcome.payload, headers=outcome.headers)
+from inference.openai_protocol import CHAT_PROTOCOL, COMPLETION_PROTOCOL, EMBEDDING_PROTOCOL
 
 
 def model_object(route: registry.ModelRoute) -> dict:
@@ -46,34 +26,19 @@ async def list_models(request):
 @api_endpoint("GET")
 async def retrieve_model(request, model_id: str):
     principal = await authenticate(request)
-    return json_response(model_object(await resolve_model(principal, model_id)))
-
-
-async def _generate(request, schema, create, *, overflow_param: str | None = None):
-    """The generation views' one sequence: authenticate, parse, resolve the model, generate, render.
-    A failure before generation starts gets its usage record here (inference/request_log.py)."""
-    principal = await authenticate(request)
-    with request_log.until_generation(principal) as record:
-        body = await parse_request(schema, read_body(request))
-        record.asked_for(body.model, streamed=bool(getattr(body, "stream", False)))
-        route = await resolve_model(principal, body.model)
-        body = apply_model_defaults(body, route)
-        if overflow_param is None:
-            return render(await create(principal, body, route))
-        with context_overflow.reported_as_openai(route, param=overflow_param):
-            return render(await create(principal, body, route, created=int(time.time())))
+    return json_response(model_object(await pipeline.resolve_model(principal, model_id)))
 
 
 @api_endpoint("POST")
 async def chat_completions(request):
-    return await _generate(request, ChatCompletionRequest, create_chat_completion, overflow_param="messages")
+    return await pipeline.handle(request, CHAT_PROTOCOL)
 
 
 @api_endpoint("POST")
 async def completions(request):
-    return await _generate(request, CompletionRequest, create_text_completion, overflow_param="prompt")
+    return await pipeline.handle(request, COMPLETION_PROTOCOL)
 
 
 @api_endpoint("POST")
 async def embeddings(request):
-    return await _generate(request, EmbeddingRequest, create_embeddings)
+    return await pipeline.handle(request, EMBEDDING_PROTOCOL)

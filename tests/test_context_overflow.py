@@ -13,8 +13,8 @@ import openai
 import pytest
 
 from inference.context_overflow import context_length_exceeded, request_fields
+from inference.engines.ollama import request_error
 from inference.registry import ModelRoute
-from inference.upstream import upstream_error
 from tests.conftest import CHAT_MODEL
 from tests.support.processes import eventually
 
@@ -47,7 +47,7 @@ def test_it_asks_the_node_to_refuse_rather_than_cut_unless_the_model_says_otherw
 ])
 def test_it_recognises_each_way_a_node_refuses_an_over_long_prompt(node_text):
     # As the client raises it: from the node's HTTP body, whose "error" is the refusal text.
-    error = upstream_error(ollama.ResponseError(json.dumps({"error": node_text}), 400), "m")
+    error = request_error(ollama.ResponseError(json.dumps({"error": node_text}), 400), "http://node", "m")
     assert (error.status, error.code) == (400, "context_length_exceeded")
 
 

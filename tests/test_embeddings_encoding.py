@@ -153,9 +153,12 @@ def test_it_applies_dimensions_through_the_sdk() -> None:
 
 
 def embed_request_sent(route: ModelRoute, body: dict) -> dict:
-    """The body of the /api/embed call production (inference.generation.create_embeddings) makes for an
-    API request, as the Ollama client puts it on the wire; the queue and the node are stood in for."""
-    from inference import generation
+    """The body of the /api/embed call production makes for an API request (the OpenAI protocol's
+    canonical request, translated by the Ollama engine), as the Ollama client puts it on the wire; the
+    queue and the node are stood in for."""
+    from inference.engines.ollama import ENGINE
+    from inference.engines.request import EMBEDDING
+    from inference.openai_protocol import EMBEDDING_PROTOCOL
 
     seen: list[dict] = []
 
@@ -166,15 +169,13 @@ def embed_request_sent(route: ModelRoute, body: dict) -> dict:
         return httpx.Response(200, json={"model": route.ollama_name, "embeddings": [[0.6, 0.8]] * count,
                                          "prompt_eval_count": count})
 
-    async def run_on_the_node(principal, route, starts, **_) -> tuple[dict, list]:
-        client = ollama.AsyncClient(host="http://node.test", transport=httpx.MockTransport(node))
-        return {}, [await start(client) for start in starts]
-
     request = parse_body(EmbeddingRequest, json.dumps({"model": route.public_id, **body}).encode())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(generation, "_run", run_on_the_node)
-        outcome = asyncio.run(generation.create_embeddings(None, request, route))
-    assert len(outcome.payload["data"]) == len(seen[0]["input"])
+    canonical = EMBEDDING_PROTOCOL.canonical(request, route)
+    assert canonical.operation == EMBEDDING
+    (payload,) = ENGINE.prepare(canonical)
+    client = ollama.AsyncClient(host="http://node.test", transport=httpx.MockTransport(node))
+    result = asyncio.run(client.embed(**payload))
+    assert len(result.embeddings) == len(canonical.texts)
     (sent,) = seen
     return sent
 

@@ -1,4 +1,4 @@
-"""Ollama -> OpenAI responses, stream chunks and errors, checked as clients see them.
+"""Ollama -> canonical parts -> OpenAI responses, stream chunks and errors, checked as clients see them.
 
 Where practical the bytes we produce are served to the real `openai` SDK (and LangChain) through a
 mock transport, so the SDK's own SSE decoder, models and stream accumulators judge them.
@@ -17,7 +17,9 @@ from ollama import ChatResponse, GenerateResponse, Message
 from ollama._types import Logprob, TokenLogprob
 
 from common.apierrors import ApiError
-from inference.errors import from_ollama
+from inference.engines.ollama import part_from_native
+from inference.engines.parts import Part
+from inference.errors import from_node
 from inference.openai_format import (
     SSE_DONE,
     SSE_KEEPALIVE,
@@ -46,11 +48,11 @@ def part(
     logprobs: list[Logprob] | None = None,
     prompt: int | None = None,
     completion: int | None = None,
-) -> ChatResponse:
+) -> Part:
     tool_calls = [
         Message.ToolCall(function=Message.ToolCall.Function(name=n, arguments=a)) for n, a in calls
     ] or None
-    return ChatResponse(
+    return part_from_native(ChatResponse(
         model="llama3.2:3b",
         message=Message(role="assistant", content=content, thinking=thinking, tool_calls=tool_calls),
         done=done,
@@ -58,7 +60,7 @@ def part(
         logprobs=logprobs,
         prompt_eval_count=prompt if done else None,
         eval_count=completion if done else None,
-    )
+    ))
 
 
 def gen(
@@ -69,10 +71,10 @@ def gen(
     logprobs: list[Logprob] | None = None,
     prompt: int = 0,
     completion: int = 0,
-) -> GenerateResponse:
+) -> Part:
     if not done:
-        return GenerateResponse(model="m", response=response, done=False, logprobs=logprobs)
-    return GenerateResponse(
+        return part_from_native(GenerateResponse(model="m", response=response, done=False, logprobs=logprobs))
+    return part_from_native(GenerateResponse(
         model="m",
         response=response,
         done=True,
@@ -80,7 +82,7 @@ def gen(
         logprobs=logprobs,
         prompt_eval_count=prompt,
         eval_count=completion,
-    )
+    ))
 
 
 def lp(token: str, logprob: float, *alternatives: tuple[str, float]) -> Logprob:
@@ -117,7 +119,7 @@ def stream_bytes(chunks: list[dict]) -> bytes:
     return b"".join(sse_event(c) for c in chunks) + SSE_DONE
 
 
-def run_chat(chunker: ChatChunker, parts: list[tuple[int, ChatResponse]]) -> list[dict]:
+def run_chat(chunker: ChatChunker, parts: list[tuple[int, Part]]) -> list[dict]:
     chunks: list[dict] = []
     for index, p in parts:
         chunks.extend(chunker.feed(index, p))
@@ -176,9 +178,9 @@ def test_it_builds_the_exact_chat_completion_shape() -> None:
 
 
 def test_it_reports_length_and_counts_missing_usage_as_zero() -> None:
-    resp = ChatResponse(
+    resp = part_from_native(ChatResponse(
         model="m", message=Message(role="assistant", content="abc"), done=True, done_reason="length"
-    )
+    ))
     out = chat_completion(completion_id="c", created=1, model="m", choices=[resp], include_logprobs=False)
     assert out["choices"][0]["finish_reason"] == "length"
     assert out["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
@@ -509,7 +511,7 @@ def completion_chunker(**kwargs: Any) -> CompletionChunker:
     return CompletionChunker(completion_id="cmpl-1", created=CREATED, model="m", **kwargs)
 
 
-def run_completion(c: CompletionChunker, parts: list[tuple[int, GenerateResponse]]) -> list[dict]:
+def run_completion(c: CompletionChunker, parts: list[tuple[int, Part]]) -> list[dict]:
     chunks: list[dict] = []
     for index, p in parts:
         chunks.extend(c.feed(index, p))
@@ -642,7 +644,7 @@ def test_it_shapes_every_error_with_all_four_keys() -> None:
     ],
 )
 def test_it_maps_ollama_errors(status: int, text: str, expected: tuple) -> None:
-    error = from_ollama(status, text, "public-name")
+    error = from_node(status, text, "public-name")
     assert (error.status, error.param, error.code, error.headers.get("Retry-After")) == expected
     assert "registry.ollama.ai" not in error.message
     if error.status == 404:
@@ -652,8 +654,8 @@ def test_it_maps_ollama_errors(status: int, text: str, expected: tuple) -> None:
 
 
 def test_it_tells_sdks_not_to_retry_permanent_upstream_failures() -> None:
-    assert from_ollama(500, "model runner has unexpectedly stopped", "m").headers == {}
-    error = from_ollama(
+    assert from_node(500, "model runner has unexpectedly stopped", "m").headers == {}
+    error = from_node(
         500, "model requires more system memory (9 GiB) than is available (4 GiB)", "m"
     )
     assert error.headers == {"x-should-retry": "false"}

@@ -1,0 +1,196 @@
+"""The request pipeline: every generation request runs this one sequence, whatever protocol it came in.
+
+    handle(http_request, protocol)
+      1. authenticate          the bearer key -> the caller                    (inference/caller.py)
+      2. parse                 the body, by the protocol's schema              (inference/parsing.py)
+      3. resolve the model     the id -> a route in the catalogue snapshot     (inference/registry.py)
+      4. canonical request     the protocol's body -> a GenerationRequest      (inference/engines/request.py)
+      run(caller, request)
+      5. prepare               one payload per upstream call, per engine kind  (inference/engines/)
+      6. limits                the key's and the person's rate limits          (inference/ratelimit.py)
+      7. admission             one queue ticket per upstream call               (inference/slots.py)
+      8. call the engine       each call when its slot comes, relaying parts   (inference/upstream.py)
+      9. clean up, once        release the slots, settle the limits, record usage (`Cleanup`)
+     10. render                the protocol turns canonical parts into its answer (inference/openai_protocol.py)
+
+A protocol (the OpenAI routes today) knows its schema, how its body becomes a canonical request, and how
+to render canonical parts; nothing in this module knows a wire format. Errors are `ApiError`s, rendered
+by the view decorator (inference/api.py); a failure before step 5 gets its usage record from
+inference/request_log.py, every later one from `Cleanup`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from common.apierrors import ApiError
+from inference import ratelimit, registry, request_log, slots
+from inference.api import read_body
+from inference.caller import Caller, authenticate
+from inference.engines.parts import Embeddings, Part
+from inference.engines.request import GenerationRequest
+from inference.metering import RequestMeter, prompt_estimates
+from inference.parsing import parse_request
+from inference.registry import ModelRoute
+from inference.streaming import WaitingStream
+from inference.upstream import MergedStream, Payloads, UpstreamCall, gather_results
+from inference.usage import UsageLog
+
+QUEUE_WAIT_HEADER = "x-gatehouse-queue-wait-ms"
+QUEUE_POSITION_HEADER = "x-gatehouse-queue-position"
+QUEUE_ETA_HEADER = "x-gatehouse-queue-estimated-wait-ms"
+
+
+@dataclass
+class Relay:
+    """What a generation produced: the response headers, then whole answers or a stream of parts."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    answers: list[Part | Embeddings] | None = None
+    stream: MergedStream | WaitingStream | None = None
+
+
+class FrontProtocol(Protocol):
+    schema: Any
+
+    def canonical(self, body: Any, route: ModelRoute) -> GenerationRequest: ...
+
+    def errors(self, route: ModelRoute) -> Any: ...  # a context manager that rewords engine errors
+
+    def render(self, request: GenerationRequest, relay: Relay) -> Any: ...
+
+
+async def handle(http_request, protocol: FrontProtocol):
+    caller = await authenticate(http_request)
+    with request_log.until_generation(caller) as record:
+        body = await parse_request(protocol.schema, read_body(http_request))
+        record.asked_for(body.model, streamed=bool(getattr(body, "stream", False)))
+        route = await resolve_model(caller, body.model)
+        request = protocol.canonical(body, route)
+        with protocol.errors(route):
+            return protocol.render(request, await run(caller, request))
+
+
+async def resolve_model(caller: Caller, model_id: str) -> ModelRoute:
+    route = await registry.get_model(model_id)
+    # A model the key may not use is answered exactly like one that does not exist, as OpenAI does:
+    # a different answer would tell a key holder which models exist.
+    if route is None or not caller.may_use(route.public_id):
+        usable = [r.public_id for r in await registry.all_models() if caller.may_use(r.public_id)]
+        error = ApiError.model_not_found(model_id)
+        suggestions = registry.closest_ids(model_id, usable)
+        if suggestions:
+            error.message += " Did you mean " + " or ".join(f"`{s}`" for s in suggestions) + "?"
+        raise error
+    return route
+
+
+async def node_kinds(route: ModelRoute) -> set[str]:
+    nodes = {node.url: node.kind for node in await registry.all_nodes()}
+    return {nodes.get(url, "ollama") for url in route.node_urls} or {"ollama"}
+
+
+class Cleanup:
+    """The one clean-up step of a request, run once whatever happened: release its slots (each call
+    releases its own as it ends; this covers calls that never started), settle its rate limits with the
+    tokens it used, and write its usage record. The last two go through the outbox, in the background."""
+
+    def __init__(self, caller: Caller, request: GenerationRequest, meter: RequestMeter) -> None:
+        self.meter = meter
+        self.usage = UsageLog(caller, request.route.public_id, streamed=request.stream, meter=meter)
+        self.grant: ratelimit.Grant | None = None
+        self.admission: slots.Admission | None = None
+        self.done = False
+
+    def finish(self, error: BaseException | None = None, *, disconnected: bool | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.admission is not None:
+            self.admission.release_all()
+            self.usage.queue_wait_ms = self.admission.queue_wait_ms
+        if self.grant is not None:
+            self.grant.settle(self.meter.total_tokens)
+            if isinstance(error, ApiError):  # errors after the limiter admitted the request carry its headers
+                error.headers.update(self.grant.headers)
+        if disconnected is None:
+            disconnected = isinstance(error, asyncio.CancelledError)
+        self.usage.finish(error, disconnected=disconnected)
+
+    def stream_ended(self, merged: MergedStream) -> None:
+        self.finish(merged.error, disconnected=merged.error is None and not merged.complete)
+
+    def headers(self) -> dict[str, str]:
+        limits = self.grant.headers if self.grant is not None else {}
+        admission = self.admission
+        if admission is not None and admission.waiting:
+            # A stream that starts before its turn cannot know its wait yet: it says where it stands
+            # instead, and its wait comes in a comment when its turn comes (inference/streaming.py).
+            return {QUEUE_POSITION_HEADER: str(admission.position), QUEUE_ETA_HEADER: str(admission.eta_ms), **limits}
+        return {QUEUE_WAIT_HEADER: str(admission.queue_wait_ms if admission else 0), **limits}
+
+
+def check_fan_out(request: GenerationRequest) -> None:
+    """Every upstream call takes a slot; one request may not open more than the cap at once."""
+    cap = settings.MAX_UPSTREAM_CALLS_PER_REQUEST
+    if request.call_count <= cap:
+        return
+    if len(request.texts) > cap:
+        raise ApiError.invalid_request(
+            f"Too many prompts in one request: {len(request.texts)} (at most {cap}). Send them in several requests.",
+            param="prompt",
+        )
+    raise ApiError.invalid_request(
+        f"This request asks for {request.call_count} generations (n x prompts); at most {cap} are allowed per "
+        f"request. Lower `n` or send the prompts in several requests.",
+        param="n",
+    )
+
+
+async def run(caller: Caller, request: GenerationRequest) -> Relay:
+    """Steps 5-9: prepare, pass the limits, admit, call the engines; clean up once, whatever happens."""
+    check_fan_out(request)
+    payloads = Payloads(request)
+    payloads.prepare(await node_kinds(request.route))
+    # From here on the request's own meter exists, so Cleanup (not request_log) writes its usage record.
+    meter = RequestMeter(prompt_estimates(request))
+    cleanup = Cleanup(caller, request, meter)
+    try:
+        cleanup.grant = await ratelimit.acquire(
+            user_id=caller.user_id, key_id=caller.key_id, key_limits=caller.key_limits,
+            person_limits=caller.person_limits, estimate=meter.estimate)
+        cleanup.admission = await slots.admit(request.route, user=str(caller.user_id), batch=caller.is_batch,
+                                              calls=request.call_count)
+    except BaseException as exc:
+        cleanup.finish(exc)
+        raise
+    calls = [UpstreamCall(ticket, payloads, index, call_meter)
+             for index, (ticket, call_meter) in enumerate(zip(cleanup.admission.tickets, meter.calls, strict=True))]
+    if not request.stream:
+        error: BaseException | None = None
+        try:
+            answers = await gather_results(calls)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            cleanup.finish(error)
+        return Relay(cleanup.headers(), answers=answers)
+
+    merged = MergedStream(calls, on_close=cleanup.stream_ended)
+    if cleanup.admission.waiting:
+        # Its turn has not come: start the stream now and tell the client where it stands (SSE comments
+        # while it waits); errors from here on are reported in the stream.
+        return Relay(cleanup.headers(), stream=WaitingStream(merged, cleanup.admission))
+    try:
+        await merged.open(settings.SSE_KEEPALIVE_SECONDS)
+    except BaseException as exc:
+        # An error before the stream started (it keeps its HTTP status), or the client left.
+        await merged.aclose()
+        cleanup.finish(exc)
+        raise
+    return Relay(cleanup.headers(), stream=merged)
