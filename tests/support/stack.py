@@ -14,6 +14,7 @@ import httpx
 import openai
 import redis
 
+from common.store import keys
 from tests.support.processes import DaphneServer, RedisServer, eventually
 from tests.support.simulator import SimulatorProcess
 
@@ -40,7 +41,8 @@ def web_env(redis_url: str, **extra: str) -> dict[str, str]:
 class Stack:
     def __init__(self, sims: dict[str, dict[str, Any]], *, models: dict[str, dict[str, Any]] | None = None,
                  webs: int = 1, env: dict[str, str] | None = None, budgets: dict[str, int] | None = None,
-                 users: tuple[str, ...] = ("ann", "ben"), batch_users: tuple[str, ...] = ()) -> None:
+                 users: tuple[str, ...] = ("ann", "ben"), batch_users: tuple[str, ...] = (),
+                 openai_nodes: dict[str, str] | None = None) -> None:
         from django.contrib.auth import get_user_model
 
         from apiaccess.models import ApiKey, Priority
@@ -54,8 +56,16 @@ class Stack:
             node = Node.objects.create(url=sim.url, name=name, gpu_memory_bytes=(budgets or {}).get(name, 0))
             assert sync_node(node).healthy
             self.nodes.append(node)
+        served: set[str] = set()
+        # OpenAI-compatible servers the test started itself (a real llama-server, say): name -> base URL.
+        for name, url in (openai_nodes or {}).items():
+            node = Node.objects.create(url=url, name=name, kind=Node.Kind.OPENAI)
+            report = sync_node(node)
+            assert report.healthy, report.error
+            served.update(report.models)
+            self.nodes.append(node)
         self.model_names = sorted({m for sim in self.sims.values() for m in sim.stats()["models"]} |
-                                  set(models or {}))
+                                  set(models or {}) | served)
         for name, fields in (models or {}).items():
             assert Model.objects.filter(ollama_name=name).update(**fields) == 1, name
         self.keys: dict[str, str] = {}
@@ -100,16 +110,16 @@ class Stack:
     # -- what Redis and the simulators say ------------------------------------------------------------
 
     def prefix(self, model: str) -> str:
-        return "gh:{" + model + "}:"
+        return keys.model_prefix(model)
 
     def waiting(self, model: str) -> int:
-        return self.kv.zcard(self.prefix(model) + "enq")
+        return self.kv.zcard(keys.enqueued(model))
 
     def running(self, model: str) -> int:
-        return sum(self.kv.zcard(self.prefix(model) + "run:" + sim.url) for sim in self.sims.values())
+        return sum(self.kv.zcard(keys.run(model, node.url)) for node in self.nodes)
 
     def placement(self, model: str) -> dict[str, str]:
-        return self.kv.hgetall(self.prefix(model) + "place")
+        return self.kv.hgetall(keys.placement(model))
 
     def wait_loaded(self, model: str, sim: str, timeout: float = 30) -> None:
         url = self.sims[sim].url
