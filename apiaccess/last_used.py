@@ -19,12 +19,11 @@ import redis
 from django.db.models import Q
 
 from apiaccess.models import ApiKey
-from common.store import scripts
+from common.store import keys, scripts
 from common.store.client import redis_client, sync_client
 
 log = logging.getLogger(__name__)
 
-LAST_USED_KEY = "gh:apikeys:last-used"
 RECORD_INTERVAL = 10.0
 # Bounds the per-process memory of which keys were written recently; clearing it only costs writes.
 _RECORDED_LIMIT = 10_000
@@ -48,7 +47,7 @@ def note_use(key_id: int) -> None:
 
 async def _write(key_id: int, when: float) -> None:
     try:
-        await redis_client().zadd(LAST_USED_KEY, {str(key_id): when}, gt=True)
+        await redis_client().zadd(keys.API_KEY_LAST_USED, {str(key_id): when}, gt=True)
     except (redis.RedisError, OSError):
         _recorded.pop(key_id, None)  # try again on the next request
         log.warning("could not record the last use of API key %s in Redis", key_id)
@@ -57,7 +56,7 @@ async def _write(key_id: int, when: float) -> None:
 def record_now(key_id: int) -> None:
     """Record a use from synchronous code (the key API); a Redis failure is logged, never raised."""
     try:
-        sync_client().zadd(LAST_USED_KEY, {str(key_id): time.time()}, gt=True)
+        sync_client().zadd(keys.API_KEY_LAST_USED, {str(key_id): time.time()}, gt=True)
     except (redis.RedisError, OSError):
         log.warning("could not record the last use of API key %s in Redis", key_id)
 
@@ -70,7 +69,7 @@ def flush() -> int:
     """Copy last-use times from Redis into the database; return how many keys were updated."""
     client = sync_client()
     # Scores as Redis prints them, so the clean-up script can compare them exactly.
-    entries = client.zrange(LAST_USED_KEY, 0, -1, withscores=True, score_cast_func=_as_text)
+    entries = client.zrange(keys.API_KEY_LAST_USED, 0, -1, withscores=True, score_cast_func=_as_text)
     updated = 0
     for member, raw_score in entries:
         when = datetime.fromtimestamp(float(raw_score), tz=UTC)
@@ -78,7 +77,7 @@ def flush() -> int:
         updated += ApiKey.objects.filter(newer, pk=int(member)).update(last_used_at=when)
     if entries:
         # Drop members that still hold the score copied: a newer use since then stays for next time.
-        scripts.get(client, "last_used_forget")(keys=[LAST_USED_KEY], args=[item for entry in entries for item in entry])
+        scripts.get(client, "last_used_forget")(keys=[keys.API_KEY_LAST_USED], args=[item for entry in entries for item in entry])
     return updated
 
 
@@ -92,7 +91,7 @@ def latest(key_ids: Iterable[int]) -> dict[int, datetime]:
     if not ids:
         return {}
     try:
-        scores = sync_client().zmscore(LAST_USED_KEY, [str(i) for i in ids])
+        scores = sync_client().zmscore(keys.API_KEY_LAST_USED, [str(i) for i in ids])
     except (redis.RedisError, OSError):
         log.warning("cannot read key last-use times from Redis; showing the database's")
         return {}

@@ -20,12 +20,10 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from common.store import keys
 from common.store.client import redis_client, sync_client
 
 log = logging.getLogger(__name__)
-
-GENERATION_KEY = "gh:apikeys:generation"
-
 
 def announce_change() -> None:
     """Bump the counter once the current transaction commits (at once outside a transaction).
@@ -37,7 +35,7 @@ def announce_change() -> None:
 
 def _bump() -> None:
     try:
-        sync_client().incr(GENERATION_KEY)
+        sync_client().incr(keys.API_KEY_GENERATION)
     except redis.RedisError:
         # Nothing to retry here: processes that cannot reach Redis already fall back to a short cache.
         log.exception("could not announce an API key change through Redis")
@@ -61,7 +59,7 @@ class _Generation:
 
     async def _read(self) -> int | None:
         try:
-            return int(await redis_client().get(GENERATION_KEY) or 0)
+            return int(await redis_client().get(keys.API_KEY_GENERATION) or 0)
         except (redis.RedisError, OSError):
             log.warning("cannot read the API key generation from Redis; trusting cached keys briefly")
             return None

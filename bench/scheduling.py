@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.overhead import manage, pct  # noqa: E402
+from common.store import keys  # noqa: E402
 from tests.support.processes import DaphneServer, RedisServer  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
 
@@ -235,7 +236,7 @@ def _cycle_worker(redis_url: str, seconds: float, result: multiprocessing.Queue)
 
     async def main() -> int:
         client = queue.redis_client()
-        await client.hset(queue.model_prefix("bench") + "place", "http://node", "ready")
+        await client.hset(keys.placement("bench"), "http://node", "ready")
         count = 0
         deadline = time.perf_counter() + seconds
 
@@ -309,9 +310,9 @@ async def bench_waiting(workdir: str, streams: int) -> dict:
                 if i % 40 == 39:  # open connections in waves, as many clients arriving over a moment would
                     await asyncio.sleep(0.05)
             deadline = time.monotonic() + 120
-            for _ in iter(lambda: kv.zcard("gh:{" + WAIT_MODEL + "}:enq") < streams and time.monotonic() < deadline, False):
+            for _ in iter(lambda: kv.zcard(keys.enqueued(WAIT_MODEL)) < streams and time.monotonic() < deadline, False):
                 await asyncio.sleep(0.2)  # polling Redis, the only place that knows the depth
-            waiting = kv.zcard("gh:{" + WAIT_MODEL + "}:enq")
+            waiting = kv.zcard(keys.enqueued(WAIT_MODEL))
             rss = rss_mb(web.proc.pid)
             for task in tasks:
                 task.cancel()
@@ -334,7 +335,7 @@ async def bench_disconnect(workdir: str, rounds: int = 30) -> dict:
     import redis as redis_sync
 
     kv = redis_sync.Redis.from_url(redis.url)
-    running = "gh:{" + WAIT_MODEL + "}:run:" + sim.url
+    running = keys.run(WAIT_MODEL, sim.url)
     samples = []
     try:
         async with httpx.AsyncClient(timeout=60) as client:

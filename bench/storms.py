@@ -66,6 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.scheduling import World, jain  # noqa: E402
+from common.store import keys  # noqa: E402
 from tests.support.processes import RedisServer  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
 from tests.support.stack import sim_config  # noqa: E402
@@ -132,7 +133,7 @@ def node_stats(world: World, model: str) -> dict:
 
 
 def svc(kv: redis_sync.Redis, model: str) -> dict:
-    return {k.decode(): float(v) for k, v in kv.hgetall("gh:{" + model + "}:svc").items()}
+    return {k.decode(): float(v) for k, v in kv.hgetall(keys.service(model)).items()}
 
 
 # -- 1. Retry-After accuracy -------------------------------------------------------------------------
@@ -259,7 +260,7 @@ async def unload(sim: SimulatorProcess, kv: redis_sync.Redis, model: str) -> Non
     async with httpx.AsyncClient(timeout=30) as client:
         await client.post(sim.url + "/api/generate", json={"model": model, "keep_alive": 0})
     deadline = time.monotonic() + 20
-    while kv.hget("gh:{" + model + "}:place", sim.url) not in (None, b"gone"):  # noqa: ASYNC110 - polling Redis
+    while kv.hget(keys.placement(model), sim.url) not in (None, b"gone"):  # noqa: ASYNC110 - polling Redis
         if time.monotonic() > deadline:
             raise RuntimeError(f"Gatehouse still thinks {model} is loaded")
         await asyncio.sleep(0.05)
@@ -316,7 +317,7 @@ class Sampler(threading.Thread):
                 busy = 0
                 for sim in self.sims:
                     busy += client.get(sim.url + "/sim/stats").json()["models"].get(self.model, {}).get("generating", 0)
-                waiting = kv.zcard("gh:{" + self.model + "}:enq") if kv else 0
+                waiting = kv.zcard(keys.enqueued(self.model)) if kv else 0
                 self.samples.append((now, busy, waiting))
                 tick = max(tick + SAMPLE_EVERY, time.perf_counter())  # a late sample does not make a burst of them
                 self.stopping.wait(max(0.0, tick - time.perf_counter()))
@@ -424,7 +425,7 @@ async def bench_utilisation(world: World, sims: list[SimulatorProcess]) -> dict:
     # Gatehouse: both nodes have the pinned model ready; let it measure the call time first.
     deadline = time.monotonic() + 30
     kv = redis_sync.Redis.from_url(world.env["REDIS_URL"])
-    while sorted(kv.hgetall("gh:{" + SAT_MODEL + "}:place").values()) != [b"ready"] * len(sims):
+    while sorted(kv.hgetall(keys.placement(SAT_MODEL)).values()) != [b"ready"] * len(sims):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{SAT_MODEL} never became ready on every node")
         await asyncio.sleep(0.1)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 
+from common.store import keys
 from common.store.client import redis_client
 
 log = logging.getLogger(__name__)
-
-DOWN_KEY = "gh:nodes:down"  # HASH node url -> why it was taken out
-CHANNEL = "gh:nodes"  # "down <url>" / "up <url>"
 
 _down: set[str] = set()
 
@@ -42,7 +40,7 @@ def replace_all(urls: set[str]) -> None:
 
 
 async def refresh() -> None:
-    replace_all(set(await redis_client().hkeys(DOWN_KEY)))
+    replace_all(set(await redis_client().hkeys(keys.NODES_DOWN)))
 
 
 async def mark_down(url: str, reason: str) -> None:
@@ -51,18 +49,18 @@ async def mark_down(url: str, reason: str) -> None:
     _down.add(url)
     client = redis_client()
     async with client.pipeline(transaction=True) as pipe:
-        pipe.hset(DOWN_KEY, url, reason[:500])
-        pipe.publish(CHANNEL, f"down {url}")
+        pipe.hset(keys.NODES_DOWN, url, reason[:500])
+        pipe.publish(keys.NODES_CHANNEL, f"down {url}")
         await pipe.execute()
 
 
 async def mark_up(url: str) -> None:
     _down.discard(url)
     client = redis_client()
-    if await client.hdel(DOWN_KEY, url):
+    if await client.hdel(keys.NODES_DOWN, url):
         log.info("node %s answers again", url)
-        await client.publish(CHANNEL, f"up {url}")
+        await client.publish(keys.NODES_CHANNEL, f"up {url}")
 
 
 async def down_nodes() -> dict[str, str]:
-    return await redis_client().hgetall(DOWN_KEY)
+    return await redis_client().hgetall(keys.NODES_DOWN)

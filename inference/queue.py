@@ -2,7 +2,8 @@
 
 Every state change is one Lua script, so the bounds hold with any number of web processes and
 nothing is ever read, modified and written back from Python. Each script touches the keys of one
-model only; they share the hash tag `gh:{<model>}:` so each runs in one Redis Cluster slot.
+model only; they share the hash tag `gh:{<model>}:` (common/store/keys.py `model_prefix`) so each runs
+in one Redis Cluster slot.
 """
 
 from __future__ import annotations
@@ -12,18 +13,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from common.store import scripts
+from common.store import keys, scripts
 from common.store.client import redis_client
 from inference import redis_epoch
-
-GRANT_CHANNEL = "gh:grants:"  # + owner id: "<ticket> <node>" for each slot granted to that process
-ACTOR_WAKE_CHANNEL = "gh:actor:wake"
-LOAD_FAILED_CHANNEL = "gh:models:load-failed"  # JSON {"model", "status", "error"} from the swap actor
-
-
-def model_prefix(model: str) -> str:
-    # Braces would end the hash tag early; model names never contain them, but be safe.
-    return "gh:{" + model.replace("{", "(").replace("}", ")") + "}:"
 
 
 def now_ms() -> int:
@@ -34,7 +26,7 @@ def now_ms() -> int:
 def forecast(client, model: str, concurrency: int, nodes: list[str]) -> tuple[int, int, int]:
     """(waiting, nodes loading it, expected wait in ms of a request arriving now, -1 if none can serve):
     a read-only script, run with a sync or async client (sync: the status pages)."""
-    return scripts.get(client, "forecast")(keys=[model_prefix(model)], args=[now_ms(), concurrency, len(nodes), *nodes])
+    return scripts.get(client, "forecast")(keys=[keys.model_prefix(model)], args=[now_ms(), concurrency, len(nodes), *nodes])
 
 
 @dataclass(frozen=True)
@@ -73,7 +65,7 @@ async def admit(model: str, policy: Policy, *, owner: str, user: str, batch: boo
 
     Safe to repeat with the same tickets (the Redis client retries a call whose connection broke)."""
     args = [*policy.args(), owner, user, "b" if batch else "", "1" if retry else "0", len(tickets), *tickets]
-    reply = await scripts.get(redis_client(), "admit")(keys=[model_prefix(model)], args=args)
+    reply = await scripts.get(redis_client(), "admit")(keys=[keys.model_prefix(model)], args=args)
     if not reply[0]:
         return AdmitResult(False, int(reply[1]), {}, retry_after_ms=int(reply[2]))
     return AdmitResult(True, int(reply[1]), _pairs(reply[4:]), position=int(reply[2]), eta_ms=int(reply[3]))
@@ -82,12 +74,12 @@ async def admit(model: str, policy: Policy, *, owner: str, user: str, batch: boo
 async def release(model: str, policy: Policy, ticket: str, duration_ms: int = -1, owner: str = "") -> dict[str, str]:
     """Free a ticket's slot or queue place. Grants that go to `owner` are only in the reply."""
     args = [*policy.args(), duration_ms, ticket, owner]
-    return _pairs(await scripts.get(redis_client(), "release")(keys=[model_prefix(model)], args=args))
+    return _pairs(await scripts.get(redis_client(), "release")(keys=[keys.model_prefix(model)], args=args))
 
 
 async def dispatch(model: str, policy: Policy, client: aioredis.Redis | None = None) -> dict[str, str]:
     client = client or redis_client()
-    return _pairs(await scripts.get(client, "dispatch")(keys=[model_prefix(model)], args=policy.args()))
+    return _pairs(await scripts.get(client, "dispatch")(keys=[keys.model_prefix(model)], args=policy.args()))
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,7 @@ class TicketState:
 
 async def renew(model: str, policy: Policy, tickets: list[str]) -> dict[str, TicketState]:
     """Extend leases, and say where each ticket stands."""
-    reply = await scripts.get(redis_client(), "renew")(keys=[model_prefix(model)], args=[*policy.args(), *tickets])
+    reply = await scripts.get(redis_client(), "renew")(keys=[keys.model_prefix(model)], args=[*policy.args(), *tickets])
     states = {}
     for ticket, (node, position, eta) in zip(tickets, reply, strict=True):
         states[ticket] = TicketState(None if node in ("", "-") else node, gone=node == "-", position=int(position), eta_ms=int(eta))
@@ -110,7 +102,7 @@ async def renew(model: str, policy: Policy, tickets: list[str]) -> dict[str, Tic
 async def reassert(model: str, policy: Policy, owner: str, running: list[tuple[str, str, str]]) -> None:
     """Put back (ticket, user, node) of calls this process still runs, after Redis lost them."""
     args = [*policy.args(), owner, *(value for entry in running for value in entry)]
-    await scripts.get(redis_client(), "reassert")(keys=[model_prefix(model)], args=args)
+    await scripts.get(redis_client(), "reassert")(keys=[keys.model_prefix(model)], args=args)
 
 
 async def set_place(model: str, node: str, state: str, client: aioredis.Redis | None = None,
@@ -118,7 +110,7 @@ async def set_place(model: str, node: str, state: str, client: aioredis.Redis | 
     """ready | loading | unloading (refused while requests run: the node is set to draining) | gone.
     `load_ms`, with ready after a load: how long the load took, for the model's measured load time."""
     client = client or redis_client()
-    return bool(await scripts.get(client, "place")(keys=[model_prefix(model)], args=[node, state, now_ms(), load_ms]))
+    return bool(await scripts.get(client, "place")(keys=[keys.model_prefix(model)], args=[node, state, now_ms(), load_ms]))
 
 
 async def note_born(models: list[str]) -> None:
@@ -128,7 +120,7 @@ async def note_born(models: list[str]) -> None:
     first requests come. SET NX: a model whose state exists keeps its birth time."""
     async with redis_client().pipeline(transaction=False) as pipe:
         for model in models:
-            pipe.set(model_prefix(model) + "born", now_ms(), nx=True)
+            pipe.set(keys.born(model), now_ms(), nx=True)
         await pipe.execute()
 
 
@@ -145,13 +137,12 @@ class ModelState:
 
 def read_state(pipe, model: str, nodes: list[str]) -> int:
     """Queue the reads behind a ModelState on a pipeline (sync or async); returns how many replies."""
-    prefix = model_prefix(model)
-    pipe.zcard(prefix + "enq")
-    pipe.zrange(prefix + "enq", 0, 0, withscores=True)
-    pipe.hgetall(prefix + "place")
-    pipe.hget(prefix + "svc", "avg_ms")
+    pipe.zcard(keys.enqueued(model))
+    pipe.zrange(keys.enqueued(model), 0, 0, withscores=True)
+    pipe.hgetall(keys.placement(model))
+    pipe.hget(keys.service(model), "avg_ms")
     for node in nodes:
-        pipe.zcard(prefix + "run:" + node)
+        pipe.zcard(keys.run(model, node))
     return 4 + len(nodes)
 
 

@@ -35,7 +35,7 @@ from typing import Protocol
 from django.conf import settings
 
 from common.apierrors import ApiError
-from common.store import scripts
+from common.store import keys, scripts
 from common.store.client import REDIS_ERRORS, redis_client
 from inference import outbox
 
@@ -66,17 +66,10 @@ def _values(limits: LimitValues) -> list[int]:
             limits.tokens_per_day, limits.tokens_per_month]
 
 
-def person_prefix(user_id: int) -> str:
-    return "gh:u{" + str(user_id) + "}:"
-
-
 def limit_keys(user_id: int, key_id: int) -> list[str]:
-    """The key's five state keys, then the person's: rpm, tpm, concurrent, day and month counters."""
+    """The key's five state keys, then the person's: rpm, tpm, concurrent, today's and this month's counters."""
     now = dt.datetime.now(dt.UTC)
-    day, month = now.strftime("%Y%m%d"), now.strftime("%Y%m")
-    person = person_prefix(user_id)
-    scopes = (f"{person}k{key_id}:", person)
-    return [f"{scope}{part}" for scope in scopes for part in ("rpm", "tpm", "conc", f"day:{day}", f"month:{month}")]
+    return keys.limit_keys(user_id, key_id, day=now.strftime("%Y%m%d"), month=now.strftime("%Y%m"))
 
 
 def quota_resets_ms(now: dt.datetime | None = None) -> tuple[int, int]:
@@ -163,6 +156,7 @@ class Grant:
     settle_args: list[int]
     headers: dict[str, str] = field(default_factory=dict)
     concurrent_keys: list[str] = field(default_factory=list)  # the places it holds, if any scope limits them
+    settled_key: str = ""  # the marker that makes the settlement land once
     settled: bool = False
 
     def settle(self, tokens: int) -> None:
@@ -178,8 +172,7 @@ class Grant:
     async def _settle(self, tokens: int) -> None:
         day_reset, month_reset = quota_resets_ms()
         args = [_now_ms(), self.request_id, tokens - self.estimate, day_reset, month_reset, *self.settle_args]
-        marker = self.keys[5].removesuffix("rpm") + "settled:" + self.request_id  # the person's hash tag
-        await scripts.get(redis_client(), "limit_settle")(keys=[*self.keys, marker], args=args)
+        await scripts.get(redis_client(), "limit_settle")(keys=[*self.keys, self.settled_key], args=args)
 
 
 UNLIMITED = Grant(keys=[], request_id="", estimate=0, settle_args=[])
@@ -233,13 +226,13 @@ async def acquire(*, user_id: int, key_id: int, key_limits: LimitValues, person_
     if not settings.RATE_LIMITS_ENABLED:
         return UNLIMITED
     key_values, person_values = _values(key_limits), _values(person_limits)
-    keys = limit_keys(user_id, key_id)
+    state_keys = limit_keys(user_id, key_id)
     request_id = uuid.uuid4().hex
     day_reset, month_reset = quota_resets_ms()
     lease_ms = int(settings.CONCURRENT_REQUEST_LEASE_SECONDS * 1000)
     args = [_now_ms(), request_id, lease_ms, estimate, day_reset, month_reset, *key_values, *person_values]
     try:
-        reply = await scripts.get(redis_client(), "limit_admit")(keys=keys, args=args)
+        reply = await scripts.get(redis_client(), "limit_admit")(keys=state_keys, args=args)
     except REDIS_ERRORS:
         raise ApiError.store_unavailable(
             "Gatehouse cannot reach its rate-limit store (Redis) right now. Please retry shortly.") from None
@@ -247,10 +240,11 @@ async def acquire(*, user_id: int, key_id: int, key_limits: LimitValues, person_
         _, scope, name, limit, retry_ms, *figures = reply
         raise refusal(scope, name, int(limit), int(retry_ms), rate_limit_headers([0, *map(int, figures)]))
     settle_args = [key_values[1], key_values[2], person_values[1], person_values[2]]
-    concurrent = [scope_keys[2] for scope_keys, values in ((keys[:5], key_values), (keys[5:], person_values))
+    concurrent = [scope_keys[2] for scope_keys, values in ((state_keys[:5], key_values), (state_keys[5:], person_values))
                   if values[2] > 0]
-    grant = Grant(keys=keys, request_id=request_id, estimate=estimate, settle_args=settle_args,
-                  headers=rate_limit_headers([int(x) for x in reply]), concurrent_keys=concurrent)
+    grant = Grant(keys=state_keys, request_id=request_id, estimate=estimate, settle_args=settle_args,
+                  headers=rate_limit_headers([int(x) for x in reply]), concurrent_keys=concurrent,
+                  settled_key=keys.limit_settled(user_id, request_id))
     if concurrent:
         _places.hold(grant)
     return grant

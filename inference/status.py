@@ -10,11 +10,10 @@ from typing import Any
 
 import redis
 
+from common.store import keys
 from common.store.client import sync_client
 from inference.models import Model, Node
-from inference.nodehealth import DOWN_KEY
 from inference.queue import forecast, parse_state, read_state
-from inference.swapper import PS_KEY
 
 
 def redis_ok() -> bool:
@@ -26,8 +25,8 @@ def redis_ok() -> bool:
 
 def node_health() -> dict[str, dict[str, Any]]:
     """Per node: up or down (as the scheduler sees it), why, and what /api/ps said last."""
-    down = sync_client().hgetall(DOWN_KEY)
-    ps = sync_client().hgetall(PS_KEY)
+    down = sync_client().hgetall(keys.NODES_DOWN)
+    ps = sync_client().hgetall(keys.NODES_PS)
     out = {}
     for node in Node.objects.order_by("url"):
         seen = json.loads(ps[node.url]) if node.url in ps else None

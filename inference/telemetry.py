@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import bisect
 
-PREFIX = "gh:{usage}:m:"
-REQUESTS = PREFIX + "requests"  # "<model>\t<status>\t<reason>" -> count
-TOKENS = PREFIX + "tokens"  # "<model>\t<prompt|completion>" -> count
-SWAPS = PREFIX + "swaps"  # "<load|unload>\t<model>\t<node>" -> count
-HISTOGRAMS = {
-    "queue_wait": PREFIX + "h:queue_wait",
-    "ttft": PREFIX + "h:ttft",
-    "load": PREFIX + "h:load",
-}
+from common.store import keys
+
 # Seconds. Queue waits and first tokens range from milliseconds to minutes; loads from a second to minutes.
 BUCKETS = {
     "queue_wait": (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
     "ttft": (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
     "load": (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
 }
+HISTOGRAMS = {name: keys.metrics_histogram(name) for name in BUCKETS}
 SEP = "\t"
 # Refusals (429, 503) per model in 10-second buckets, for the dashboard's "last minute" figures.
-RECENT = PREFIX + "recent:"  # + unix time // 10 -> HASH "<model>\t<status>" -> count
 RECENT_BUCKET_SECONDS = 10
 RECENT_BUCKETS = 6
 
@@ -53,13 +46,13 @@ def observe(pipe, name: str, label: str, seconds: float) -> None:
 def add_request(pipe, fields: dict[str, str]) -> None:
     """A finished request's counters and timings, from its usage record's fields."""
     model = fields["model"]
-    pipe.hincrby(REQUESTS, SEP.join((model, fields["status"], fields["reason"])), 1)
+    pipe.hincrby(keys.METRICS_REQUESTS, SEP.join((model, fields["status"], fields["reason"])), 1)
     for kind in ("prompt", "completion"):
         tokens = int(fields[f"{kind}_tokens"])
         if tokens:
-            pipe.hincrby(TOKENS, f"{model}{SEP}{kind}", tokens)
+            pipe.hincrby(keys.METRICS_TOKENS, f"{model}{SEP}{kind}", tokens)
     if fields["status"] in ("429", "503"):
-        bucket = RECENT + str(int(float(fields["at"])) // RECENT_BUCKET_SECONDS)
+        bucket = keys.metrics_recent(int(float(fields["at"])) // RECENT_BUCKET_SECONDS)
         pipe.hincrby(bucket, f"{model}{SEP}{fields['status']}", 1)
         pipe.expire(bucket, RECENT_BUCKET_SECONDS * (RECENT_BUCKETS + 2))
     if fields["node"]:  # it reached a slot: its wait in the queue and first token are meaningful
@@ -71,7 +64,7 @@ def add_request(pipe, fields: dict[str, str]) -> None:
 async def add_swap(client, kind: str, model: str, node: str, seconds: float | None = None) -> None:
     """A load or unload by the swap actor; a load also records how long it took."""
     pipe = client.pipeline(transaction=True)
-    pipe.hincrby(SWAPS, SEP.join((kind, model, node)), 1)
+    pipe.hincrby(keys.METRICS_SWAPS, SEP.join((kind, model, node)), 1)
     if seconds is not None:
         observe(pipe, "load", model, seconds)
     await pipe.execute()
@@ -80,4 +73,4 @@ async def add_swap(client, kind: str, model: str, node: str, seconds: float | No
 def recent_keys(now: float) -> list[str]:
     """The buckets that make up the last minute (the current one is still filling)."""
     current = int(now) // RECENT_BUCKET_SECONDS
-    return [RECENT + str(current - i) for i in range(RECENT_BUCKETS)]
+    return [keys.metrics_recent(current - i) for i in range(RECENT_BUCKETS)]

@@ -20,7 +20,7 @@ import uuid
 from django.conf import settings
 
 from common.apierrors import ApiError
-from common.store import scripts
+from common.store import keys, scripts
 from common.store.client import redis_client
 from inference import outbox, telemetry
 from inference.caller import Caller
@@ -28,7 +28,6 @@ from inference.metering import RequestMeter
 
 log = logging.getLogger(__name__)
 
-USAGE_STREAM = "gh:{usage}:stream"  # the same hash tag as the metrics counters (inference/telemetry.py)
 DISCONNECTED = 499  # nginx's status for "the client closed the request"
 
 # Why a request did not get an answer, for the staff pages' "rejections by reason".
@@ -141,4 +140,4 @@ async def _write(record_id: str, fields: dict[str, str]) -> None:
     # Trimmed only far beyond what a stopped worker leaves behind in a day or two, so a worker
     # that never comes back cannot fill Redis's memory.
     args = [MARKER_TTL_MS, settings.USAGE_STREAM_MAX_LENGTH, len(flat), *flat, json.dumps(commands.commands)]
-    await script(keys=["gh:{usage}:w:" + record_id, USAGE_STREAM, *commands.keys], args=args)
+    await script(keys=[keys.usage_written(record_id), keys.USAGE_STREAM, *commands.keys], args=args)

@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from common.store import scripts
+from common.store import keys, scripts
 from common.store.client import REDIS_ERRORS, redis_client, sync_client
 from inference import telemetry
 from inference.status import scheduler_status
@@ -27,7 +27,6 @@ from inference.status import scheduler_status
 log = logging.getLogger(__name__)
 
 GROUP = "dashboard"
-LEASE_KEY = "gh:dashboard:broadcaster"
 LEASE_MS = 3000
 INTERVAL = 1.0
 _OWNER = uuid.uuid4().hex
@@ -81,7 +80,7 @@ class Broadcaster:
         while self.viewers:
             started = time.monotonic()
             try:
-                if await renew(keys=[LEASE_KEY], args=[_OWNER, LEASE_MS]):
+                if await renew(keys=[keys.DASHBOARD_BROADCASTER], args=[_OWNER, LEASE_MS]):
                     await layer.group_send(GROUP, {"type": "dashboard.snapshot", "data": await sync_to_async(snapshot)()})
             except REDIS_ERRORS as exc:
                 log.warning("dashboard snapshot failed: %s", exc)
@@ -89,7 +88,7 @@ class Broadcaster:
                 log.exception("dashboard snapshot failed")
             await asyncio.sleep(max(0.0, INTERVAL - (time.monotonic() - started)))
         with contextlib.suppress(*REDIS_ERRORS):  # let a process that still has viewers take over at once
-            await scripts.get(redis_client(), "lease_release")(keys=[LEASE_KEY], args=[_OWNER])
+            await scripts.get(redis_client(), "lease_release")(keys=[keys.DASHBOARD_BROADCASTER], args=[_OWNER])
 
 
 broadcaster = Broadcaster()

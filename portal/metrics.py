@@ -15,6 +15,7 @@ from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from common.store import keys
 from common.store.client import sync_client
 from inference import telemetry
 from inference.status import scheduler_status
@@ -70,9 +71,9 @@ class RedisCollector:
 
         client = sync_client()
         with client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(telemetry.REQUESTS)
-            pipe.hgetall(telemetry.TOKENS)
-            pipe.hgetall(telemetry.SWAPS)
+            pipe.hgetall(keys.METRICS_REQUESTS)
+            pipe.hgetall(keys.METRICS_TOKENS)
+            pipe.hgetall(keys.METRICS_SWAPS)
             for key in telemetry.HISTOGRAMS.values():
                 pipe.hgetall(key)
             requests, tokens, swaps, queue_wait, ttft, load = pipe.execute()

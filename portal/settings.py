@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from common.store.keys import CHANNEL_LAYER_PREFIX
 from portal.env import envbool, envfloat, envint, envlist, envsecret, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -205,7 +206,7 @@ REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # The live dashboard's websockets (portal/dashboard.py) reach every web process through Redis.
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                              "CONFIG": {"hosts": [REDIS_URL], "prefix": "gh:channels:"}}}
+                              "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX}}}
 
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None

@@ -96,8 +96,8 @@ def test_it_seeds_nodes_from_settings_and_runs_as_a_celery_task(sim, settings):
 
 
 def test_only_one_catalogue_sync_runs_at_a_time(sim, settings, redis_server):
+    from common.store import keys
     from common.store.client import sync_client
-    from inference.catalogue import SYNC_LOCK_KEY
 
     settings.OLLAMA_NODES = [sim.url]
 
@@ -105,7 +105,7 @@ def test_only_one_catalogue_sync_runs_at_a_time(sim, settings, redis_server):
         return sim.stats()["endpoints"].get("/api/tags", 0)
 
     before = listings()
-    running = sync_client().lock(SYNC_LOCK_KEY, timeout=60)
+    running = sync_client().lock(keys.CATALOGUE_SYNC_LOCK, timeout=60)
     assert running.acquire(blocking=False)  # another process's sync, as far as this one can tell
     try:
         assert sync_catalogue(wait=0) == []

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 
 from apiaccess import lifecycle, revocation
 from apiaccess.models import ApiKey, KeyEvent
+from common.store import keys
 from common.store.client import sync_client
 
 # Not transaction=True: that flushes every table afterwards, the shared test world included. The
@@ -22,7 +23,7 @@ def dora(redis_server):
 
 
 def generation() -> int:
-    return int(sync_client().get(revocation.GENERATION_KEY) or 0)
+    return int(sync_client().get(keys.API_KEY_GENERATION) or 0)
 
 
 def test_it_writes_who_created_what_and_when(dora):
@@ -99,7 +100,7 @@ def test_web_processes_read_the_generation_at_most_once_per_interval(redis_serve
 
     async def read_twice_around_a_bump():
         first = await revocation.current()
-        sync_client().incr(revocation.GENERATION_KEY)
+        sync_client().incr(keys.API_KEY_GENERATION)
         return first, await revocation.current()
 
     first, second = asyncio.run(read_twice_around_a_bump())

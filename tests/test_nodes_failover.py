@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from common.store import keys
 from tests.support.processes import eventually
 from tests.support.simulator import SimulatorProcess
 from tests.support.stack import Stack, sim_config
@@ -65,7 +66,7 @@ def test_a_node_that_dies_under_load_is_taken_out_and_requests_go_to_the_other(s
         eventually(lambda: len(statuses) >= 8, what="traffic flowing")
         victim.proc.kill()  # kill -9: connections reset, then refused
         victim.proc.wait()
-        eventually(lambda: stack.kv.hexists("gh:nodes:down", victim.url), what="the dead node taken out", timeout=5)
+        eventually(lambda: stack.kv.hexists(keys.NODES_DOWN, victim.url), what="the dead node taken out", timeout=5)
         seen = len(statuses)
         eventually(lambda: len(statuses) >= seen + 16, what="traffic keeps flowing on the other node")
     finally:
@@ -78,7 +79,7 @@ def test_a_node_that_dies_under_load_is_taken_out_and_requests_go_to_the_other(s
     # The node comes back on the same address: health polling returns it to service.
     revived = SimulatorProcess(victim.config, port=victim.port)
     stack.sims["two"] = revived
-    eventually(lambda: not stack.kv.hexists("gh:nodes:down", revived.url), what="the node came back", timeout=10)
+    eventually(lambda: not stack.kv.hexists(keys.NODES_DOWN, revived.url), what="the node came back", timeout=10)
     with ThreadPoolExecutor(40) as pool:
         responses = list(pool.map(lambda i: stack.chat(MODEL, web=i % 2), range(40)))
     assert [r.status_code for r in responses] == [200] * 40, [r.text for r in responses if r.status_code != 200]

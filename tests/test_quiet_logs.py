@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.test import RequestFactory
 
-from inference.usage import USAGE_STREAM
+from common.store.keys import USAGE_STREAM
 from portal.logfilters import QuietRefusals
 from tests.support.processes import CeleryWorker, RedisServer, eventually
 from tests.support.stack import Stack, sim_config

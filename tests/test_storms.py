@@ -30,6 +30,7 @@ import httpx
 import pytest
 import redis
 
+from common.store import keys
 from tests.support.openai_errors import openai_error_problem
 from tests.support.processes import DaphneServer, eventually
 from tests.support.simulator import SimulatorProcess
@@ -47,7 +48,6 @@ BURST_REPLY_TOKENS = 120  # 1.2 s: long enough for a burst to overlap on the nod
 RECOVERY_SECONDS = 3.0  # after Redis is back, no answer may still say it is unreachable
 REQUEST_TIMEOUT = 20.0  # a request that gets no whole answer in this long hung
 ABANDON_AFTER = 0.25  # the impatient clients' timeout
-USAGE_STREAM = "gh:{usage}:stream"
 
 ENV = {
     "SLOT_LEASE_SECONDS": str(LEASE_SECONDS),
@@ -301,7 +301,7 @@ class InFlightWatch(threading.Thread):
                     if name not in self.dead:
                         self._poll(client, name, sim)
                 try:
-                    depth = self.kv.zcard("gh:{" + MODEL + "}:enq")
+                    depth = self.kv.zcard(keys.enqueued(MODEL))
                 except redis.RedisError:
                     depth = 0
                 self.depth[self.load.phase] = max(depth, self.depth.get(self.load.phase, 0))
@@ -356,7 +356,7 @@ def _all_free(leftovers: dict[str, Any]) -> bool:
 
 
 def _usage_records(stack: Stack, user_ids: set[str]) -> list[dict[str, str]]:
-    return [fields for _, fields in stack.kv.xrange(USAGE_STREAM) if fields.get("user") in user_ids]
+    return [fields for _, fields in stack.kv.xrange(keys.USAGE_STREAM) if fields.get("user") in user_ids]
 
 
 # -- the storm -----------------------------------------------------------------------------------------------
@@ -432,7 +432,7 @@ def test_the_queue_bound_holds_and_every_slot_comes_back_through_a_storm(stack, 
         load.run_phase("after redis restart", 12, min_answers=100)
 
         # Phase 4: node two dies (kill -9) with requests running on it.
-        eventually(lambda: stack.kv.zcard(stack.prefix(MODEL) + "run:" + two.url) >= 1,
+        eventually(lambda: stack.kv.zcard(keys.run(MODEL, two.url)) >= 1,
                    what="requests running on node two", timeout=15)
         load.phase = "node two killed"
         watch.dead.add("two")

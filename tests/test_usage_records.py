@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from inference.usage import USAGE_STREAM
+from common.store.keys import USAGE_STREAM
 from tests.support.processes import CeleryWorker, eventually
 from tests.support.stack import Stack, sim_config, web_env
 

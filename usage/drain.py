@@ -15,13 +15,12 @@ import redis
 from django.contrib.auth import get_user_model
 
 from apiaccess.models import ApiKey
+from common.store import keys
 from common.store.client import sync_client
-from inference.usage import USAGE_STREAM
 from usage.models import UsageRecord
 
 log = logging.getLogger(__name__)
 
-GROUP = "usage-drain"
 # One consumer name for every worker: pending entries of a worker that died are read again by the
 # next drain, whichever worker runs it.
 CONSUMER = "drain"
@@ -61,7 +60,7 @@ def to_record(entry_id: str, fields: dict[str, str]) -> UsageRecord:
 def _ensure_group(client: redis.Redis) -> None:
     try:
         # From the stream's start ("0"), so entries written before the first drain are not skipped.
-        client.xgroup_create(USAGE_STREAM, GROUP, id="0", mkstream=True)
+        client.xgroup_create(keys.USAGE_STREAM, keys.USAGE_DRAIN_GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
@@ -87,7 +86,7 @@ def drain(batch: int = BATCH) -> int:
     written = 0
     for start in ("0", ">"):  # our pending entries first (a drain that died), then new ones
         while True:
-            reply = client.xreadgroup(GROUP, CONSUMER, {USAGE_STREAM: start}, count=batch)
+            reply = client.xreadgroup(keys.USAGE_DRAIN_GROUP, CONSUMER, {keys.USAGE_STREAM: start}, count=batch)
             entries = reply[0][1] if reply else []
             if not entries:
                 break
@@ -96,8 +95,8 @@ def drain(batch: int = BATCH) -> int:
             _drop_orphans(records)
             UsageRecord.objects.bulk_create(records, ignore_conflicts=True)
             ids = [entry_id for entry_id, _ in entries]
-            client.xack(USAGE_STREAM, GROUP, *ids)
-            client.xdel(USAGE_STREAM, *ids)
+            client.xack(keys.USAGE_STREAM, keys.USAGE_DRAIN_GROUP, *ids)
+            client.xdel(keys.USAGE_STREAM, *ids)
             written += len(records)
     if written:
         log.info("drained %d usage records", written)

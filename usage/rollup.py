@@ -17,13 +17,11 @@ from django.db.models import Count, F, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from common.store import keys
 from common.store.client import sync_client
 from usage.models import DailyUsage, UsageRecord
 
 log = logging.getLogger(__name__)
-
-LOCK_KEY = "gh:{usage}:rollup-lock"
-
 
 def _day_start(when: dt.datetime) -> dt.datetime:
     return when.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -33,12 +31,12 @@ def roll_up(now: dt.datetime | None = None) -> tuple[int, int]:
     """Returns (raw records rolled up, daily rows pruned)."""
     now = now or timezone.now()
     client = sync_client()
-    if not client.set(LOCK_KEY, "1", nx=True, ex=600):
+    if not client.set(keys.USAGE_ROLLUP_LOCK, "1", nx=True, ex=600):
         return 0, 0  # another worker is at it
     try:
         return _roll_up(now), _prune(now)
     finally:
-        client.delete(LOCK_KEY)
+        client.delete(keys.USAGE_ROLLUP_LOCK)
 
 
 def _roll_up(now: dt.datetime) -> int:
