@@ -12,10 +12,12 @@ import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from django.conf import settings
 
 from common.store import keys, scripts
 from common.store.client import redis_client
-from inference import redis_epoch
+from inference import nodehealth, redis_epoch
+from inference.registry import ModelRoute
 
 
 def now_ms() -> int:
@@ -43,6 +45,19 @@ class Policy:
         """The arguments every scheduler script starts with (common/store/lua/common.lua `policy`)."""
         return [now_ms(), self.lease_ms, self.concurrency, self.batch_bound_ms, self.max_queue,
                 redis_epoch.grants_hold_until_ms(), redis_epoch.grace_ms(), len(self.nodes), *self.nodes]
+
+
+def policy_for(route: ModelRoute) -> Policy:
+    """A model's policy as of now: its limits from the catalogue, the nodes that are up. Here, next to
+    Policy, because both sides of the scheduler need it: this process's tickets (inference/slots.py)
+    and the swap actor (inference/swapper.py), which the broker in slots starts."""
+    return Policy(
+        concurrency=route.concurrency,
+        max_queue=route.max_queue,
+        lease_ms=int(settings.SLOT_LEASE_SECONDS * 1000),
+        batch_bound_ms=int(settings.BATCH_MAX_WAIT_SECONDS * 1000),
+        nodes=nodehealth.usable(route.node_urls),
+    )
 
 
 @dataclass(frozen=True)
