@@ -153,6 +153,7 @@ def _openai_listing(node: Node) -> Listing:
         if not name:
             continue
         meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
+        launch = _router_launch(item)
         # No server says whether a model embeds; the name usually does, and an admin can change the kind.
         kind = Model.Kind.EMBEDDING if "embed" in name.lower() else Model.Kind.CHAT
         derived = {
@@ -163,9 +164,27 @@ def _openai_listing(node: Node) -> Listing:
             "parameter_size": _parameters(meta.get("n_params")),
             "quantization": str(meta.get("ftype") or "")[:40],
         }
-        entries.append(ListedModel(name, "", derived["size_bytes"], derived, kind,
-                                   context_length=int(meta.get("n_ctx") or 0), concurrency=slots))
+        context = int(meta.get("n_ctx") or 0) or launch.get("context", 0)
+        entries.append(ListedModel(name, "", derived["size_bytes"], derived, kind, context_length=context,
+                                   concurrency=launch.get("parallel", 0) or slots))
     return Listing(str(props.get("build_info") or ""), entries)
+
+
+def _router_launch(item: dict) -> dict[str, int]:
+    """What llama-server's router mode says about a model it has not loaded: the arguments its child
+    process gets (`status.args`), of which the context and the parallel slots matter here. Each slot gets
+    ctx-size / parallel tokens."""
+    args = (item.get("status") or {}).get("args") if isinstance(item.get("status"), dict) else None
+    if not isinstance(args, list):
+        return {}
+    values = {}
+    for flag, name in (("--ctx-size", "ctx"), ("-c", "ctx"), ("--parallel", "parallel"), ("-np", "parallel")):
+        if flag in args[:-1]:
+            with contextlib.suppress(ValueError):
+                values[name] = int(args[args.index(flag) + 1])
+    parallel = values.get("parallel", 0)
+    context = values.get("ctx", 0) // max(parallel, 1) if values.get("ctx") else 0
+    return {"context": context, "parallel": parallel}
 
 
 def _parameters(count) -> str:

@@ -116,6 +116,13 @@ def from_node(status_code: int, error_text: str, model: str, *, request: str | N
             return ApiError.invalid_request(text, code=CONTEXT_LENGTH_EXCEEDED)
         return ApiError.invalid_request(f"The model server refused the request{ref}.")
 
+    if status_code in (401, 403):
+        # The node (a provider, a server started with --api-key) wants another key than the one it got:
+        # an administrator's fix, never the caller's, and not one a retry makes.
+        return ApiError.bad_gateway(
+            f"The model server refused Gatehouse's credentials for `{model}`; an administrator must check the "
+            f"node's API key{ref}.", permanent=True)
+
     permanent = any(marker in lowered for marker in _PERMANENT_UPSTREAM_MARKERS)
     if 400 <= status_code < 500:
         # Any other 4xx from upstream (401/403 from a proxy, 405, 499 cancelled) is our own

@@ -43,10 +43,13 @@ def stack(django_db_setup, django_db_blocker):
 
 
 def metric(server: LlamaServer, name: str) -> float:
-    for line in httpx.get(server.url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith(f"llamacpp:{name} "):
-            return float(line.split()[1])
-    raise AssertionError(f"llama-server has no {name} metric")
+    return server.metrics()[f"llamacpp:{name}"]
+
+
+def loaded(router: LlamaServer) -> set[str]:
+    """The models a router-mode llama-server has in memory now (its /v1/models, asked directly)."""
+    data = httpx.get(router.url + "/v1/models", timeout=5).json()["data"]
+    return {m["id"] for m in data if m["status"]["value"] == "loaded"}
 
 
 def test_the_catalogue_reads_the_servers_models_slots_and_context(stack):
@@ -180,3 +183,59 @@ def test_a_client_that_leaves_stops_the_generation_and_frees_the_slot(stack):
                timeout=5)
     eventually(lambda: stack.running(CHAT) == 0, what="the slot released", timeout=5)
     assert time.monotonic() - left_at < 5
+
+
+# -- engines that need a setting of their own ------------------------------------------------------------
+
+
+def test_a_router_mode_server_has_its_models_loaded_and_swapped_by_gatehouse(django_db_setup, django_db_blocker,
+                                                                             tmp_path):
+    with django_db_blocker.unblock(), LlamaServer(router_models=("smol-a", "smol-b"), ctx_size=2048 * SLOTS,
+                                                  parallel=SLOTS) as router:
+        assert loaded(router) == set()
+        # Room for one of the two (each is guessed at its context x slots of KV cache): a swap each switch.
+        with Stack({}, openai_nodes={"router": router.url}, budgets={"router": 700 << 20}) as stack:
+            from inference.models import Model
+
+            assert {(m.concurrency, m.context_length) for m in Model.objects.filter(ollama_name__startswith="smol-")} \
+                == {(SLOTS, 2048)}
+            client = stack.client()
+            first = client.chat.completions.create(model="smol-a", messages=[{"role": "user", "content": "hi"}],
+                                                   max_tokens=3)
+            assert first.choices[0].message.content and loaded(router) == {"smol-a"}
+            client.chat.completions.create(model="smol-b", messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+            # Gatehouse unloaded smol-a to make room before it loaded smol-b; the router's own LRU (4 models)
+            # would have kept both.
+            assert loaded(router) == {"smol-b"}
+            assert stack.placement("smol-b") == {router.url: "ready"}
+            eventually(lambda: stack.placement("smol-a") == {}, what="smol-a placement gone", timeout=5)
+
+
+def test_a_node_that_wants_a_key_gets_it_from_a_secret_file_and_a_wrong_one_is_a_502(
+        django_db_setup, django_db_blocker, tmp_path):
+    secret = tmp_path / "llama-key"
+    secret.write_text("s3cret-key\n")
+    with django_db_blocker.unblock(), LlamaServer(alias="keyed", parallel=1, extra_args=["--api-key", "s3cret-key"]) \
+            as keyed:
+        with Stack({}, openai_nodes={"keyed": {"url": keyed.url, "api_key_file": str(secret)}}) as stack:
+            reply = stack.client().chat.completions.create(
+                model="keyed", messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+            assert reply.choices[0].message.content
+            # A rotated secret is read again within the catalogue snapshot's couple of seconds, no restart.
+            secret.write_text("the-wrong-key")
+            refusals: list[openai.APIStatusError] = []
+
+            def refused() -> bool:
+                try:
+                    stack.client(max_retries=0).chat.completions.create(
+                        model="keyed", messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+                except openai.APIStatusError as exc:
+                    refusals.append(exc)
+                    return True
+                return False
+
+            eventually(refused, what="the wrong key refused", timeout=10)
+            assert refusals[-1].status_code == 502
+            # Our words, not the server's ("Invalid API Key"), and nothing held.
+            assert "credentials" in refusals[-1].message and "Invalid API Key" not in refusals[-1].message
+            assert stack.running("keyed") == 0

@@ -212,8 +212,6 @@ async def _raise_for_status(response: httpx.Response, node: str, model: str) -> 
         text = error.get("message", "") if isinstance(error, dict) else str(error or "")
     except ValueError:
         text = response.text
-    if response.status_code in (401, 403):
-        text = "the server refused Gatehouse's credentials (check the node's API key)"
     raise from_node(response.status_code, text, model)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.processes import REPO, STARTING, ChildProcess, eventually, free_port
+from tests.support.processes import REPO, STARTING, ChildProcess, eventually, free_port, session_tmp
 
 
 def _load_fetch_script():
@@ -52,6 +52,13 @@ def llama_dir() -> Path:
         raise LlamaUnavailable(str(exc)) from None
 
 
+def _router_presets(root: Path, names: tuple[str, ...], ctx_size: int, parallel: int, port: int) -> Path:
+    path = session_tmp() / f"llama-router-{port}.ini"
+    path.write_text("".join(f"[{name}]\nmodel = {fetch.model(root)}\nctx-size = {ctx_size}\nparallel = {parallel}\n\n"
+                            for name in names))
+    return path
+
+
 class LlamaServer(ChildProcess):
     """llama-server on a free port serving SmolLM2-135M-Instruct under `alias`.
 
@@ -62,14 +69,20 @@ class LlamaServer(ChildProcess):
 
     def __init__(self, *, alias: str = DEFAULT_ALIAS, ctx_size: int = 4096, parallel: int = 4,
                  embeddings: bool = False, threads: int = 2, extra_args: list[str] | tuple[str, ...] = (),
-                 port: int | None = None, startup_timeout: float = 60.0) -> None:
+                 port: int | None = None, startup_timeout: float = 60.0,
+                 router_models: tuple[str, ...] = ()) -> None:
         root = llama_dir()
         self.alias = alias
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"  # the base: clients add /v1
-        argv = [str(fetch.binary(root)), "-m", str(fetch.model(root)), "--alias", alias,
-                "--host", "127.0.0.1", "--port", str(self.port), "-c", str(ctx_size), "--parallel", str(parallel),
-                "-t", str(threads), "--metrics", "--no-webui"]
+        argv = [str(fetch.binary(root)), "--host", "127.0.0.1", "--port", str(self.port), "-t", str(threads),
+                "--metrics", "--no-webui"]
+        if router_models:
+            # Router mode: each named model (the same small GGUF under several names) runs in a child
+            # process of its own, loaded and unloaded on request (POST /models/load, /models/unload).
+            argv += ["--models-preset", str(_router_presets(root, router_models, ctx_size, parallel, self.port))]
+        else:
+            argv += ["-m", str(fetch.model(root)), "--alias", alias, "-c", str(ctx_size), "--parallel", str(parallel)]
         if embeddings:
             batch = str(max(512, ctx_size // parallel))
             argv += ["--embeddings", "--pooling", "mean", "-b", batch, "-ub", batch]

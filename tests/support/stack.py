@@ -42,7 +42,7 @@ class Stack:
     def __init__(self, sims: dict[str, dict[str, Any]], *, models: dict[str, dict[str, Any]] | None = None,
                  webs: int = 1, env: dict[str, str] | None = None, budgets: dict[str, int] | None = None,
                  users: tuple[str, ...] = ("ann", "ben"), batch_users: tuple[str, ...] = (),
-                 openai_nodes: dict[str, str] | None = None) -> None:
+                 openai_nodes: dict[str, str | dict[str, Any]] | None = None) -> None:
         from django.contrib.auth import get_user_model
 
         from apiaccess.models import ApiKey, Priority
@@ -57,9 +57,12 @@ class Stack:
             assert sync_node(node).healthy
             self.nodes.append(node)
         served: set[str] = set()
-        # OpenAI-compatible servers the test started itself (a real llama-server, say): name -> base URL.
-        for name, url in (openai_nodes or {}).items():
-            node = Node.objects.create(url=url, name=name, kind=Node.Kind.OPENAI)
+        # OpenAI-compatible servers the test started itself (a real llama-server, say): name -> base URL,
+        # or name -> Node fields (url, api_key_file...).
+        for name, fields in (openai_nodes or {}).items():
+            fields = {"url": fields} if isinstance(fields, str) else fields
+            node = Node.objects.create(name=name, kind=Node.Kind.OPENAI,
+                                       gpu_memory_bytes=(budgets or {}).get(name, 0), **fields)
             report = sync_node(node)
             assert report.healthy, report.error
             served.update(report.models)
