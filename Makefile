@@ -41,6 +41,8 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/scheduling.py
 	$(BIN)/python bench/ratelimit.py
 	$(BIN)/python bench/storms.py
+	$(BIN)/python scripts/fetch-llama.py
+	$(BIN)/python bench/engines.py
 
 clean:
 	rm -rf $(VENV) .run db.sqlite3 .test-db.sqlite3

@@ -229,6 +229,22 @@ async def _sse_data(response: httpx.Response) -> AsyncIterator[dict]:
         yield chunk
 
 
+async def _send(node: NodeInfo, path: str, body: dict[str, Any], *, stream: bool) -> httpx.Response:
+    """POST, once more on a fresh connection if a pooled one turns out closed.
+
+    Servers close idle or much-used keep-alive connections (llama-server's HTTP library does both), and a
+    request written to such a connection fails with "server disconnected without sending a response"
+    before the server read it: not a failure of the node, and safe to send again.
+    """
+    client = client_for(node)
+    request = client.build_request("POST", path, json=body, headers=auth_headers(node.api_key))
+    try:
+        return await client.send(request, stream=stream)
+    except httpx.RemoteProtocolError:
+        return await client.send(client.build_request("POST", path, json=body, headers=auth_headers(node.api_key)),
+                                 stream=stream)
+
+
 class OpenAICompatibleEngine:
     kind = "openai"
 
@@ -247,13 +263,16 @@ class OpenAICompatibleEngine:
         body = {**payload, "stream": True, "stream_options": {"include_usage": True}}
         state = _StreamState()
         try:
-            async with client_for(node).stream("POST", _PATHS[operation], json=body,
-                                               headers=auth_headers(node.api_key)) as response:
+            response = await _send(node, _PATHS[operation], body, stream=True)
+            try:
                 await _raise_for_status(response, node.url, payload["model"])
                 async for chunk in _sse_data(response):
                     part = state.feed(operation, chunk)
                     if part is not None:
                         yield part
+            finally:
+                # Closing the response closes the connection mid-stream: the server stops generating.
+                await response.aclose()
         except httpx.TransportError as exc:
             raise NodeFailure(node.url, exc) from exc
         except ValueError as exc:  # a line that is not JSON: the server is not speaking OpenAI's SSE
@@ -262,8 +281,7 @@ class OpenAICompatibleEngine:
 
     async def call(self, node: NodeInfo, operation: str, payload: dict[str, Any]) -> Part | Embeddings:
         try:
-            response = await client_for(node).post(_PATHS[operation], json={**payload, "stream": False},
-                                                   headers=auth_headers(node.api_key))
+            response = await _send(node, _PATHS[operation], {**payload, "stream": False}, stream=False)
             await _raise_for_status(response, node.url, payload["model"])
             answer = response.json()
         except httpx.TransportError as exc:
