@@ -18,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+from common.store import keys
 from tests.support.llama import LlamaServer
 from tests.support.processes import eventually
 from tests.support.stack import Stack, sim_config
@@ -239,3 +240,21 @@ def test_a_node_that_wants_a_key_gets_it_from_a_secret_file_and_a_wrong_one_is_a
             # Our words, not the server's ("Invalid API Key"), and nothing held.
             assert "credentials" in refusals[-1].message and "Invalid API Key" not in refusals[-1].message
             assert stack.running("keyed") == 0
+
+
+def test_a_killed_server_fails_over_to_the_other_one_serving_the_model(django_db_setup, django_db_blocker):
+    """Failover is the same for every engine: a server that stops answering is taken out, and calls that
+    had not started run on the other server that lists the model."""
+    with django_db_blocker.unblock(), LlamaServer(alias="twin", parallel=SLOTS) as one, \
+            LlamaServer(alias="twin", parallel=SLOTS) as two:
+        with Stack({}, openai_nodes={"one": one.url, "two": two.url}) as stack:
+            client = stack.client(max_retries=0)
+            ask = lambda i: client.chat.completions.create(  # noqa: E731
+                model="twin", messages=[{"role": "user", "content": f"Hi {i}"}], max_tokens=16, logit_bias=NO_EOS)
+            assert all(r.usage.completion_tokens == 16 for r in map(ask, range(2)))
+            one.kill()
+            with ThreadPoolExecutor(6) as pool:
+                replies = list(pool.map(ask, range(6)))
+            assert all(r.usage.completion_tokens == 16 for r in replies)
+            assert stack.kv.hexists(keys.NODES_DOWN, one.url)
+            assert stack.running("twin") == 0
