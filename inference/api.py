@@ -13,6 +13,8 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from common.apierrors import ApiError
+from inference import http_errors
+from inference.scheduling_errors import SchedulingError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ def read_body(request) -> bytes:
 
 
 def api_endpoint(*methods: str):
-    """Wrap an async API view: reject other methods with a JSON 405 and render ApiError as OpenAI errors.
+    """Wrap an async API view: reject other methods with a JSON 405, and answer ApiErrors and the
+    scheduler's errors (made API errors by inference/http_errors.py) as OpenAI errors.
 
     Anything unexpected is logged with the request id and answered as a JSON 500, never an HTML page.
     """
@@ -67,6 +70,8 @@ def api_endpoint(*methods: str):
                 return await view(request, *args, **kwargs)
             except ApiError as error:
                 return error_response(error)
+            except SchedulingError as error:
+                return error_response(http_errors.to_api_error(error))
 
         return wrapper
 

@@ -34,21 +34,12 @@ from typing import Protocol
 
 from django.conf import settings
 
-from common.apierrors import ApiError
 from common.store import keys, scripts
 from common.store.client import REDIS_ERRORS, redis_client
 from inference import outbox
+from inference.scheduling_errors import LimitExceeded, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-LIMIT_NAMES = {
-    "requests_per_minute": "requests per minute (RPM)",
-    "tokens_per_minute": "tokens per minute (TPM)",
-    "concurrent_requests": "concurrent requests",
-    "tokens_per_day": "tokens per day",
-    "tokens_per_month": "tokens per month",
-}
-QUOTAS = ("tokens_per_day", "tokens_per_month")
 
 
 class LimitValues(Protocol):
@@ -99,17 +90,6 @@ def format_reset(ms: int) -> str:
     return f"{seconds}s"
 
 
-def _in_words(ms: int) -> str:
-    seconds = math.ceil(ms / 1000)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 2 * 3600:
-        return f"{math.ceil(seconds / 60)} min"
-    if seconds < 2 * 86400:
-        return f"{math.ceil(seconds / 3600)} h"
-    return f"{math.ceil(seconds / 86400)} days"
-
-
 def rate_limit_headers(reply: list[int]) -> dict[str, str]:
     """x-ratelimit-* for the scope closest to its limit; only limits that exist are described."""
     headers = {}
@@ -123,27 +103,6 @@ def rate_limit_headers(reply: list[int]) -> dict[str, str]:
                         "x-ratelimit-remaining-tokens": str(max(0, tok_left)),
                         "x-ratelimit-reset-tokens": format_reset(tok_reset)})
     return headers
-
-
-def refusal(scope: str, name: str, limit: int, retry_ms: int, headers: dict[str, str] | None = None) -> ApiError:
-    """The 429 for a closed limit: which one, of whom, and when it opens again."""
-    whose = "your API key" if scope == "key" else "your account"
-    message = (f"Rate limit reached for {whose} on {LIMIT_NAMES[name]}: limit {limit}. "
-               f"Please try again in {_in_words(retry_ms)}.")
-    error = ApiError.rate_limited(message, retry_after=math.ceil(retry_ms / 1000))
-    if name in QUOTAS:
-        error.type = "insufficient_quota"
-        error.code = "quota_exceeded"
-        error.message = (f"You have used your quota of {limit} {LIMIT_NAMES[name]} for {whose}; "
-                         f"it resets in {_in_words(retry_ms)}.")
-        # Hours away: the SDKs would retry at once and twice for nothing (openai-python `_should_retry`).
-        error.headers["x-should-retry"] = "false"
-    else:
-        # Under an hour: the SDKs retry 429s and honour Retry-After, which is right for a per-minute limit.
-        error.type = "tokens" if "tokens" in name else "requests"
-    error.headers.update(headers or {})
-    error.headers["x-gatehouse-limit"] = f"{scope}:{name}"
-    return error
 
 
 @dataclass
@@ -222,7 +181,7 @@ def _now_ms() -> int:
 
 async def acquire(*, user_id: int, key_id: int, key_limits: LimitValues, person_limits: LimitValues,
                   estimate: int) -> Grant:
-    """Admit one request or raise the 429 naming the limit. One Redis round trip."""
+    """Admit one request, or raise LimitExceeded naming the limit. One Redis round trip."""
     if not settings.RATE_LIMITS_ENABLED:
         return UNLIMITED
     key_values, person_values = _values(key_limits), _values(person_limits)
@@ -234,11 +193,10 @@ async def acquire(*, user_id: int, key_id: int, key_limits: LimitValues, person_
     try:
         reply = await scripts.get(redis_client(), "limit_admit")(keys=state_keys, args=args)
     except REDIS_ERRORS:
-        raise ApiError.store_unavailable(
-            "Gatehouse cannot reach its rate-limit store (Redis) right now. Please retry shortly.") from None
+        raise StoreUnavailable("rate-limit") from None
     if reply[0] == 0:
         _, scope, name, limit, retry_ms, *figures = reply
-        raise refusal(scope, name, int(limit), int(retry_ms), rate_limit_headers([0, *map(int, figures)]))
+        raise LimitExceeded(scope, name, int(limit), int(retry_ms), rate_limit_headers([0, *map(int, figures)]))
     settle_args = [key_values[1], key_values[2], person_values[1], person_values[2]]
     concurrent = [scope_keys[2] for scope_keys, values in ((state_keys[:5], key_values), (state_keys[5:], person_values))
                   if values[2] > 0]

@@ -24,8 +24,10 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from common.apierrors import ApiError
+from inference import http_errors
 from inference.engines import NodeFailure
 from inference.openai_format import SSE_DONE, sse_error, sse_event
+from inference.scheduling_errors import SchedulingError
 from inference.slots import Admission
 from inference.upstream import MergedStream, upstream_error
 
@@ -74,10 +76,10 @@ async def sse_events(stream: MergedStream | WaitingStream, chunker, model: str) 
         for chunk in chunker.finish():
             yield sse_event(chunk)
         yield SSE_DONE
-    except (ApiError, NodeFailure) as exc:
+    except (ApiError, NodeFailure, SchedulingError) as exc:
         # The status line is long gone: report the failure in-stream, as OpenAI does, then close.
         log.warning("stream for %s failed after it started: %s", model, exc)
-        yield sse_error(upstream_error(exc))
+        yield sse_error(http_errors.to_api_error(exc) if isinstance(exc, SchedulingError) else upstream_error(exc))
     finally:
         await merged.aclose()
 

@@ -22,9 +22,10 @@ from django.conf import settings
 from common.apierrors import ApiError
 from common.store import keys, scripts
 from common.store.client import redis_client
-from inference import outbox, telemetry
+from inference import http_errors, outbox, telemetry
 from inference.caller import Caller
 from inference.metering import RequestMeter
+from inference.scheduling_errors import SchedulingError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ CLIENT_LEFT = "disconnected"
 
 def reason_for(error: BaseException) -> tuple[int, str]:
     """(status, reason) of a request that ended with `error`."""
+    if isinstance(error, SchedulingError):
+        error = http_errors.to_api_error(error)  # the status and code its client got
     if not isinstance(error, ApiError):
         return 500, BACKEND_ERROR
     by_code = {"rate_limit_exceeded": RATE_LIMITED, "quota_exceeded": QUOTA, "queue_full": QUEUE_FULL,

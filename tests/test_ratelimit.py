@@ -1,5 +1,6 @@
 """The limiter itself (inference/ratelimit.py) against the suite's real Redis: each limit of each scope,
-what a refusal says, the x-ratelimit-* headers, and settling tokens after the request."""
+what a refusal says (the LimitExceeded it raises, as the API answers it: inference/http_errors.py), the
+x-ratelimit-* headers, and settling tokens after the request."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from apiaccess.limits import Limits
 from common.apierrors import ApiError
 from common.store.client import redis_client
-from inference import ratelimit
+from inference import http_errors, ratelimit
+from inference.scheduling_errors import LimitExceeded
 
 _ids = itertools.count(1_000_000)
 
@@ -33,10 +35,11 @@ async def admit(person: int, key: int = 1, *, key_limits=NONE, person_limits=NON
 
 
 async def refused(person: int, **kwargs) -> ApiError:
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(LimitExceeded) as info:
         await admit(person, **kwargs)
-    assert info.value.status == 429
-    return info.value
+    error = http_errors.to_api_error(info.value)
+    assert error.status == 429
+    return error
 
 
 async def eventually_admitted(person: int, **kwargs) -> ratelimit.Grant:
@@ -44,7 +47,7 @@ async def eventually_admitted(person: int, **kwargs) -> ratelimit.Grant:
         while True:
             try:
                 return await admit(person, **kwargs)
-            except ApiError:
+            except LimitExceeded:
                 await asyncio.sleep(0.02)
 
 
@@ -54,8 +57,8 @@ async def first_refusal(person: int, *, estimate: int, **kwargs) -> ApiError:
         while True:
             try:
                 (await admit(person, estimate=estimate, **kwargs)).settle(estimate)
-            except ApiError as error:
-                return error
+            except LimitExceeded as refusal:
+                return http_errors.to_api_error(refusal)
             await asyncio.sleep(0.02)
 
 

@@ -1,0 +1,46 @@
+"""What the scheduler refuses or fails with, in its own terms: which limit of whom, which store, when to
+come back. The scheduler (the rate limiter, inference/ratelimit.py) raises these and knows nothing of
+HTTP; inference/http_errors.py is the one module that turns them into API errors (status, OpenAI's
+error body, Retry-After and the other headers), for the view decorator and for streams.
+"""
+
+from __future__ import annotations
+
+# Limits counted per UTC day or month: once one is used up it stays closed for hours.
+QUOTAS = ("tokens_per_day", "tokens_per_month")
+
+
+class SchedulingError(Exception):
+    """A request the scheduler could not take, or lost; nothing of it ran."""
+
+
+class StoreUnavailable(SchedulingError):
+    """The scheduler's store (Redis) cannot be reached. Not the request's fault and over quickly:
+    Redis calls give up within REDIS_SOCKET_TIMEOUT."""
+
+    def __init__(self, store: str) -> None:
+        super().__init__(f"the {store} store (Redis) cannot be reached")
+        self.store = store  # what it holds, in words: "rate-limit"
+
+
+class LimitExceeded(SchedulingError):
+    """A limit of the key or of its person is closed: the request was refused before anything ran.
+
+    `scope` is "key" or "person"; `limit` the limit's name (apiaccess/limits.py LIMIT_FIELDS) and
+    `value` its value; `retry_after_ms` when it opens again. `limit_headers` are the limiter's
+    x-ratelimit-* for the scope closest to its limits, the same ones every answer carries
+    (inference/ratelimit.py `rate_limit_headers`).
+    """
+
+    def __init__(self, scope: str, limit: str, value: int, retry_after_ms: int,
+                 limit_headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"the {scope}'s {limit} limit ({value}) is reached; it opens in {retry_after_ms} ms")
+        self.scope = scope
+        self.limit = limit
+        self.value = value
+        self.retry_after_ms = retry_after_ms
+        self.limit_headers = dict(limit_headers or {})
+
+    @property
+    def is_quota(self) -> bool:
+        return self.limit in QUOTAS
