@@ -44,9 +44,13 @@ def normalise_node_url(url: str) -> str:
 
 
 def seed_nodes_from_settings() -> None:
-    """Create a Node for each OLLAMA_NODES entry; never touch nodes an admin added or edited."""
+    """Create a Node for each OLLAMA_NODES and OPENAI_NODES entry; never touch nodes an admin added or edited."""
     for url in settings.OLLAMA_NODES:
         Node.objects.get_or_create(url=normalise_node_url(url))
+    for url in settings.OPENAI_NODES:
+        # An OpenAI-compatible base URL is often given with its /v1; the engine adds /v1 itself.
+        base = normalise_node_url(url).removesuffix("/v1")
+        Node.objects.get_or_create(url=base, defaults={"kind": Node.Kind.OPENAI})
 
 
 SYNC_LOCK_SECONDS = 300  # a sync that died with the lock held frees it after this long

@@ -230,6 +230,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- Ollama nodes and model defaults ----------------------------------------------------------
 # Seeds the Node table; nodes are then edited in the admin.
 OLLAMA_NODES = envlist("OLLAMA_NODES")
+# OpenAI-compatible servers (llama-server, vLLM, SGLang, TGI, LM Studio, another Gatehouse), seeded the same way.
+OPENAI_NODES = envlist("OPENAI_NODES")
 DEFAULT_MODEL_CONCURRENCY = envint("DEFAULT_MODEL_CONCURRENCY", 4, minimum=1)
 DEFAULT_MAX_QUEUE = envint("DEFAULT_MAX_QUEUE", 64, minimum=0)
 DEFAULT_CONTEXT_LENGTH = envint("DEFAULT_CONTEXT_LENGTH", 8192, minimum=256)

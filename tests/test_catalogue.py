@@ -95,6 +95,20 @@ def test_it_seeds_nodes_from_settings_and_runs_as_a_celery_task(sim, settings):
     assert sync_catalogue() and Node.objects.filter(url__in=seeded).count() == 2, "seeding twice creates no duplicates"
 
 
+def test_openai_compatible_servers_are_seeded_as_their_kind_without_their_v1(settings):
+    from inference.catalogue import seed_nodes_from_settings
+
+    settings.OLLAMA_NODES = []
+    settings.OPENAI_NODES = ["http://127.0.0.1:2/v1", "127.0.0.1:3"]
+    seed_nodes_from_settings()
+    seed_nodes_from_settings()
+    seeded = Node.objects.filter(url__in=["http://127.0.0.1:2", "http://127.0.0.1:3"])
+    assert sorted(seeded.values_list("kind", flat=True)) == ["openai", "openai"]
+    # Not answering: unhealthy, with the reason, like an Ollama node that does not answer.
+    report = sync_node(seeded.first())
+    assert not report.healthy and report.error
+
+
 def test_only_one_catalogue_sync_runs_at_a_time(sim, settings, redis_server):
     from common.store import keys
     from common.store.client import sync_client

@@ -120,7 +120,7 @@ class Command(BaseCommand):
             else:
                 demo_nodes.exclude(url=sim_url).update(enabled=False)
             # Nodes an admin added in the admin count as configured too; a demo node from an earlier run does not.
-            if (backend == "simulator" and not settings.OLLAMA_NODES
+            if (backend == "simulator" and not settings.OLLAMA_NODES and not settings.OPENAI_NODES
                     and not Node.objects.filter(enabled=True).exclude(pk__in=demo_nodes.values("pk")).exists()):
                 env["OLLAMA_NODES"] = self._start_simulator(sim_url)
                 settings.OLLAMA_NODES = [sim_url]
