@@ -75,6 +75,9 @@ def test_it_refuses_a_request_whose_choices_would_overflow_the_queue(stack, sim)
     response = stack.chat(MODEL, n=13)  # 4 run, 9 would wait: more than max_queue 8
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "queue_full"
+    assert int(response.headers["retry-after-ms"]) >= 1  # the SDKs read it before Retry-After
+    # The rate limiter admitted the request before the queue refused it: its figures come along.
+    assert response.headers["x-ratelimit-limit-requests"]
     assert sim.model_stats(MODEL)["requests"] == before  # nothing of it reached the node
 
 
