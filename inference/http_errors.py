@@ -24,6 +24,12 @@ LIMIT_NAMES = {
 
 
 def to_api_error(error: SchedulingError) -> ApiError:
+    api_error = _api_error(error)
+    api_error.headers.update(error.limit_headers)
+    return api_error
+
+
+def _api_error(error: SchedulingError) -> ApiError:
     if isinstance(error, LimitExceeded):
         return limit_exceeded(error)
     if isinstance(error, StoreUnavailable):
@@ -60,6 +66,5 @@ def limit_exceeded(refusal: LimitExceeded) -> ApiError:
     else:
         # Under an hour: the SDKs retry 429s and honour Retry-After, which is right for a per-minute limit.
         error.type = "tokens" if "tokens" in refusal.limit else "requests"
-    error.headers.update(refusal.limit_headers)
     error.headers["x-gatehouse-limit"] = f"{refusal.scope}:{refusal.limit}"
     return error

@@ -14,8 +14,9 @@
      10. render                the protocol turns canonical parts into its answer (inference/openai_protocol.py)
 
 A protocol (the OpenAI routes today) knows its schema, how its body becomes a canonical request, and how
-to render canonical parts; nothing in this module knows a wire format. Errors are `ApiError`s, rendered
-by the view decorator (inference/api.py); a failure before step 5 gets its usage record from
+to render canonical parts; nothing in this module knows a wire format. Errors are `ApiError`s, or the
+scheduler's `SchedulingError`s (steps 6-8; inference/http_errors.py makes them ApiErrors), rendered by
+the view decorator (inference/api.py); a failure before step 5 gets its usage record from
 inference/request_log.py, every later one from `Cleanup`.
 """
 
@@ -36,6 +37,7 @@ from inference.engines.request import GenerationRequest
 from inference.metering import RequestMeter, prompt_estimates
 from inference.parsing import parse_request
 from inference.registry import ModelRoute
+from inference.scheduling_errors import SchedulingError
 from inference.streaming import WaitingStream
 from inference.upstream import MergedStream, Payloads, UpstreamCall, gather_results
 from inference.usage import UsageLog
@@ -115,8 +117,11 @@ class Cleanup:
             self.usage.queue_wait_ms = self.admission.queue_wait_ms
         if self.grant is not None:
             self.grant.settle(self.meter.total_tokens)
-            if isinstance(error, ApiError):  # errors after the limiter admitted the request carry its headers
+            # Errors after the limiter admitted the request carry its headers.
+            if isinstance(error, ApiError):
                 error.headers.update(self.grant.headers)
+            elif isinstance(error, SchedulingError):  # until inference/http_errors.py makes it an ApiError
+                error.limit_headers.update(self.grant.headers)
         if disconnected is None:
             disconnected = isinstance(error, asyncio.CancelledError)
         self.usage.finish(error, disconnected=disconnected)

@@ -11,7 +11,18 @@ QUOTAS = ("tokens_per_day", "tokens_per_month")
 
 
 class SchedulingError(Exception):
-    """A request the scheduler could not take, or lost; nothing of it ran."""
+    """A request the scheduler could not take, or lost; nothing of it ran.
+
+    `limit_headers` are the limiter's x-ratelimit-* for the request, which every answer carries: a
+    refusal's own, or those of the grant that admitted it (the pipeline adds them, inference/pipeline.py
+    `Cleanup`).
+    """
+
+    limit_headers: dict[str, str]
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.limit_headers = {}
 
 
 class StoreUnavailable(SchedulingError):
@@ -27,9 +38,8 @@ class LimitExceeded(SchedulingError):
     """A limit of the key or of its person is closed: the request was refused before anything ran.
 
     `scope` is "key" or "person"; `limit` the limit's name (apiaccess/limits.py LIMIT_FIELDS) and
-    `value` its value; `retry_after_ms` when it opens again. `limit_headers` are the limiter's
-    x-ratelimit-* for the scope closest to its limits, the same ones every answer carries
-    (inference/ratelimit.py `rate_limit_headers`).
+    `value` its value; `retry_after_ms` when it opens again. Its `limit_headers` are those of the scope
+    closest to its limits (inference/ratelimit.py `rate_limit_headers`).
     """
 
     def __init__(self, scope: str, limit: str, value: int, retry_after_ms: int,
