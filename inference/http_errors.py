@@ -12,7 +12,15 @@ from __future__ import annotations
 import math
 
 from common.apierrors import ApiError
-from inference.scheduling_errors import LimitExceeded, SchedulingError, StoreUnavailable
+from inference.scheduling_errors import (
+    LimitExceeded,
+    NodesUnreachable,
+    NoNodeServing,
+    QueueFull,
+    QueueTimeout,
+    SchedulingError,
+    StoreUnavailable,
+)
 
 LIMIT_NAMES = {
     "requests_per_minute": "requests per minute (RPM)",
@@ -32,10 +40,43 @@ def to_api_error(error: SchedulingError) -> ApiError:
 def _api_error(error: SchedulingError) -> ApiError:
     if isinstance(error, LimitExceeded):
         return limit_exceeded(error)
+    if isinstance(error, QueueFull):
+        return queue_full(error)
+    if isinstance(error, QueueTimeout):
+        api_error = ApiError.backend_unavailable(
+            f"Your request waited {error.timeout_seconds} s in the queue for `{error.model}` without getting a "
+            f"turn. Please retry later.",
+            retry_after=30,
+        ).with_code("queue_timeout")
+        api_error.headers["x-gatehouse-queue-wait-ms"] = str(error.queue_wait_ms)
+        return api_error
+    if isinstance(error, NodesUnreachable):
+        return ApiError.backend_unavailable(
+            f"The GPU servers that serve `{error.model}` are not reachable right now. Please retry shortly.",
+            retry_after=10,
+        )
+    if isinstance(error, NoNodeServing):
+        return ApiError.backend_unavailable(
+            f"No GPU server is serving `{error.model}` right now. Please retry shortly.", retry_after=10)
     if isinstance(error, StoreUnavailable):
         return ApiError.store_unavailable(
             f"Gatehouse cannot reach its {error.store} store (Redis) right now. Please retry shortly.")
     raise TypeError(f"no API error for {error!r}")
+
+
+def queue_full(refusal: QueueFull) -> ApiError:
+    retry_ms = max(1, refusal.retry_after_ms)
+    seconds = -(-retry_ms // 1000)
+    error = ApiError.backend_unavailable(
+        f"The queue for `{refusal.model}` is full ({refusal.waiting} requests waiting). "
+        f"Please retry after {seconds} s, or use another model.",
+        retry_after=seconds,
+    ).with_code("queue_full")
+    # The OpenAI SDKs read retry-after-ms before Retry-After: the reservation to the millisecond.
+    error.headers["retry-after-ms"] = str(retry_ms)
+    error.headers["x-gatehouse-queue-depth"] = str(refusal.waiting)
+    error.headers["x-gatehouse-queue-wait-ms"] = "0"
+    return error
 
 
 def _in_words(ms: int) -> str:

@@ -1,7 +1,8 @@
-"""What the scheduler refuses or fails with, in its own terms: which limit of whom, which store, when to
-come back. The scheduler (the rate limiter, inference/ratelimit.py) raises these and knows nothing of
-HTTP; inference/http_errors.py is the one module that turns them into API errors (status, OpenAI's
-error body, Retry-After and the other headers), for the view decorator and for streams.
+"""What the scheduler refuses or fails with, in its own terms: which limit of whom, which model's queue,
+which store, when to come back. The scheduler (the rate limiter, inference/ratelimit.py, and the queue,
+inference/slots.py) raises these and knows nothing of HTTP; inference/http_errors.py is the one module
+that turns them into API errors (status, OpenAI's error body, Retry-After and the other headers), for
+the view decorator and for streams.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class StoreUnavailable(SchedulingError):
 
     def __init__(self, store: str) -> None:
         super().__init__(f"the {store} store (Redis) cannot be reached")
-        self.store = store  # what it holds, in words: "rate-limit"
+        self.store = store  # what it holds, in words: "rate-limit", "queue"
 
 
 class LimitExceeded(SchedulingError):
@@ -54,3 +55,40 @@ class LimitExceeded(SchedulingError):
     @property
     def is_quota(self) -> bool:
         return self.limit in QUOTAS
+
+
+class QueueFull(SchedulingError):
+    """The model's queue has no room for all of the request's calls. `retry_after_ms` is a reservation:
+    when the queue expects room for it."""
+
+    def __init__(self, model: str, waiting: int, retry_after_ms: int) -> None:
+        super().__init__(f"the queue for {model} is full ({waiting} waiting); room in {retry_after_ms} ms")
+        self.model = model  # the public id
+        self.waiting = waiting
+        self.retry_after_ms = retry_after_ms
+
+
+class QueueTimeout(SchedulingError):
+    """A call waited `timeout_seconds` in the queue (QUEUE_TIMEOUT_SECONDS) without getting a slot."""
+
+    def __init__(self, model: str, timeout_seconds: int, queue_wait_ms: int) -> None:
+        super().__init__(f"no slot for {model} within {timeout_seconds} s")
+        self.model = model
+        self.timeout_seconds = timeout_seconds
+        self.queue_wait_ms = queue_wait_ms
+
+
+class NoNodeServing(SchedulingError):
+    """No enabled node has the model."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"no node serves {model}")
+        self.model = model
+
+
+class NodesUnreachable(SchedulingError):
+    """Nodes have the model, but none of them is up."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"no node that serves {model} is reachable")
+        self.model = model

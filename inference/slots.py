@@ -33,13 +33,20 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from common.apierrors import ApiError
 from common.store import keys
 from common.store.client import REDIS_ERRORS, drop_pooled_connections, pubsub_client, redis_client
 from inference import background, errors, nodehealth, outbox, queue, redis_epoch
 from inference.errors import from_node
 from inference.queue import policy_for
 from inference.registry import ModelRoute
+from inference.scheduling_errors import (
+    NodesUnreachable,
+    NoNodeServing,
+    QueueFull,
+    QueueTimeout,
+    SchedulingError,
+    StoreUnavailable,
+)
 from inference.swapper import SwapActor
 
 log = logging.getLogger(__name__)
@@ -47,10 +54,6 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_WAIT_SECONDS = 3.0
 # How often a process with waiting tickets asks where they stand (their streams show it).
 POSITION_ROUND_SECONDS = 1.0
-
-
-def redis_unavailable() -> ApiError:
-    return ApiError.store_unavailable("Gatehouse cannot reach its queue store (Redis) right now. Please retry shortly.")
 
 
 class Ticket:
@@ -79,7 +82,7 @@ class Ticket:
             self.node = node
             self.future.set_result(node)
 
-    def fail(self, error: ApiError) -> None:
+    def fail(self, error: Exception) -> None:
         if not self.future.done():
             self.future.set_exception(error)
 
@@ -93,19 +96,14 @@ class Ticket:
         return int((end - self.enqueued_at) * 1000)
 
     async def granted(self) -> str:
-        """Wait for a slot and return the node it is on; 503 after QUEUE_TIMEOUT_SECONDS in the queue."""
+        """Wait for a slot and return the node it is on; QueueTimeout after QUEUE_TIMEOUT_SECONDS in the queue."""
         remaining = settings.QUEUE_TIMEOUT_SECONDS - (time.monotonic() - self.enqueued_at)
         try:
             async with asyncio.timeout(max(0.0, remaining)):
                 return await asyncio.shield(self.future)
         except TimeoutError:
-            error = ApiError.backend_unavailable(
-                f"Your request waited {int(settings.QUEUE_TIMEOUT_SECONDS)} s in the queue for "
-                f"`{self.route.public_id}` without getting a turn. Please retry later.",
-                retry_after=30,
-            ).with_code("queue_timeout")
-            error.headers["x-gatehouse-queue-wait-ms"] = str(self.queue_wait_ms)
-            raise error from None
+            raise QueueTimeout(self.route.public_id, int(settings.QUEUE_TIMEOUT_SECONDS),
+                               self.queue_wait_ms) from None
 
     def release(self) -> None:
         """Give the slot (or the queue place) back, exactly once. Safe from a finally block during
@@ -147,7 +145,7 @@ class Ticket:
                 self.released = True
                 self.broker.forget(self)
             if isinstance(exc, REDIS_ERRORS):
-                raise redis_unavailable() from None
+                raise StoreUnavailable("queue") from None
             raise
         finally:
             self.readmitting = False
@@ -233,12 +231,12 @@ class Broker:
             # While Redis is known to be down, answer at once; while the subscription is only starting
             # (a busy machine), give it a little longer.
             if self.redis_down:
-                raise redis_unavailable()
+                raise StoreUnavailable("queue")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SUBSCRIBE_WAIT_SECONDS):
                     await self.subscribed.wait()
             if not self.subscribed.is_set():
-                raise redis_unavailable()
+                raise StoreUnavailable("queue")
         tickets = [Ticket(self, route, user, batch) for _ in range(calls)]
         for ticket in tickets:
             self.track(ticket)  # before the script runs: another process may grant it at once
@@ -252,13 +250,13 @@ class Broker:
                 # The script may have run before the reply was lost (a timeout, or the client left).
                 self.send_release(route, ticket.id)
             if isinstance(exc, REDIS_ERRORS):
-                raise redis_unavailable() from None
+                raise StoreUnavailable("queue") from None
             raise
         if not result.admitted:
             for ticket in tickets:
                 self.forget(ticket)
                 ticket.released = True
-            raise queue_full(route, result)
+            raise QueueFull(route.public_id, result.waiting, result.retry_after_ms)
         for ticket in tickets:
             ticket.admitted = True
             ticket.position, ticket.eta_ms = result.position, result.eta_ms
@@ -314,7 +312,7 @@ class Broker:
         """Waiting tickets whose model has no reachable node left get a clear error now, not a timeout."""
         for ticket in list(self.tickets.values()):
             if ticket.node is None and not nodehealth.usable(ticket.route.node_urls):
-                ticket.fail(unreachable(ticket.route))
+                ticket.fail(NodesUnreachable(ticket.route.public_id))
 
     def _fail_waiting(self, failure: dict) -> None:
         """The swap actor could not load a model: its waiting requests get Ollama's reason."""
@@ -382,23 +380,8 @@ class Broker:
     async def _readmit(self, ticket: Ticket) -> None:
         try:
             await ticket.readmit()
-        except ApiError as error:
+        except SchedulingError as error:
             ticket.fail(error)
-
-
-def queue_full(route: ModelRoute, result: queue.AdmitResult) -> ApiError:
-    retry_ms = max(1, result.retry_after_ms)
-    seconds = -(-retry_ms // 1000)
-    error = ApiError.backend_unavailable(
-        f"The queue for `{route.public_id}` is full ({result.waiting} requests waiting). "
-        f"Please retry after {seconds} s, or use another model.",
-        retry_after=seconds,
-    ).with_code("queue_full")
-    # The OpenAI SDKs read retry-after-ms before Retry-After: the reservation to the millisecond.
-    error.headers["retry-after-ms"] = str(retry_ms)
-    error.headers["x-gatehouse-queue-depth"] = str(result.waiting)
-    error.headers["x-gatehouse-queue-wait-ms"] = "0"
-    return error
 
 
 _brokers: dict[int, Broker] = {}
@@ -450,30 +433,17 @@ _turns: dict[str, itertools.count] = {}
 
 def pick_node_in_turn(route: ModelRoute) -> str:
     if not route.node_urls:
-        raise no_node(route)
+        raise NoNodeServing(route.public_id)
     turn = next(_turns.setdefault(route.public_id, itertools.count()))
     return route.node_urls[turn % len(route.node_urls)]
 
 
-def unreachable(route: ModelRoute) -> ApiError:
-    return ApiError.backend_unavailable(
-        f"The GPU servers that serve `{route.public_id}` are not reachable right now. Please retry shortly.",
-        retry_after=10,
-    )
-
-
-def no_node(route: ModelRoute) -> ApiError:
-    return ApiError.backend_unavailable(
-        f"No GPU server is serving `{route.public_id}` right now. Please retry shortly.", retry_after=10
-    )
-
-
 async def admit(route: ModelRoute, *, user: str, batch: bool, calls: int) -> Admission:
-    """Admit a request of `calls` upstream calls into the model's queue, or raise 503 queue_full."""
+    """Admit a request of `calls` upstream calls into the model's queue, or raise QueueFull."""
     if not route.node_urls:
-        raise no_node(route)
+        raise NoNodeServing(route.public_id)
     if not settings.QUEUE_ENABLED:
         return Admission([DirectTicket(route) for _ in range(calls)], 0)
     if not nodehealth.usable(route.node_urls):
-        raise unreachable(route)
+        raise NodesUnreachable(route.public_id)
     return await broker().admit(route, user, batch, calls)
