@@ -9,20 +9,12 @@ estimated at admission. A call that never got a slot used nothing.
 from __future__ import annotations
 
 import time
-from contextvars import ContextVar
 from typing import Any
 
 from inference.engines.parts import Embeddings, Part
 from inference.engines.request import CHAT, COMPLETION, GenerationRequest
 
 CHARS_PER_TOKEN = 4  # a rough estimate for a prompt, until the node reports its count
-
-# The newest RequestMeter made while serving the current request (a contextvar: one per asyncio task).
-# generation._run makes the request's own meter first thing, and then the UsageLog that writes the
-# request's usage record whatever happens next; so a meter made earlier that is no longer current
-# means _run has taken the request over (inference/request_log.py relies on this).
-_current: ContextVar[RequestMeter | None] = ContextVar("gatehouse_request_meter", default=None)
-
 
 class CallMeter:
     """The tokens of one upstream call."""
@@ -86,12 +78,6 @@ class RequestMeter:
 
     def __init__(self, prompt_estimates: list[int]) -> None:
         self.calls = [CallMeter(estimate) for estimate in prompt_estimates]
-        _current.set(self)
-
-    @property
-    def is_current(self) -> bool:
-        """No other RequestMeter has been made since this one in the current request."""
-        return _current.get() is self
 
     @property
     def estimate(self) -> int:

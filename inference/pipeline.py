@@ -16,8 +16,8 @@
 A protocol (the OpenAI routes today) knows its schema, how its body becomes a canonical request, and how
 to render canonical parts; nothing in this module knows a wire format. Errors are `ApiError`s, or the
 scheduler's `SchedulingError`s (steps 6-8; inference/http_errors.py makes them ApiErrors), rendered by
-the view decorator (inference/api.py); a failure before step 5 gets its usage record from
-inference/request_log.py, every later one from `Cleanup`.
+the view decorator (inference/api.py). Whatever step fails, `Cleanup` writes the request's one usage
+record (with the model it asked for, when the body got that far) and frees what it held.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from common.apierrors import ApiError
-from inference import ratelimit, registry, request_log, slots
+from inference import ratelimit, registry, slots
 from inference.api import read_body
 from inference.caller import Caller, authenticate
 from inference.engines.parts import Embeddings, Part
@@ -67,14 +67,18 @@ class FrontProtocol(Protocol):
 
 
 async def handle(http_request, protocol: FrontProtocol):
-    caller = await authenticate(http_request)
-    with request_log.until_generation(caller) as record:
+    caller = await authenticate(http_request)  # no caller, no usage record: nobody to count it against
+    cleanup = Cleanup(caller)
+    try:
         body = await parse_request(protocol.schema, read_body(http_request))
-        record.asked_for(body.model, streamed=bool(getattr(body, "stream", False)))
+        cleanup.asked_for(body.model, streamed=bool(getattr(body, "stream", False)))
         route = await resolve_model(caller, body.model)
         request = protocol.canonical(body, route)
         with protocol.errors(route):
-            return protocol.render(request, await run(caller, request))
+            return protocol.render(request, await run(caller, request, cleanup))
+    except (Exception, asyncio.CancelledError) as error:
+        cleanup.finish(error)  # a no-op if the request already finished (a stream ends in its own time)
+        raise
 
 
 async def resolve_model(caller: Caller, model_id: str) -> ModelRoute:
@@ -97,21 +101,34 @@ async def node_kinds(route: ModelRoute) -> set[str]:
 
 
 class Cleanup:
-    """The one clean-up step of a request, run once whatever happened: release its slots (each call
-    releases its own as it ends; this covers calls that never started), settle its rate limits with the
-    tokens it used, and write its usage record. The last two go through the outbox, in the background."""
+    """The one clean-up step of a request, run once whatever happened and wherever it failed: release its
+    slots (each call releases its own as it ends; this covers calls that never started), settle its rate
+    limits with the tokens it used, and write its usage record. The last two go through the outbox, in
+    the background, so the response never waits for them and a Redis outage delays them without loss."""
 
-    def __init__(self, caller: Caller, request: GenerationRequest, meter: RequestMeter) -> None:
-        self.meter = meter
-        self.usage = UsageLog(caller, request.route.public_id, streamed=request.stream, meter=meter)
+    def __init__(self, caller: Caller) -> None:
+        self.meter = RequestMeter([])  # nothing measured until the request's calls are known
+        self.usage = UsageLog(caller, "", streamed=False, meter=self.meter)
         self.grant: ratelimit.Grant | None = None
         self.admission: slots.Admission | None = None
         self.done = False
+
+    def asked_for(self, model: object, *, streamed: bool) -> None:
+        self.usage.model = printable_model(model)
+        self.usage.streamed = streamed
+
+    def measure(self, request: GenerationRequest) -> RequestMeter:
+        """The meter of the request's calls, from their prompt estimates until the nodes report counts."""
+        self.meter = self.usage.meter = RequestMeter(prompt_estimates(request))
+        self.usage.model = request.route.public_id
+        return self.meter
 
     def finish(self, error: BaseException | None = None, *, disconnected: bool | None = None) -> None:
         if self.done:
             return
         self.done = True
+        if error is not None and not self.usage.model:  # the body did not parse: the parser may know the model
+            self.asked_for(getattr(error, "requested_model", ""), streamed=False)
         if self.admission is not None:
             self.admission.release_all()
             self.usage.queue_wait_ms = self.admission.queue_wait_ms
@@ -139,6 +156,17 @@ class Cleanup:
         return {QUEUE_WAIT_HEADER: str(admission.queue_wait_ms if admission else 0), **limits}
 
 
+MODEL_CHARS = 200  # UsageRecord.model holds this many
+
+
+def printable_model(model: object) -> str:
+    """A client's model id as a usage record can hold it: a string, not too long, no lone surrogate
+    (which UTF-8 cannot carry)."""
+    if not isinstance(model, str):
+        return ""
+    return model[:MODEL_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def check_fan_out(request: GenerationRequest) -> None:
     """Every upstream call takes a slot; one request may not open more than the cap at once."""
     cap = settings.MAX_UPSTREAM_CALLS_PER_REQUEST
@@ -156,14 +184,12 @@ def check_fan_out(request: GenerationRequest) -> None:
     )
 
 
-async def run(caller: Caller, request: GenerationRequest) -> Relay:
+async def run(caller: Caller, request: GenerationRequest, cleanup: Cleanup) -> Relay:
     """Steps 5-9: prepare, pass the limits, admit, call the engines; clean up once, whatever happens."""
     check_fan_out(request)
     payloads = Payloads(request)
     payloads.prepare(await node_kinds(request.route))
-    # From here on the request's own meter exists, so Cleanup (not request_log) writes its usage record.
-    meter = RequestMeter(prompt_estimates(request))
-    cleanup = Cleanup(caller, request, meter)
+    meter = cleanup.measure(request)
     try:
         cleanup.grant = await ratelimit.acquire(
             user_id=caller.user_id, key_id=caller.key_id, key_limits=caller.key_limits,

@@ -430,7 +430,7 @@ def parse_body(model_cls: type[M], raw: bytes) -> M:
         except ValidationError as exc:
             raise _error_to_api(exc) from None
     except ApiError as error:
-        # The model the body asked for, for the usage record of the refused request (inference/request_log.py).
+        # The model the body asked for, for the usage record of the refused request (inference/pipeline.py Cleanup).
         model = data.get("model")
         error.requested_model = model if isinstance(model, str) else None
         raise

@@ -35,7 +35,7 @@ from django.conf import settings
 
 from common.store import keys
 from common.store.client import REDIS_ERRORS, drop_pooled_connections, pubsub_client, redis_client
-from inference import background, errors, nodehealth, outbox, queue, redis_epoch
+from inference import background, errors, nodehealth, outbox, queue, redis_epoch, registry
 from inference.errors import from_node
 from inference.queue import policy_for
 from inference.registry import ModelRoute
@@ -314,6 +314,18 @@ class Broker:
             if ticket.node is None and not nodehealth.usable(ticket.route.node_urls):
                 ticket.fail(NodesUnreachable(ticket.route.public_id))
 
+    async def _fail_drained(self) -> None:
+        """Waiting tickets whose model no enabled node serves any more (an admin drained its nodes, or it
+        was admitted from a catalogue snapshot a moment older than the drain) get a clear error now, not
+        a queue timeout: nothing would ever load it."""
+        waiting = [ticket for ticket in self.tickets.values() if ticket.node is None]
+        if not waiting:
+            return
+        served = {route.public_id for route in await registry.all_models() if route.node_urls}
+        for ticket in waiting:
+            if ticket.route.public_id not in served:
+                ticket.fail(NoNodeServing(ticket.route.public_id))
+
     def _fail_waiting(self, failure: dict) -> None:
         """The swap actor could not load a model: its waiting requests get Ollama's reason."""
         for ticket in list(self.tickets.values()):
@@ -336,6 +348,7 @@ class Broker:
                     await nodehealth.refresh()
                 await self._check_all()
                 self._fail_stranded()
+                await self._fail_drained()
             except REDIS_ERRORS as exc:
                 log.warning("could not renew slot leases: %s", exc)
             except Exception:  # noqa: BLE001 - this loop must outlive any one bad round

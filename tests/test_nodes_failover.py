@@ -109,3 +109,24 @@ def test_a_drained_node_finishes_its_running_requests_and_gets_no_new_ones(stack
         finally:
             with django_db_blocker.unblock():
                 Node.objects.filter(url=drained.url).update(enabled=True)
+
+
+def test_requests_waiting_for_a_model_whose_every_node_is_drained_get_a_503_at_once(django_db_setup,
+                                                                                    django_db_blocker):
+    """Draining lets running calls finish, but nothing will ever load the model again: its waiting calls
+    are answered 503 within the next renewal round instead of waiting out the queue timeout."""
+    from inference.models import Node
+
+    model = "sched-drain:latest"
+    with django_db_blocker.unblock(), Stack({"only": sim_config([model], tokens_per_second=10, reply_tokens=40)},
+                                            models={model: {"concurrency": 1, "max_queue": 8}},
+                                            env={"QUEUE_TIMEOUT_SECONDS": "120"}) as stack:
+        with ThreadPoolExecutor(3) as pool:
+            calls = [pool.submit(stack.chat, model, max_tokens=40) for _ in range(3)]
+            eventually(lambda: stack.running(model) == 1 and stack.waiting(model) == 2, what="1 running, 2 waiting")
+            Node.objects.filter(url=stack.sims["only"].url).update(enabled=False)
+            statuses = sorted(f.result().status_code for f in calls)
+        # The running call finishes; the two waiting ones are told at once (their 4 s reply would take 8 s
+        # more, the queue timeout 120 s).
+        assert statuses == [200, 503, 503]
+        assert stack.waiting(model) == 0 and stack.running(model) == 0
