@@ -1,7 +1,7 @@
 """The rate limits and token quotas that apply to a key and to its owner.
 
 Each limit is the override on the key (or on the person's Account) when one is set, else the default
-from settings. 0 means no limit. inference/ratelimit.py enforces them; this module only decides them.
+from settings. 0 means no limit. inference/accounting/ratelimit.py enforces them; this module only decides them.
 """
 
 from __future__ import annotations

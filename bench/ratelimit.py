@@ -45,7 +45,7 @@ async def script_round_trips(redis_url: str, count: int) -> tuple[list[float], l
     django.setup()
     from apiaccess.limits import Limits
     from common.store.client import redis_client
-    from inference import ratelimit
+    from inference.accounting import ratelimit
 
     limits = Limits(*(10**9,) * 5)
     admit, ping = [], []

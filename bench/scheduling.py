@@ -229,7 +229,7 @@ def _cycle_worker(redis_url: str, seconds: float, result: multiprocessing.Queue)
     import django
 
     django.setup()
-    from inference import queue
+    from inference.scheduler import queue
 
     policy = queue.Policy(concurrency=10_000, max_queue=10_000, lease_ms=15000, batch_bound_ms=120000,
                           nodes=("http://node",))

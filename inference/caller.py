@@ -13,7 +13,7 @@ from typing import Protocol
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from inference.ratelimit import LimitValues
+from inference.accounting.ratelimit import LimitValues
 
 
 class Caller(Protocol):
@@ -21,7 +21,7 @@ class Caller(Protocol):
     key_id: int  # the key's own rate limits
 
     @property
-    def key_limits(self) -> LimitValues: ...  # inference/ratelimit.py; 0 = no limit
+    def key_limits(self) -> LimitValues: ...  # inference/accounting/ratelimit.py; 0 = no limit
 
     @property
     def person_limits(self) -> LimitValues: ...

@@ -109,7 +109,7 @@ class Model(models.Model):
         default=False,
         help_text="Loaded on its nodes at start and kept loaded (never evicted): a dedicated model",
     )
-    # The same ranges the API accepts from a request (inference/schemas.py), so a default is never a value
+    # The same ranges the API accepts from a request (inference/openai_api/schemas.py), so a default is never a value
     # a client could not have sent itself.
     default_temperature = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)],

@@ -2,21 +2,21 @@
 
     handle(http_request, protocol)
       1. authenticate          the bearer key -> the caller                    (inference/caller.py)
-      2. parse                 the body, by the protocol's schema              (inference/parsing.py)
+      2. parse                 the body, by the protocol's schema              (inference/openai_api/parsing.py)
       3. resolve the model     the id -> a route in the catalogue snapshot     (inference/registry.py)
       4. canonical request     the protocol's body -> a GenerationRequest      (inference/engines/request.py)
       run(caller, request)
       5. prepare               one payload per upstream call, per engine kind  (inference/engines/)
-      6. limits                the key's and the person's rate limits          (inference/ratelimit.py)
-      7. admission             one queue ticket per upstream call               (inference/slots.py)
+      6. limits                the key's and the person's rate limits          (inference/accounting/ratelimit.py)
+      7. admission             one queue ticket per upstream call               (inference/scheduler/slots.py)
       8. call the engine       each call when its slot comes, relaying parts   (inference/upstream.py)
       9. clean up, once        release the slots, settle the limits, record usage (`Cleanup`)
-     10. render                the protocol turns canonical parts into its answer (inference/openai_protocol.py)
+     10. render                the protocol turns canonical parts into its answer (inference/openai_api/openai_protocol.py)
 
 A protocol (the OpenAI routes today) knows its schema, how its body becomes a canonical request, and how
 to render canonical parts; nothing in this module knows a wire format. Errors are `ApiError`s, or the
-scheduler's `SchedulingError`s (steps 6-8; inference/http_errors.py makes them ApiErrors), rendered by
-the view decorator (inference/api.py). Whatever step fails, `Cleanup` writes the request's one usage
+scheduler's `SchedulingError`s (steps 6-8; inference/web/http_errors.py makes them ApiErrors), rendered by
+the view decorator (inference/web/api.py). Whatever step fails, `Cleanup` writes the request's one usage
 record (with the model it asked for, when the body got that far) and frees what it held.
 """
 
@@ -29,18 +29,20 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from common.apierrors import ApiError
-from inference import ratelimit, registry, slots
-from inference.api import read_body
+from inference import registry
+from inference.accounting import ratelimit
+from inference.accounting.metering import RequestMeter, prompt_estimates
+from inference.accounting.usage import UsageLog
 from inference.caller import Caller, authenticate
 from inference.engines.parts import Embeddings, Part
 from inference.engines.request import GenerationRequest
-from inference.metering import RequestMeter, prompt_estimates
-from inference.parsing import parse_request
+from inference.openai_api.parsing import parse_request
 from inference.registry import ModelRoute
-from inference.scheduling_errors import SchedulingError
+from inference.scheduler import slots
+from inference.scheduler.scheduling_errors import SchedulingError
 from inference.streaming import WaitingStream
 from inference.upstream import MergedStream, Payloads, UpstreamCall, gather_results
-from inference.usage import UsageLog
+from inference.web.api import read_body
 
 QUEUE_WAIT_HEADER = "x-gatehouse-queue-wait-ms"
 QUEUE_POSITION_HEADER = "x-gatehouse-queue-position"
@@ -137,7 +139,7 @@ class Cleanup:
             # Errors after the limiter admitted the request carry its headers.
             if isinstance(error, ApiError):
                 error.headers.update(self.grant.headers)
-            elif isinstance(error, SchedulingError):  # until inference/http_errors.py makes it an ApiError
+            elif isinstance(error, SchedulingError):  # until inference/web/http_errors.py makes it an ApiError
                 error.limit_headers.update(self.grant.headers)
         if disconnected is None:
             disconnected = isinstance(error, asyncio.CancelledError)

@@ -22,11 +22,12 @@ from django.contrib import auth
 from common.apierrors import ApiError
 from common.store import keys
 from common.store.client import REDIS_ERRORS, redis_client
-from inference import nodehealth, registry
-from inference.api import api_endpoint, json_response
+from inference import registry
 from inference.caller import authenticate
 from inference.registry import ModelRoute, NodeInfo
+from inference.scheduler import nodehealth
 from inference.views import model_object
+from inference.web.api import api_endpoint, json_response
 
 # Headers a client sends a key in (apiaccess/auth.py reads these): any of them means "judge me by the key".
 _KEY_HEADERS = ("Authorization", "api-key", "x-api-key")

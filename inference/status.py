@@ -13,7 +13,7 @@ import redis
 from common.store import keys
 from common.store.client import sync_client
 from inference.models import Model, Node
-from inference.queue import forecast, parse_state, read_state
+from inference.scheduler.queue import forecast, parse_state, read_state
 
 
 def redis_ok() -> bool:

@@ -24,12 +24,12 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from common.apierrors import ApiError
-from inference import http_errors
 from inference.engines import NodeFailure
-from inference.openai_format import SSE_DONE, sse_error, sse_event
-from inference.scheduling_errors import SchedulingError
-from inference.slots import Admission
+from inference.openai_api.openai_format import SSE_DONE, sse_error, sse_event
+from inference.scheduler.scheduling_errors import SchedulingError
+from inference.scheduler.slots import Admission
 from inference.upstream import MergedStream, upstream_error
+from inference.web import http_errors
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Upstream generations: each holds one slot from grant to release, and their failures become ApiErrors.
 
-An `UpstreamCall` owns one ticket (inference/slots.py). Whatever happens (completion, an upstream
+An `UpstreamCall` owns one ticket (inference/scheduler/slots.py). Whatever happens (completion, an upstream
 error, cancellation because the client left, a sibling choice failing) its `finally` releases the
 ticket exactly once. A node that fails before the call has produced anything is taken out, and the
 call goes back to the front of the queue to run on another node.
@@ -23,12 +23,13 @@ from typing import Any
 import httpx
 
 from common.apierrors import ApiError
-from inference import engines, nodehealth, registry
+from inference import engines, registry
+from inference.accounting.metering import CallMeter
 from inference.engines import NodeFailure
 from inference.engines.parts import Embeddings, Part
 from inference.engines.request import GenerationRequest
-from inference.metering import CallMeter
 from inference.registry import NodeInfo
+from inference.scheduler import nodehealth
 
 log = logging.getLogger(__name__)
 

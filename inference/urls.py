@@ -1,6 +1,6 @@
 """OpenAI-compatible routes, mounted under both /v1/ and /api/ (the base URL some portals publish).
 
-Anything else under those prefixes is a JSON 404 (inference/middleware.py). The API handler has no
+Anything else under those prefixes is a JSON 404 (inference/web/middleware.py). The API handler has no
 CommonMiddleware, so APPEND_SLASH never redirects an API call (httpx would turn a POST into a GET).
 """
 

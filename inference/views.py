@@ -7,9 +7,9 @@ All of them are async and run on daphne's event loop: no sync ORM, sync Redis or
 from __future__ import annotations
 
 from inference import pipeline, registry
-from inference.api import api_endpoint, json_response
 from inference.caller import authenticate
-from inference.openai_protocol import CHAT_PROTOCOL, COMPLETION_PROTOCOL, EMBEDDING_PROTOCOL
+from inference.openai_api.openai_protocol import CHAT_PROTOCOL, COMPLETION_PROTOCOL, EMBEDDING_PROTOCOL
+from inference.web.api import api_endpoint, json_response
 
 
 def model_object(route: registry.ModelRoute) -> dict:

@@ -57,7 +57,7 @@ async def _refuse_too_large(send) -> None:
     import json
 
     from common.apierrors import ApiError
-    from inference.middleware import new_request_id
+    from inference.web.middleware import new_request_id
 
     body = json.dumps(ApiError.payload_too_large(settings.MAX_REQUEST_BODY_BYTES).as_dict()).encode()
     await send({"type": "http.response.start", "status": 413, "headers": [
@@ -76,7 +76,7 @@ _scheduler_started = False
 async def http_app(scope, receive, send):
     global _scheduler_started
     if not _scheduler_started:
-        from inference import slots
+        from inference.scheduler import slots
 
         slots.start()
         _scheduler_started = True

@@ -21,7 +21,7 @@ from channels.layers import get_channel_layer
 
 from common.store import keys, scripts
 from common.store.client import REDIS_ERRORS, redis_client, sync_client
-from inference import telemetry
+from inference.accounting import telemetry
 from inference.status import scheduler_status
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Prometheus metrics at /metrics, for staff or a scraper holding METRICS_TOKEN.
 
 Every figure is read from Redis at scrape time: the live queue state (inference/status.py) and the
-counters and histograms every web process adds to (inference/telemetry.py). So any web process
+counters and histograms every web process adds to (inference/accounting/telemetry.py). So any web process
 answers a scrape with the same, whole-site numbers, however many of them run.
 """
 
@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from common.store import keys
 from common.store.client import sync_client
-from inference import telemetry
+from inference.accounting import telemetry
 from inference.status import scheduler_status
 
 SEP = telemetry.SEP

@@ -65,7 +65,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "inference.middleware.RequestIdMiddleware",
+    "inference.web.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # daphne serves no static files: WhiteNoise serves the admin's CSS/JS (no CDN, works offline).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -80,7 +80,7 @@ MIDDLEWARE = [
 ]
 
 # The OpenAI-compatible API (/v1/, /api/) runs with only this (portal/asgi.py explains why).
-API_MIDDLEWARE = ["inference.middleware.RequestIdMiddleware"]
+API_MIDDLEWARE = ["inference.web.middleware.RequestIdMiddleware"]
 
 ROOT_URLCONF = "portal.urls"
 ASGI_APPLICATION = "portal.asgi.application"
@@ -190,7 +190,7 @@ CONTENT_SECURITY_POLICY = envstr(
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'",
 )
-# Browser pages allowed to call the API (inference/cors.py), e.g. https://app.example.org; none by default.
+# Browser pages allowed to call the API (inference/web/cors.py), e.g. https://app.example.org; none by default.
 API_CORS_ALLOWED_ORIGINS = frozenset(envlist("API_CORS_ALLOWED_ORIGINS"))
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -244,7 +244,7 @@ OLLAMA_READ_TIMEOUT = envfloat("OLLAMA_READ_TIMEOUT", 600.0)
 # The API's authenticator: an async function of the request returning the caller (inference/caller.py).
 API_AUTHENTICATOR = "apiaccess.auth.authenticate"
 
-# --- Scheduling (inference/slots.py, inference/swapper.py; docs/architecture.md) ----------------
+# --- Scheduling (inference/scheduler/slots.py, inference/scheduler/swapper.py; docs/architecture.md) ----------------
 # Off: every call goes straight to a node with no bound (for comparison in bench/scheduling.py).
 QUEUE_ENABLED = envbool("QUEUE_ENABLED", True)
 # A slot is a lease its web process renews every third of this; a killed process frees it after this.
@@ -272,7 +272,7 @@ REDIS_RESTART_GRACE_SECONDS = envfloat("REDIS_RESTART_GRACE_SECONDS", 3.0)
 
 # --- API --------------------------------------------------------------------------------------
 MAX_REQUEST_BODY_BYTES = envint("MAX_REQUEST_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
-# Bodies at least this large are parsed in a separate process (inference/parsing.py), PARSE_WORKERS at a time.
+# Bodies at least this large are parsed in a separate process (inference/openai_api/parsing.py), PARSE_WORKERS at a time.
 PARSE_OFFLOAD_BYTES = envint("PARSE_OFFLOAD_BYTES", 256 * 1024, minimum=0)
 PARSE_WORKERS = envint("PARSE_WORKERS", 2, minimum=1)
 # One catalogue sync at a time across all processes (a Redis lock): a sync that finds another running
@@ -289,7 +289,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 60.0)
 API_KEY_REVOCATION_CHECK_SECONDS = envfloat("API_KEY_REVOCATION_CHECK_SECONDS", 1.0)
 # Active (not revoked, not expired) keys one person may hold.
-# Rate limits and token quotas (inference/ratelimit.py). Defaults for every person (over all of their
+# Rate limits and token quotas (inference/accounting/ratelimit.py). Defaults for every person (over all of their
 # keys) and for every key; overrides per person and per key in the admin. 0 = no limit.
 RATE_LIMITS_ENABLED = envbool("RATE_LIMITS_ENABLED", True)
 PERSON_LIMITS = {
@@ -310,7 +310,7 @@ KEY_LIMITS = {
 # places come back after this long.
 CONCURRENT_REQUEST_LEASE_SECONDS = envfloat("CONCURRENT_REQUEST_LEASE_SECONDS", 60.0)
 
-# Usage records (inference/usage.py -> Redis stream -> usage/drain.py -> database).
+# Usage records (inference/accounting/usage.py -> Redis stream -> usage/drain.py -> database).
 # /metrics is readable by staff, and by a scraper sending "Authorization: Bearer <METRICS_TOKEN>".
 METRICS_TOKEN = envsecret("METRICS_TOKEN") or ""
 USAGE_RECORDS_ENABLED = envbool("USAGE_RECORDS_ENABLED", True)

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from inference.api import missing_v1_prefix
+from inference.web.api import missing_v1_prefix
 from portal import views
 from portal.forms import ChangePasswordForm, SignInForm
 from portal.metrics import metrics_view
@@ -43,4 +43,4 @@ urlpatterns = [
 if settings.OIDC_ENABLED:
     urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))
 # Unknown URLs and crashes under /v1 and /api become OpenAI error objects in
-# inference.middleware.RequestIdMiddleware, whatever page Django rendered (DEBUG's included).
+# inference.web.middleware.RequestIdMiddleware, whatever page Django rendered (DEBUG's included).

@@ -40,7 +40,7 @@ HEADER_LIMIT_BYTES = http.HTTPChannel.totalHeadersSize  # 16384: request line pl
 
 def _error_bytes(status: int, reason: str, message: str, code: str | None) -> bytes:
     """A whole HTTP/1.1 response carrying an OpenAI error object; the connection closes after it."""
-    from inference.middleware import new_request_id
+    from inference.web.middleware import new_request_id
 
     body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
                                  "code": code}}).encode()
@@ -148,7 +148,7 @@ class GuardedRequest(WebRequest):
 
     def basic_error(self, status, status_text, body):
         # daphne's own HTML error pages (invalid header names, an application that crashed) as JSON.
-        from inference.middleware import new_request_id
+        from inference.web.middleware import new_request_id
 
         payload = json.dumps({"error": {"message": f"{status_text.decode('ascii')}: {body}",
                                         "type": "invalid_request_error" if status < 500 else "server_error",

@@ -98,7 +98,7 @@ def test_it_turns_framework_error_pages_under_the_api_into_json():
     from django.http import HttpResponseServerError
     from django.test import RequestFactory
 
-    from inference.middleware import RequestIdMiddleware
+    from inference.web.middleware import RequestIdMiddleware
 
     middleware = RequestIdMiddleware(lambda request: HttpResponseServerError("<h1>Server Error (500)</h1>"))
     for path, json_expected in (("/v1/chat/completions", True), ("/api/embeddings", True), ("/admin/", False)):

@@ -112,7 +112,7 @@ def test_it_returns_n_choices(client):
 @pytest.mark.parametrize("tool_choice,expected", [
     ("required", "get_time"),
     ("auto", "get_time"),
-    # Ollama has no tool_choice: Gatehouse must offer the named function only (inference/translate.py),
+    # Ollama has no tool_choice: Gatehouse must offer the named function only (inference/engines/ollama_translate.py),
     # so the model cannot call the one the user asked for.
     ({"type": "function", "function": {"name": "get_weather"}}, "get_weather"),
 ])

@@ -1,4 +1,4 @@
-"""A prompt longer than the model's context (inference/context_overflow.py): by default Gatehouse answers
+"""A prompt longer than the model's context (inference/openai_api/context_overflow.py): by default Gatehouse answers
 OpenAI's 400 `context_length_exceeded` instead of letting the node cut the conversation; per model, an
 admin can choose Ollama's cutting instead. End to end with the real openai SDK against the live server and
 the simulator, which refuses or cuts as Ollama does."""
@@ -12,8 +12,8 @@ import ollama
 import openai
 import pytest
 
-from inference.context_overflow import context_length_exceeded, request_fields
 from inference.engines.ollama import request_error
+from inference.openai_api.context_overflow import context_length_exceeded, request_fields
 from inference.registry import ModelRoute
 from tests.conftest import CHAT_MODEL
 from tests.support.processes import eventually

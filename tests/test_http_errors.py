@@ -1,16 +1,16 @@
-"""The scheduler's errors as the API answers them (inference/http_errors.py): status, OpenAI's code, and
+"""The scheduler's errors as the API answers them (inference/web/http_errors.py): status, OpenAI's code, and
 the headers the SDKs act on. The limiter's refusals are checked against Redis in tests/test_ratelimit.py."""
 
 from __future__ import annotations
 
-from inference.http_errors import to_api_error
-from inference.scheduling_errors import (
+from inference.scheduler.scheduling_errors import (
     NodesUnreachable,
     NoNodeServing,
     QueueFull,
     QueueTimeout,
     StoreUnavailable,
 )
+from inference.web.http_errors import to_api_error
 
 
 def test_a_full_queue_is_a_503_that_says_when_to_come_back_to_the_millisecond():

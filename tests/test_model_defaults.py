@@ -7,9 +7,14 @@ import json
 
 import pytest
 
-from inference.model_defaults import apply_model_defaults
+from inference.openai_api.model_defaults import apply_model_defaults
+from inference.openai_api.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    parse_body,
+)
 from inference.registry import ModelRoute
-from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, parse_body
 from tests.support.stack import Stack, sim_config
 
 HELLO = [{"role": "user", "content": "hello"}]

@@ -31,7 +31,7 @@ def project_modules() -> dict[str, Path]:
 
 def imported_names(module: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, int]]:
     """(module imported, line) for every import in the file, each resolved to the deepest module of
-    the project it names (`from inference import slots` is inference.slots), or left as written when
+    the project it names (`from inference import slots` is inference.scheduler.slots), or left as written when
     it names none (a third-party module)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = []
@@ -165,5 +165,5 @@ def test_the_checks_see_a_cycle_and_an_import_inside_a_function(tmp_path):
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c", "a"]]
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from inference import slots\n")
-    assert ("inference.slots", 2) in imported_names("x.m", source, {"inference.slots": source})
+    source.write_text("def f():\n    from inference.scheduler import slots\n")
+    assert ("inference.scheduler.slots", 2) in imported_names("x.m", source, {"inference.scheduler.slots": source})

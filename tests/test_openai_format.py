@@ -17,10 +17,10 @@ from ollama import ChatResponse, GenerateResponse, Message
 from ollama._types import Logprob, TokenLogprob
 
 from common.apierrors import ApiError
+from inference.engines.node_errors import from_node
 from inference.engines.ollama import part_from_native
 from inference.engines.parts import Part
-from inference.errors import from_node
-from inference.openai_format import (
+from inference.openai_api.openai_format import (
     SSE_DONE,
     SSE_KEEPALIVE,
     ChatChunker,

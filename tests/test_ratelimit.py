@@ -1,5 +1,5 @@
-"""The limiter itself (inference/ratelimit.py) against the suite's real Redis: each limit of each scope,
-what a refusal says (the LimitExceeded it raises, as the API answers it: inference/http_errors.py), the
+"""The limiter itself (inference/accounting/ratelimit.py) against the suite's real Redis: each limit of each scope,
+what a refusal says (the LimitExceeded it raises, as the API answers it: inference/web/http_errors.py), the
 x-ratelimit-* headers, and settling tokens after the request."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import pytest
 from apiaccess.limits import Limits
 from common.apierrors import ApiError
 from common.store.client import redis_client
-from inference import http_errors, ratelimit
-from inference.scheduling_errors import LimitExceeded
+from inference.accounting import ratelimit
+from inference.scheduler.scheduling_errors import LimitExceeded
+from inference.web import http_errors
 
 _ids = itertools.count(1_000_000)
 

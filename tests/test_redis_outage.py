@@ -52,7 +52,7 @@ UNLIMITED = "sched-outage-unlimited:latest"
 
 @pytest.fixture(scope="module")
 def unlimited(django_db_setup, django_db_blocker):
-    """Without rate limits, the first thing to need Redis is the queue (inference/slots.py), not the limiter."""
+    """Without rate limits, the first thing to need Redis is the queue (inference/scheduler/slots.py), not the limiter."""
     with django_db_blocker.unblock():
         world = Stack({"gpu": sim_config([UNLIMITED], tokens_per_second=200)}, env={"RATE_LIMITS_ENABLED": "false"})
     yield world

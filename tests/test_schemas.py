@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from common.apierrors import ApiError
-from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, parse_body
+from inference.openai_api.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    parse_body,
+)
 from tests.support.openai_errors import openai_error_problem
 
 USER = [{"role": "user", "content": "hi"}]

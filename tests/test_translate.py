@@ -12,14 +12,14 @@ import pytest
 import tiktoken
 
 from common.apierrors import ApiError
-from inference.schemas import ChatCompletionRequest, CompletionRequest, parse_body
-from inference.translate import (
+from inference.engines.ollama_translate import (
     chat_request_to_ollama,
     completion_prompts,
     completion_request_to_ollama,
     kwargs_for_choice,
     seed_for_choice,
 )
+from inference.openai_api.schemas import ChatCompletionRequest, CompletionRequest, parse_body
 
 USER = [{"role": "user", "content": "hi"}]
 WEATHER = {

@@ -1,4 +1,4 @@
-"""Move usage records from the Redis stream (inference/usage.py) into the database, in batches.
+"""Move usage records from the Redis stream (inference/accounting/usage.py) into the database, in batches.
 
 Reading goes through a consumer group, so an entry leaves the stream only after its row is
 committed: a worker that dies mid-batch leaves its entries pending, and the next drain reads its

@@ -1,6 +1,6 @@
 """The Ollama engine: Ollama's native API, with explicit loads and unloads.
 
-Requests are translated to the native API (inference/translate.py) rather than passed to Ollama's own
+Requests are translated to the native API (inference/engines/ollama_translate.py) rather than passed to Ollama's own
 /v1 layer, so every call carries the model's `num_ctx` and `keep_alive` (a different num_ctx makes
 Ollama reload the model) and Gatehouse decides what is loaded. One `ollama.AsyncClient` per node per
 event loop is reused so connections are pooled. The catalogue sync (Celery, sync code) uses
@@ -19,13 +19,18 @@ import ollama
 from django.conf import settings
 
 from common.apierrors import ApiError
-from inference import context_overflow, registry
+from inference import registry
 from inference.engines.base import LoadRefused, NodeFailure
+from inference.engines.node_errors import from_node
+from inference.engines.ollama_translate import (
+    chat_request_to_ollama,
+    completion_request_to_ollama,
+    kwargs_for_choice,
+)
 from inference.engines.parts import Embeddings, Part, TokenLogprob, ToolCall
 from inference.engines.request import CHAT, COMPLETION, EMBEDDING, GenerationRequest
-from inference.errors import from_node
+from inference.openai_api import context_overflow
 from inference.registry import ModelRoute, NodeInfo
-from inference.translate import chat_request_to_ollama, completion_request_to_ollama, kwargs_for_choice
 
 _clients: dict[tuple[int, str], ollama.AsyncClient] = {}
 

@@ -5,7 +5,7 @@ Requests go through in OpenAI's own form, with Gatehouse's rules applied on the 
 name, one call per choice (each holds a queue slot; the choice's seed as for Ollama), `max_tokens`
 clamped to the model's context, usage always asked for in streams so it can be counted. Answers come
 back as canonical parts; streamed tool-call fragments are assembled into whole calls. Errors become
-OpenAI errors of our own wording (inference/errors.py), never the server's text, and a client that
+OpenAI errors of our own wording (inference/engines/node_errors.py), never the server's text, and a client that
 leaves closes the upstream connection, which makes these servers stop generating.
 
 Servers that cannot load and unload keep every model they list available. llama-server in router mode
@@ -25,11 +25,11 @@ from django.conf import settings
 
 from common.apierrors import ApiError
 from inference.engines.base import LoadRefused, NodeFailure
+from inference.engines.node_errors import from_node
+from inference.engines.ollama_translate import COMPLETIONS_DEFAULT_MAX_TOKENS, seed_for_choice
 from inference.engines.parts import Embeddings, Part, TokenLogprob, ToolCall
 from inference.engines.request import CHAT, COMPLETION, EMBEDDING, GenerationRequest
-from inference.errors import from_node
 from inference.registry import ModelRoute, NodeInfo
-from inference.translate import COMPLETIONS_DEFAULT_MAX_TOKENS, seed_for_choice
 
 _PATHS = {CHAT: "/v1/chat/completions", COMPLETION: "/v1/completions", EMBEDDING: "/v1/embeddings"}
 _ROLE_MAP = {"developer": "system"}  # not every server knows OpenAI's newer name for it
@@ -251,7 +251,7 @@ class OpenAICompatibleEngine:
     def prepare(self, request: GenerationRequest) -> list[dict[str, Any]]:
         route, body = request.route, request.body
         if request.operation == EMBEDDING:
-            # Dimensions are cut by Gatehouse (inference/embeddings.py), the same for every engine.
+            # Dimensions are cut by Gatehouse (inference/openai_api/embeddings.py), the same for every engine.
             return [{"model": route.ollama_name, "input": list(request.texts), "encoding_format": "float"}]
         if request.operation == CHAT:
             bases = [_chat_body(body, route)]

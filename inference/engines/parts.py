@@ -1,6 +1,6 @@
 """What every engine hands back, whatever the server spoke: the canonical generation events.
 
-A front protocol (the OpenAI routes in inference/openai_format.py) renders these and nothing else, so a
+A front protocol (the OpenAI routes in inference/openai_api/openai_format.py) renders these and nothing else, so a
 new engine only has to produce them and a new protocol only has to render them. The fields are the
 union of what the servers report: Ollama gives thinking, whole tool calls, logprobs and exact token
 counts in its last part; OpenAI-compatible servers give the same in their own shapes.

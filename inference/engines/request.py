@@ -1,6 +1,6 @@
 """The canonical generation request: what a front protocol parses into and every engine serves.
 
-Its body is the validated OpenAI request (inference/schemas.py), the richest common form of the three
+Its body is the validated OpenAI request (inference/openai_api/schemas.py), the richest common form of the three
 operations: the other dialects Gatehouse speaks translate into it, and each engine translates it into
 its server's dialect (Ollama's native API, or OpenAI's own for OpenAI-compatible servers). One request
 makes one upstream call per choice (and per prompt, for completions): each takes a queue slot.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inference.openai_api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from inference.registry import ModelRoute
-from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 CHAT = "chat"
 COMPLETION = "completion"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from inference.openai_api.schemas import ChatCompletionRequest, CompletionRequest
 from inference.registry import ModelRoute
-from inference.schemas import ChatCompletionRequest, CompletionRequest
 
 Body = TypeVar("Body")
 

@@ -1,10 +1,10 @@
-"""The one place the scheduler's errors (inference/scheduling_errors.py) become API errors: the status,
+"""The one place the scheduler's errors (inference/scheduler/scheduling_errors.py) become API errors: the status,
 OpenAI's error body (message, type, code) and the headers the SDKs act on (Retry-After, x-should-retry)
 and ours (x-ratelimit-*, x-gatehouse-limit).
 
-A view's are rendered by its decorator (inference/api.py `api_endpoint`), a stream's in the stream
+A view's are rendered by its decorator (inference/web/api.py `api_endpoint`), a stream's in the stream
 (inference/streaming.py); a request's usage record takes the status and code from here too
-(inference/usage.py).
+(inference/accounting/usage.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from common.apierrors import ApiError
-from inference.scheduling_errors import (
+from inference.scheduler.scheduling_errors import (
     LimitExceeded,
     NodesUnreachable,
     NoNodeServing,

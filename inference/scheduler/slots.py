@@ -10,11 +10,11 @@ their place in the queue.
 A slot exists only while its request is served. A ticket is "admitted" once the admit script's reply
 says so; only admitted, unreleased tickets are renewed or re-admitted, and a ticket released while a
 (re-)admission was in flight is released again once it lands. Releases go through the outbox
-(inference/outbox.py), so a busy pool or a Redis restart delays them but never drops them.
+(inference/accounting/outbox.py), so a busy pool or a Redis restart delays them but never drops them.
 
 When Redis restarts and forgets the leases, the broker notices the new run id, drops its pooled
 connections, and puts back the calls it still runs before the restart hold ends
-(inference/redis_epoch.py); its waiting tickets go back in at the front.
+(inference/scheduler/redis_epoch.py); its waiting tickets go back in at the front.
 """
 
 from __future__ import annotations
@@ -35,11 +35,14 @@ from django.conf import settings
 
 from common.store import keys
 from common.store.client import REDIS_ERRORS, drop_pooled_connections, pubsub_client, redis_client
-from inference import background, errors, nodehealth, outbox, queue, redis_epoch, registry
-from inference.errors import from_node
-from inference.queue import policy_for
+from inference import registry
+from inference.accounting import outbox
+from inference.engines import node_errors as errors
+from inference.engines.node_errors import from_node
 from inference.registry import ModelRoute
-from inference.scheduling_errors import (
+from inference.scheduler import background, nodehealth, queue, redis_epoch
+from inference.scheduler.queue import policy_for
+from inference.scheduler.scheduling_errors import (
     NodesUnreachable,
     NoNodeServing,
     QueueFull,
@@ -47,7 +50,7 @@ from inference.scheduling_errors import (
     SchedulingError,
     StoreUnavailable,
 )
-from inference.swapper import SwapActor
+from inference.scheduler.swapper import SwapActor
 
 log = logging.getLogger(__name__)
 

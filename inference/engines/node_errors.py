@@ -16,7 +16,7 @@ from common.apierrors import ApiError
 
 log = logging.getLogger(__name__)
 
-# The id of the API request being served (inference/middleware.py sets it), for messages and logs.
+# The id of the API request being served (inference/web/middleware.py sets it), for messages and logs.
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("gatehouse_request_id", default=None)
 
 # Ollama rejects a full queue synchronously with 503; the request was never started, so a client
@@ -54,7 +54,7 @@ CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 # currently available to the model; ..." (Ollama, llama-server runners without context shift), "request
 # (N tokens) exceeds the available context size (M tokens), ..." (llama-server's, which Ollama passes on
 # when truncate is off) and "the input length exceeds the context length" (Ollama's runner before
-# v0.30.0). inference/context_overflow.py says which fields make a node refuse.
+# v0.30.0). inference/openai_api/context_overflow.py says which fields make a node refuse.
 _CONTEXT_REFUSALS = ("context length", "context size")
 
 
@@ -112,7 +112,7 @@ def from_node(status_code: int, error_text: str, model: str, *, request: str | N
         if "invalid input" in lowered:
             return ApiError.invalid_request(f"The model server refused the input as invalid{ref}.", param="input")
         if any(refusal in lowered for refusal in _CONTEXT_REFUSALS):
-            # Kept: it says what to fix, and inference/context_overflow.py reads the token counts in it.
+            # Kept: it says what to fix, and inference/openai_api/context_overflow.py reads the token counts in it.
             return ApiError.invalid_request(text, code=CONTEXT_LENGTH_EXCEEDED)
         return ApiError.invalid_request(f"The model server refused the request{ref}.")
 

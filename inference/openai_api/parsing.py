@@ -3,7 +3,7 @@
 json.loads and pydantic's validation run in C and Rust holding the GIL, so a thread does not help:
 an 18 MB body held every other request on the loop for seconds. Small bodies (nearly all of them)
 are parsed in place; bodies over PARSE_OFFLOAD_BYTES go to a separate process that parses, checks
-the limits (inference/limits.py) and validates, and sends back the validated model, or the error.
+the limits (inference/openai_api/limits.py) and validates, and sends back the validated model, or the error.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from common.apierrors import ApiError
-from inference.schemas import M, parse_body
+from inference.openai_api.schemas import M, parse_body
 
 _pool: ProcessPoolExecutor | None = None
 

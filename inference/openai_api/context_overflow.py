@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 
 from common.apierrors import ApiError
-from inference.errors import CONTEXT_LENGTH_EXCEEDED
+from inference.engines.node_errors import CONTEXT_LENGTH_EXCEEDED
 from inference.models import Model
 from inference.registry import ModelRoute
 

@@ -4,7 +4,7 @@ Each request is admitted by one Lua script (common/store/lua/limit_admit.lua) th
 the caller's key and of the person, and takes the request only if all of them pass. So the limits
 are exact with any number of web processes: with a limit of N, N requests pass and the next one is
 refused, wherever they arrive. When the request ends, `Grant.settle` charges the tokens it really
-used, off the response path (a second script, run by the outbox: inference/outbox.py).
+used, off the response path (a second script, run by the outbox: inference/accounting/outbox.py).
 
 - requests and tokens per minute are token buckets that refill continuously (limit / 60 s), as
   OpenAI's do: the `x-ratelimit-reset-*` headers say when the bucket is full again;
@@ -36,8 +36,8 @@ from django.conf import settings
 
 from common.store import keys, scripts
 from common.store.client import REDIS_ERRORS, redis_client
-from inference import outbox
-from inference.scheduling_errors import LimitExceeded, StoreUnavailable
+from inference.accounting import outbox
+from inference.scheduler.scheduling_errors import LimitExceeded, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What the scheduler refuses or fails with, in its own terms: which limit of whom, which model's queue,
-which store, when to come back. The scheduler (the rate limiter, inference/ratelimit.py, and the queue,
-inference/slots.py) raises these and knows nothing of HTTP; inference/http_errors.py is the one module
+which store, when to come back. The scheduler (the rate limiter, inference/accounting/ratelimit.py, and the queue,
+inference/scheduler/slots.py) raises these and knows nothing of HTTP; inference/web/http_errors.py is the one module
 that turns them into API errors (status, OpenAI's error body, Retry-After and the other headers), for
 the view decorator and for streams.
 """
@@ -40,7 +40,7 @@ class LimitExceeded(SchedulingError):
 
     `scope` is "key" or "person"; `limit` the limit's name (apiaccess/limits.py LIMIT_FIELDS) and
     `value` its value; `retry_after_ms` when it opens again. Its `limit_headers` are those of the scope
-    closest to its limits (inference/ratelimit.py `rate_limit_headers`).
+    closest to its limits (inference/accounting/ratelimit.py `rate_limit_headers`).
     """
 
     def __init__(self, scope: str, limit: str, value: int, retry_after_ms: int,

@@ -16,8 +16,8 @@ from django.conf import settings
 
 from common.store import keys, scripts
 from common.store.client import redis_client
-from inference import nodehealth, redis_epoch
 from inference.registry import ModelRoute
+from inference.scheduler import nodehealth, redis_epoch
 
 
 def now_ms() -> int:
@@ -49,8 +49,8 @@ class Policy:
 
 def policy_for(route: ModelRoute) -> Policy:
     """A model's policy as of now: its limits from the catalogue, the nodes that are up. Here, next to
-    Policy, because both sides of the scheduler need it: this process's tickets (inference/slots.py)
-    and the swap actor (inference/swapper.py), which the broker in slots starts."""
+    Policy, because both sides of the scheduler need it: this process's tickets (inference/scheduler/slots.py)
+    and the swap actor (inference/scheduler/swapper.py), which the broker in slots starts."""
     return Policy(
         concurrency=route.concurrency,
         max_queue=route.max_queue,

@@ -39,11 +39,13 @@ from django.conf import settings
 
 from common.store import keys, scripts
 from common.store.client import REDIS_ERRORS, redis_client
-from inference import engines, nodehealth, queue, registry, telemetry
+from inference import engines, registry
+from inference.accounting import telemetry
 from inference.engines import NodeFailure
 from inference.engines.base import LoadRefused
-from inference.queue import policy_for
 from inference.registry import ModelRoute, NodeInfo
+from inference.scheduler import nodehealth, queue
+from inference.scheduler.queue import policy_for
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Redis run without persistence forgets every slot lease when it restarts. The calls that were running
 still run, so the concurrency bound must count them again before anything new is granted: the web
-processes re-assert their running calls (inference/slots.py) as soon as they see a new run id, and the
+processes re-assert their running calls (inference/scheduler/slots.py) as soon as they see a new run id, and the
 scheduler scripts grant nothing until REDIS_RESTART_GRACE_SECONDS after Redis started (the grace
 period lock managers give their clients after a restart). A process started after the restart holds
 grants the same way, since it reads Redis's uptime, not its own memory. And since a process may call a

@@ -1,9 +1,9 @@
 """One usage record per API request, written off the hot path to a Redis stream.
 
 When a request ends (answered, refused, failed, or abandoned by its client) the outbox
-(inference/outbox.py) adds one entry to the stream `gh:{usage}:stream`, retrying until Redis takes it,
+(inference/accounting/outbox.py) adds one entry to the stream `gh:{usage}:stream`, retrying until Redis takes it,
 so a busy pool or a Redis restart delays records but loses none. The same script adds to the counters
-behind /metrics (inference/telemetry.py), once: a retry whose first attempt did land adds nothing. A Celery task (usage/drain.py) moves entries into the database
+behind /metrics (inference/accounting/telemetry.py), once: a retry whose first attempt did land adds nothing. A Celery task (usage/drain.py) moves entries into the database
 in batches through a consumer group, so nothing is lost while no worker runs: entries wait in the
 stream, and an entry is deleted only once its row is committed.
 
@@ -22,10 +22,11 @@ from django.conf import settings
 from common.apierrors import ApiError
 from common.store import keys, scripts
 from common.store.client import redis_client
-from inference import http_errors, outbox, telemetry
+from inference.accounting import outbox, telemetry
+from inference.accounting.metering import RequestMeter
 from inference.caller import Caller
-from inference.metering import RequestMeter
-from inference.scheduling_errors import SchedulingError
+from inference.scheduler.scheduling_errors import SchedulingError
+from inference.web import http_errors
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.apierrors import ApiError
-from inference.limits import check_limits, check_surrogates
+from inference.openai_api.limits import check_limits, check_surrogates
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -13,8 +13,8 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from common.apierrors import ApiError
-from inference import http_errors
-from inference.scheduling_errors import SchedulingError
+from inference.scheduler.scheduling_errors import SchedulingError
+from inference.web import http_errors
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def read_body(request) -> bytes:
 
 def api_endpoint(*methods: str):
     """Wrap an async API view: reject other methods with a JSON 405, and answer ApiErrors and the
-    scheduler's errors (made API errors by inference/http_errors.py) as OpenAI errors.
+    scheduler's errors (made API errors by inference/web/http_errors.py) as OpenAI errors.
 
     Anything unexpected is logged with the request id and answered as a JSON 500, never an HTML page.
     """

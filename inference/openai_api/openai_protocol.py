@@ -2,7 +2,7 @@
 
 Each route is a protocol object for the pipeline (inference/pipeline.py): its schema, how a validated
 body becomes the canonical request (the model's defaults filled in, inputs decoded to text), and how the
-canonical parts are rendered as OpenAI's objects, chunks and SSE (inference/openai_format.py).
+canonical parts are rendered as OpenAI's objects, chunks and SSE (inference/openai_api/openai_format.py).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import time
 from typing import Any
 
 from common.apierrors import ApiError
-from inference import context_overflow
-from inference.api import json_response
-from inference.embeddings import embedding_inputs, embeddings_response
+from inference.engines.ollama_translate import completion_prompts
 from inference.engines.request import CHAT, COMPLETION, EMBEDDING, GenerationRequest
-from inference.model_defaults import apply_model_defaults
-from inference.openai_format import (
+from inference.openai_api import context_overflow
+from inference.openai_api.embeddings import embedding_inputs, embeddings_response
+from inference.openai_api.model_defaults import apply_model_defaults
+from inference.openai_api.openai_format import (
     ChatChunker,
     CompletionChunker,
     chat_completion,
@@ -25,11 +25,11 @@ from inference.openai_format import (
     new_completion_id,
     text_completion,
 )
+from inference.openai_api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from inference.pipeline import Relay
 from inference.registry import ModelRoute
-from inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from inference.streaming import event_stream_response, sse_events
-from inference.translate import completion_prompts
+from inference.web.api import json_response
 
 
 def _require_generative(route: ModelRoute) -> None:

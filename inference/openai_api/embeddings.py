@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from common.apierrors import ApiError
-from inference.schemas import EmbeddingRequest
-from inference.translate import texts_from_input
+from inference.engines.ollama_translate import texts_from_input
+from inference.openai_api.schemas import EmbeddingRequest
 
 # What an empty input is embedded as. Ollama drops a top-level "" (it answers with no vectors at
 # all) and an empty list item reaches the runner as zero tokens, which some models reject. LangChain

@@ -16,7 +16,7 @@ from typing import Any, cast
 import tiktoken
 
 from common.apierrors import ApiError
-from inference.schemas import (
+from inference.openai_api.schemas import (
     ChatCompletionRequest,
     ChatMessage,
     CompletionRequest,

@@ -8,8 +8,9 @@ from django.core.exceptions import DisallowedHost
 
 from common.apierrors import SERVER_ERROR, ApiError
 from common.hybrid import HybridMiddleware
-from inference import cors, errors
-from inference.api import error_response, is_api_path
+from inference.engines import node_errors as errors
+from inference.web import cors
+from inference.web.api import error_response, is_api_path
 
 
 def new_request_id() -> str:
@@ -75,7 +76,7 @@ class RequestIdMiddleware(HybridMiddleware):
 
     async def _acall(self, request):
         request.request_id = new_request_id()
-        errors.request_id.set(request.request_id)  # for messages built below the view (inference/errors.py)
+        errors.request_id.set(request.request_id)  # for messages built below the view (inference/engines/node_errors.py)
         response = host_error(request) or cors.preflight(request)
         if response is None:
             response = _as_api_error(request, await self.get_response(request))
