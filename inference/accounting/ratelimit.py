@@ -12,7 +12,7 @@ used, off the response path (a second script, run by the outbox: inference/accou
   (about four characters a token) and the settlement charges the difference. A request that uses
   more than was left puts the bucket in debt, and nothing more is admitted until it refills;
 - concurrent requests are a sorted set of request ids with a lease that the web process renews while
-  the request runs, so a web process that is killed frees its places within
+  the request runs, so a web process that is killed frees its concurrent-request claims within
   CONCURRENT_REQUEST_LEASE_SECONDS;
 - daily and monthly token quotas are counters per UTC day and month.
 
@@ -114,12 +114,12 @@ class Grant:
     estimate: int
     settle_args: list[int]
     headers: dict[str, str] = field(default_factory=dict)
-    concurrent_keys: list[str] = field(default_factory=list)  # the places it holds, if any scope limits them
+    concurrent_keys: list[str] = field(default_factory=list)  # its concurrent-request claims, if any scope limits them
     settled_key: str = ""  # the marker that makes the settlement land once
     settled: bool = False
 
     def settle(self, tokens: int) -> None:
-        """Free the concurrent place and charge `tokens`. Left to the outbox, so the response does not
+        """Free the concurrent-request claim and charge `tokens`. Left to the outbox, so the response does not
         wait for it, a cancelled request (the client left) still settles, and a busy pool or a Redis
         outage delays the settlement without losing it."""
         if self.settled or not self.keys:
@@ -138,8 +138,8 @@ UNLIMITED = Grant(keys=[], request_id="", estimate=0, settle_args=[])
 
 
 class _Places:
-    """The concurrent places this process holds, renewed every third of their lease: a long request
-    keeps its place, and a killed process's places lapse within one lease."""
+    """The concurrent-request claims this process holds, renewed every third of their lease: a long
+    request keeps its claim, and a killed process's claims lapse within one lease."""
 
     def __init__(self) -> None:
         self.grants: dict[str, Grant] = {}
@@ -162,13 +162,13 @@ class _Places:
             pipe = redis_client().pipeline(transaction=False)
             for grant in list(self.grants.values()):
                 for key in grant.concurrent_keys:
-                    # XX: a place that lapsed meanwhile (Redis was unreachable too long) is not taken back.
+                    # XX: a claim that lapsed meanwhile (Redis was unreachable too long) is not taken back.
                     pipe.zadd(key, {grant.request_id: expiry}, xx=True)
                     pipe.pexpire(key, lease_ms)
             try:
                 await pipe.execute()
             except REDIS_ERRORS as exc:
-                log.warning("could not renew concurrent request places: %s", exc)
+                log.warning("could not renew concurrent-request claims: %s", exc)
 
 
 _places = _Places()

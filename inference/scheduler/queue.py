@@ -65,7 +65,7 @@ class AdmitResult:
     admitted: bool
     waiting: int  # tickets waiting after the call
     granted: dict[str, str]  # ticket -> node, for tickets granted during the call (any owner)
-    position: int = 0  # admitted and waiting: the first waiting ticket's place in the queue (1 = next)
+    position: int = 0  # admitted and waiting: the first waiting ticket's position in the queue (1 = next)
     eta_ms: int = 0  # admitted and waiting: its expected wait; -1 when unknown
     retry_after_ms: int = 0  # refused: when to come back (a reservation)
 
@@ -87,7 +87,7 @@ async def admit(model: str, policy: Policy, *, owner: str, user: str, batch: boo
 
 
 async def release(model: str, policy: Policy, ticket: str, duration_ms: int = -1, owner: str = "") -> dict[str, str]:
-    """Free a ticket's slot or queue place. Grants that go to `owner` are only in the reply."""
+    """Free a ticket's slot or queue entry. Grants that go to `owner` are only in the reply."""
     args = [*policy.args(), duration_ms, ticket, owner]
     return _pairs(await scripts.get(redis_client(), "release")(keys=[keys.model_prefix(model)], args=args))
 
@@ -101,7 +101,7 @@ async def dispatch(model: str, policy: Policy, client: aioredis.Redis | None = N
 class TicketState:
     node: str | None  # where it runs; None while it waits
     gone: bool = False  # Redis no longer knows it (reaped, or Redis lost its data)
-    position: int = 0  # waiting: its place in the queue (1 = next)
+    position: int = 0  # waiting: its position in the queue (1 = next)
     eta_ms: int = -1  # waiting: its expected wait, -1 when unknown
 
 

@@ -5,7 +5,7 @@ connection: each ticket waits on an asyncio future, and one subscription per pro
 receives every grant for this process and resolves the matching future. The broker also renews the
 leases of all its live tickets every few seconds, which doubles as a backstop for a grant message
 that was lost (it sees the ticket running and resolves the future anyway) and tells waiting tickets
-their place in the queue.
+their position in the queue.
 
 A slot exists only while its request is served. A ticket is "admitted" once the admit script's reply
 says so; only admitted, unreleased tickets are renewed or re-admitted, and a ticket released while a
@@ -60,7 +60,7 @@ POSITION_ROUND_SECONDS = 1.0
 
 
 class Ticket:
-    """One upstream call's place in its model's queue, then its slot lease, until released once."""
+    """One upstream call's entry in its model's queue, then its slot lease, until released once."""
 
     def __init__(self, broker: Broker, route: ModelRoute, user: str, batch: bool) -> None:
         self.broker = broker
@@ -76,7 +76,7 @@ class Ticket:
         self.admitted = False  # Redis confirmed the current id; until then the renewal leaves it alone
         self.readmitting = False
         self.released = False
-        self.position = 0  # while waiting: its place in the queue (1 = next), as last heard
+        self.position = 0  # while waiting: its position in the queue (1 = next), as last heard
         self.eta_ms = -1  # while waiting: its expected wait, as last heard (-1: unknown)
 
     def resolve(self, node: str) -> None:
@@ -109,7 +109,7 @@ class Ticket:
                                self.queue_wait_ms) from None
 
     def release(self) -> None:
-        """Give the slot (or the queue place) back, exactly once. Safe from a finally block during
+        """Give the slot (or the queue entry) back, exactly once. Safe from a finally block during
         cancellation: the Redis call is left to the outbox, which is never cancelled halfway."""
         if self.released:
             return
@@ -180,7 +180,7 @@ class Admission:
 
     @property
     def position(self) -> int:
-        """The place in the queue of its first waiting call (1 = next), 0 when none waits."""
+        """The position in the queue of its first waiting call (1 = next), 0 when none waits."""
         return min((t.position for t in self.tickets if t.waiting and t.position > 0), default=0)
 
     @property
@@ -382,7 +382,7 @@ class Broker:
                 elif state.gone:
                     # Its lease expired while it waited (this process stalled longer than the lease, or
                     # Redis lost its data): it goes back in at the front rather than failing.
-                    log.warning("ticket %s lost its place while waiting; re-admitting it", ticket.id)
+                    log.warning("ticket %s lost its queue entry while waiting; re-admitting it", ticket.id)
                     ticket.readmitting = True
                     background.spawn(self._readmit(ticket))
                 elif state.node is not None:

@@ -9,7 +9,7 @@ an admission finds its model not loaded) it:
    answers again comes back, and the loaded models and their memory are recorded;
 2. reconciles the placements with what the nodes report (a model Ollama unloaded on its own);
 3. unloads drained models whose last running request finished;
-4. places models that have waiting requests: on a node where the model fits the memory budget,
+4. loads models that have waiting requests: on a node where the model fits the memory budget,
    else by unloading idle models, else (once the oldest request has waited SWAP_MAX_WAIT_SECONDS)
    by draining a busy model: it gets no new requests, and is unloaded when its running ones end.
    A model that is ready but busy gets a second node when its queue builds up and one has room;
@@ -202,22 +202,22 @@ class SwapActor:
 
     def _serve_demand(self, route: ModelRoute, states, routes, usable: set[str], claimed: set[str]) -> None:
         state = states[route.ollama_name]
-        places = {url: p for url, p in state.placement.items() if url in usable}
-        if "loading" in places.values():
+        placed = {url: p for url, p in state.placement.items() if url in usable}
+        if "loading" in placed.values():
             return
-        ready = [url for url, p in places.items() if p == "ready"]
+        ready = [url for url, p in placed.items() if p == "ready"]
         if ready:
             free = sum(route.concurrency - state.running.get(url, 0) for url in ready)
             if free > 0 or state.waiting <= route.concurrency:
                 return
             # The queue builds up on busy nodes: add a node that has room without evicting anything.
             for url in route.node_urls:
-                if url in usable and url not in places and url not in claimed \
+                if url in usable and url not in placed and url not in claimed \
                         and self._free_memory(url, states, routes) >= self._size(route):
                     self._place(route, url, states, routes, usable, claimed, force=False)
                     return
             return
-        if places:  # draining or unloading here: wait for that to finish
+        if placed:  # draining or unloading here: wait for that to finish
             return
         forced = state.oldest_wait_ms >= settings.SWAP_MAX_WAIT_SECONDS * 1000
         candidates = [url for url in route.node_urls if url in usable and url not in claimed]

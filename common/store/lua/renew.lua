@@ -1,6 +1,6 @@
 -- include: common.lua
 -- renew(policy..., ticket_1..ticket_k): extend the leases of a process's live tickets. For each
--- ticket: {state, position, eta_ms}: state is its node if running, "" if waiting (with its place in
+-- ticket: {state, position, eta_ms}: state is its node if running, "" if waiting (with its position in
 -- the queue and expected wait), "-" if it is gone (reaped, or Redis lost it).
 local p, i = policy()
 local out = {}
