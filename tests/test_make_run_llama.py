@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import httpx
+import openai
 import pytest
 
 from tests.support.processes import (
@@ -71,6 +72,14 @@ def test_it_serves_the_real_small_model_instead_of_the_simulator_and_stops_it_on
         cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=60).stdout
     assert json.loads(nodes.strip().splitlines()[-1]) == [
         {"url": f"http://127.0.0.1:{llama_port}", "kind": "openai", "name": "llama-server", "enabled": True}]
+
+    # The newcomer's second step: a key, then a real answer from the real model through Gatehouse.
+    key = subprocess.run([sys.executable, "manage.py", "createapikey", "admin"], cwd=REPO, env=env, check=True,
+                         capture_output=True, text=True, timeout=60).stdout.strip().splitlines()[-1]
+    web_port = env["WEB_PORT"]
+    reply = openai.OpenAI(base_url=f"http://127.0.0.1:{web_port}/v1", api_key=key).chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8)
+    assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
 
     kill_group(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     proc.wait(timeout=30)
