@@ -3,6 +3,7 @@ the simulator's models appear in the admin, and Ctrl-C stops every process it st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -70,18 +71,26 @@ def stack(tmp_path, own_redis):
         "PYTHONUNBUFFERED": "1",
         MARKER: str(tmp_path),
     })
-    proc = subprocess.Popen(["make", "run"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    with make_run([], env) as (proc, output):
+        yield proc, output, web_port, sim_port, tmp_path, env
+
+
+@contextlib.contextmanager
+def make_run(args: list[str], env: dict[str, str]):
+    """`make run ARGS` until its portal answers /healthz; everything it started is stopped on exit."""
+    what = " ".join(["make run", *args])
+    proc = subprocess.Popen(["make", "run", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output = Output(proc)
         try:
-            eventually(lambda: httpx.get(f"http://127.0.0.1:{web_port}/healthz").status_code == 200,
-                       timeout=120, what="make run", proc=proc, ignore=STARTING)
+            eventually(lambda: httpx.get(f"http://127.0.0.1:{env['WEB_PORT']}/healthz").status_code == 200,
+                       timeout=120, what=what, proc=proc, ignore=STARTING)
         except Exception:
-            raise AssertionError("make run did not serve the portal:\n" + output.text) from None
-        yield proc, output, web_port, sim_port, tmp_path, env
+            raise AssertionError(f"{what} did not serve the portal:\n" + output.text) from None
+        yield proc, output
     finally:
-        _stop_everything(proc, str(tmp_path))
+        _stop_everything(proc, env[MARKER])
 
 
 def _stop_everything(proc: subprocess.Popen, marker: str) -> None:

@@ -16,7 +16,6 @@ import pytest
 
 from tests.support.processes import (
     REPO,
-    STARTING,
     RedisServer,
     alive,
     eventually,
@@ -24,7 +23,7 @@ from tests.support.processes import (
     kill_group,
     port_open,
 )
-from tests.test_make_run import MARKER, Output, _stop_everything
+from tests.test_make_run import MARKER, make_run
 
 
 @pytest.fixture
@@ -43,18 +42,10 @@ def llama_stack(tmp_path):
         "PYTHONUNBUFFERED": "1",
         MARKER: str(tmp_path),  # in everything make run starts, so _stop_everything finds it all
     })
-    proc = subprocess.Popen(["make", "run", "BACKEND=llama"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        output = Output(proc)
-        try:
-            eventually(lambda: httpx.get(f"http://127.0.0.1:{web_port}/healthz").status_code == 200,
-                       timeout=120, what="make run BACKEND=llama", proc=proc, ignore=STARTING)
-        except Exception:
-            raise AssertionError("make run BACKEND=llama did not serve the portal:\n" + output.text) from None
-        yield proc, output, sim_port, llama_port, tmp_path, env
+        with make_run(["BACKEND=llama"], env) as (proc, output):
+            yield proc, output, sim_port, llama_port, tmp_path, env
     finally:
-        _stop_everything(proc, str(tmp_path))
         redis_server.stop()
 
 
