@@ -29,6 +29,7 @@ CODE_MODEL = "qwen2.5-coder:1.5b"
 EMBED_MODEL = "all-minilm:latest"
 BROKEN_MODEL = "broken:latest"  # fails after a few tokens, to test errors in the middle of a stream
 SLOW_MODEL = "slow:latest"  # 20 tokens a second, to watch tokens arrive one by one
+THINK_MODEL = "qwen3:0.6b"  # a reasoning model: thinks unless told not to
 SIM_CONFIG = {
     "server": {
         "num_parallel": 4,
@@ -49,6 +50,9 @@ SIM_CONFIG = {
          "fail_after_tokens": 3, "error_message": "model runner has unexpectedly stopped"},
         {"name": SLOW_MODEL, "size": 500_000_000, "capabilities": ["completion"], "context_length": 8192,
          "tokens_per_second": 20},
+        {"name": THINK_MODEL, "size": 522_653_767, "family": "qwen3", "parameter_size": "751.63M",
+         "quantization_level": "Q4_K_M", "capabilities": ["completion", "tools", "thinking"],
+         "context_length": 40960},
     ],
 }
 

@@ -6,14 +6,14 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import BROKEN_MODEL, CHAT_MODEL, CODE_MODEL, EMBED_MODEL, SLOW_MODEL
+from tests.conftest import BROKEN_MODEL, CHAT_MODEL, CODE_MODEL, EMBED_MODEL, SLOW_MODEL, THINK_MODEL
 from tests.support.processes import eventually
 
 
 def test_it_lists_every_model_with_the_openai_shape(base_url, world):
     client = openai.OpenAI(base_url=base_url, api_key=world.alice_key)
     models = list(client.models.list())
-    assert {m.id for m in models} == {CHAT_MODEL, CODE_MODEL, EMBED_MODEL, BROKEN_MODEL, SLOW_MODEL}
+    assert {m.id for m in models} == {CHAT_MODEL, CODE_MODEL, EMBED_MODEL, BROKEN_MODEL, SLOW_MODEL, THINK_MODEL}
     for model in models:
         assert model.object == "model" and isinstance(model.created, int) and model.owned_by == "library"
 

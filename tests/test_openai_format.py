@@ -484,13 +484,22 @@ def test_it_streams_logprobs_per_delta() -> None:
     assert [t.token for t in final.choices[0].logprobs.content] == ["Hi", "!"]
 
 
-def test_it_streams_thinking_as_reasoning_content() -> None:
+def test_it_streams_thinking_as_reasoning_content_and_reasoning() -> None:
+    # Clients read one name or the other: DeepSeek-style `reasoning_content`, Ollama/vLLM-style `reasoning`.
     chunks = run_chat(chunker(), [(0, part("", thinking="hmm")), (0, part("ok", done=True))])
     assert chunks[0]["choices"][0]["delta"] == {
         "role": "assistant",
         "content": "",
         "reasoning_content": "hmm",
+        "reasoning": "hmm",
     }
+
+
+def test_a_whole_answer_carries_its_thinking_under_both_names() -> None:
+    out = chat_completion(completion_id="c", created=1, model="m", include_logprobs=False,
+                          choices=[part("ok", thinking="because", done=True, reason="stop")])
+    message = out["choices"][0]["message"]
+    assert (message["reasoning_content"], message["reasoning"], message["content"]) == ("because", "because", "ok")
 
 
 def test_it_closes_unfinished_choices_on_finish() -> None:

@@ -211,9 +211,26 @@ def chat_request_to_ollama(
         kwargs["logprobs"] = True
         if req.top_logprobs:
             kwargs["top_logprobs"] = req.top_logprobs
+    think = think_for(req.reasoning_effort)
+    if think is not None:
+        kwargs["think"] = think
     if keep_alive is not None:
         kwargs["keep_alive"] = keep_alive
     return kwargs
+
+
+def think_for(effort: str | None) -> bool | str | None:
+    """Ollama's `think` for a client's reasoning effort: off for "none", else the level.
+
+    Levels above "high" become "high", the strongest every Ollama version since thinking levels accepts
+    (newer ones also take "max"); "minimal" is "low", as Ollama's own OpenAI layer maps it. Without an
+    effort nothing is sent, and a thinking model thinks as its Modelfile says.
+    """
+    if effort is None:
+        return None
+    if effort == "none":
+        return False
+    return {"minimal": "low", "max": "high", "xhigh": "high", "ultra": "high"}.get(effort, effort)
 
 
 # -- legacy completions --------------------------------------------------------------------------

@@ -83,7 +83,8 @@ def _chat_body(body, route: ModelRoute) -> dict[str, Any]:
     max_tokens = _max_tokens(body.max_output_tokens, route)
     if max_tokens is not None:
         out["max_tokens"] = max_tokens
-    for name in ("tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs", "top_logprobs"):
+    for name in ("tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs", "top_logprobs",
+                 "reasoning_effort"):
         value = getattr(body, name)
         if value is not None:
             out[name] = value if isinstance(value, str | bool | int) else _dump(value)

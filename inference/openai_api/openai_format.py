@@ -144,7 +144,9 @@ def chat_completion(
             "refusal": None,
         }
         if resp.thinking:
-            message["reasoning_content"] = resp.thinking  # non-standard; Continue shows it as thinking
+            # Non-standard, and clients disagree on the name: DeepSeek-style readers (Continue, LangChain)
+            # take `reasoning_content`, Ollama- and vLLM-style ones `reasoning`. Both carry the trace.
+            message["reasoning_content"] = message["reasoning"] = resp.thinking
         if calls:
             message["tool_calls"] = [
                 {
@@ -349,7 +351,7 @@ class ChatChunker(_Chunker):
         deltas: list[tuple[dict[str, Any], Any]] = []
         text: dict[str, Any] = {}
         if part.thinking:
-            text["reasoning_content"] = part.thinking
+            text["reasoning_content"] = text["reasoning"] = part.thinking
         if part.text or entries:
             text["content"] = part.text
         if text:

@@ -258,6 +258,9 @@ class ChatCompletionRequest(_Sampling):
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    # How hard a reasoning model thinks; "none" turns thinking off. The names clients send today: OpenAI's
+    # (minimal..high), and the larger levels some servers added (max, xhigh, ultra).
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "max", "xhigh", "ultra"] | None = None
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> ChatCompletionRequest:
