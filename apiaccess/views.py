@@ -33,7 +33,7 @@ NEW_KEY_SECONDS = 300
 class NewKey:
     key: ApiKey
     plain: str
-    snippets: list[connect.Snippet]
+    groups: list[connect.ClientGroup]
 
 
 def _xor(data: bytes, pad: bytes) -> bytes:
@@ -91,8 +91,8 @@ def account(request):
         if (taken := _take_new_key(request)) is not None:
             api_key, plain = taken
             models = api_key.allowed_models.all() or usable_models(request.user)
-            snippets = connect.snippets(connect.pick_models(models), connect.api_base(request), key=plain)
-            new_key = NewKey(api_key, plain, snippets)
+            groups = connect.client_groups(connect.pick_models(models), connect.api_base(request), key=plain)
+            new_key = NewKey(api_key, plain, groups)
         return _page(request, CreateKeyForm(user=request.user), new_key)
     form = CreateKeyForm(request.POST, user=request.user)
     if not form.is_valid():

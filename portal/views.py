@@ -54,7 +54,7 @@ def connect_page(request):
     return render(request, "portal/connect.html", {
         "api_base": api_base,
         "models": models,
-        "snippets": connect.snippets(models, api_base),
+        "groups": connect.client_groups(models, api_base),
         "placeholder": connect.PLACEHOLDER_KEY,
     })
 

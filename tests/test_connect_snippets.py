@@ -1,6 +1,8 @@
 """Every snippet the Connect page shows works: each is taken from the rendered page and run against the
 live server (curl, the Python and JavaScript SDKs, LangChain), or, for Continue, parsed with Continue's
-own schemas and then replayed as the requests Continue makes with that configuration.
+own schemas and then replayed as the requests Continue makes with that configuration; the other clients'
+snippets are parsed in their own format (TOML, JSON, the shell, the fields of a settings form) and must
+name this site's URL, a model the person may use and the key or the variable holding it.
 
 The snippets come from the page right after a key is created (they carry the key); the Connect page's
 placeholder versions must be the same text with the placeholder in the key's place.
@@ -14,14 +16,24 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 
 import httpx
 import pytest
+import yaml
 from django.test import Client, override_settings
 
-from apiaccess.connect import PLACEHOLDER_KEY
+from apiaccess.connect import KEY_VARIABLE, PLACEHOLDER_KEY, pick_models
+from inference.models import Model
 from tests.conftest import CHAT_MODEL, CODE_MODEL, EMBED_MODEL
+from tests.support.continue_paths import autocomplete_path
 from tests.support.node import NODE_DIR, node_with_packages
+
+EVERY_SNIPPET = {"continue-yaml", "continue-json", "cline", "cline-ollama", "zed", "zed-key", "codex-config",
+                 "codex-key", "claude-code", "opencode", "opencode-key", "aider", "open-webui", "curl", "python",
+                 "javascript", "langchain"}
+# Configuration files name the environment variable holding the key, never the key itself.
+WITHOUT_KEY = {"zed", "codex-config", "opencode"}
 
 SNIPPET_RE = re.compile(r'<code id="[^"]*" data-snippet="([a-z-]+)"[^>]*>(.*?)</code>', re.S)
 KEY_RE = re.compile(r"sk-gh-[A-Za-z0-9]{48}")
@@ -60,14 +72,14 @@ def run(args: list[str], env: dict[str, str] | None = None, cwd=None, stdin: str
 
 def test_the_page_shows_every_client(shown):
     placeholder, with_key, plain = shown
-    assert set(placeholder) == set(with_key) == {"curl", "python", "javascript", "langchain", "continue-yaml",
-                                                 "continue-json"}
+    assert set(placeholder) == set(with_key) == EVERY_SNIPPET
 
 
 def test_placeholder_snippets_are_the_same_text_with_the_placeholder_for_the_key(shown):
     placeholder, with_key, plain = shown
     for slug, text in placeholder.items():
-        assert plain not in text and PLACEHOLDER_KEY in text
+        assert plain not in text
+        assert (PLACEHOLDER_KEY in text) == (slug not in WITHOUT_KEY), slug
         assert text.replace(PLACEHOLDER_KEY, plain) == with_key[slug], slug
 
 
@@ -120,6 +132,7 @@ def continue_request(model: dict, role: str) -> httpx.Response:
     """What Continue sends for a model entry in this role (see tests/test_continue.py for the details)."""
     base, headers = model["apiBase"].rstrip("/") + "/", {"Authorization": f"Bearer {model['apiKey']}"}
     if role == "autocomplete":
+        assert autocomplete_path(model) == "completions", "Continue would send this autocomplete to chat"
         body = {"model": model["model"], "prompt": "<fim_prefix>def add(a, b):\n<fim_suffix>\n<fim_middle>",
                 "max_tokens": 32, "temperature": 0.01, "stop": ["\n\n"], "stream": True}
         return httpx.post(base + "completions", json=body, headers=headers, timeout=60)
@@ -146,12 +159,127 @@ def test_continue_config_yaml_passes_continues_schema_and_every_role_works(conti
         assert response.status_code == 200, (role, response.text)
 
 
-def test_continue_config_json_passes_continues_schema_and_every_entry_works(continue_report, shown):
+def catalogue_facts(django_db_blocker, model: str) -> tuple[list[str], int]:
+    with django_db_blocker.unblock():
+        found = Model.objects.get(public_id=model)
+    return list(found.capabilities), found.context_length
+
+
+def test_continue_config_yaml_tells_continue_what_each_model_can_do(shown, django_db_blocker):
+    models = yaml.safe_load(shown[1]["continue-yaml"])["models"]
+    chat, autocomplete = models[0], models[1]
+    capabilities, context = catalogue_facts(django_db_blocker, CHAT_MODEL)
+    assert "tools" in capabilities and chat["capabilities"] == ["tool_use"], "agent mode needs tool_use"
+    assert chat["defaultCompletionOptions"]["contextLength"] == context
+    assert autocomplete["defaultCompletionOptions"]["contextLength"] == catalogue_facts(django_db_blocker,
+                                                                                        CODE_MODEL)[1]
+    for model in (chat, autocomplete):
+        assert model["useResponsesApi"] is False
+        assert "useLegacyCompletionsEndpoint" not in model, "false would send autocomplete to chat"
+
+
+def test_continue_config_json_passes_continues_schema_and_every_entry_works(continue_report, shown,
+                                                                           django_db_blocker):
     assert continue_report["json"]["errors"] == []
     config = json.loads(shown[1]["continue-json"])
     for entry in (*config["models"], config["tabAutocompleteModel"]):
         assert entry["provider"] == "openai" and entry["apiKey"] == shown[2]
-        assert entry["apiBase"].endswith("/v1") and entry["useLegacyCompletionsEndpoint"] is False
-        # With the legacy endpoint off, Continue sends even autocomplete to chat/completions.
-        assert continue_request(entry, "chat").status_code == 200
+        assert entry["apiBase"].endswith("/v1") and entry["useResponsesApi"] is False
+        assert entry["contextLength"] == catalogue_facts(django_db_blocker, entry["model"])[1]
+        assert "useLegacyCompletionsEndpoint" not in entry
+    assert config["models"][0]["capabilities"] == {"tools": True}
+    assert continue_request(config["models"][0], "chat").status_code == 200
+    autocomplete = continue_request(config["tabAutocompleteModel"], "autocomplete")
+    assert autocomplete.status_code == 200 and "text_completion" in autocomplete.text
     assert continue_request(config["embeddingsProvider"], "embed").status_code == 200
+
+
+def test_continue_gets_an_autocomplete_model_it_will_not_send_to_chat():
+    def model(public_id: str, kind: str) -> Model:
+        return Model(public_id=public_id, kind=kind, capabilities=["completion"], context_length=8192)
+
+    picked = pick_models([model("gpt-oss:20b", "chat"), model("opencoder:8b", "completion"),
+                          model("starcoder2:3b", "completion")])
+    assert picked.chat == "gpt-oss:20b" and picked.code == "starcoder2:3b"
+    only_chat_only = pick_models([model("gpt-oss:20b", "chat")])
+    assert only_chat_only.code == "gpt-oss:20b", "no other model: shown, and the page warns"
+
+
+# ---- coding agents, other editors and chat apps --------------------------------------------------------
+
+
+def shell_effects(snippet: str, command: str | None = None) -> tuple[dict[str, str], list[str]]:
+    """Runs the snippet in bash, with `command` (the client it starts) stood in for by a function that
+    reports its arguments; returns the environment the client would get, and those arguments."""
+    stand_in = f'{command}() {{ for arg in "$@"; do echo "ARG $arg"; done; }}\n' if command else ""
+    script = stand_in + snippet + 'env | sed "s/^/ENV /"\n'
+    output = run(["bash", "-e", "-c", script], env={"PATH": os.environ["PATH"]})
+    lines = output.splitlines()
+    env = dict(line[4:].split("=", 1) for line in lines if line.startswith("ENV "))
+    return env, [line[4:] for line in lines if line.startswith("ARG ")]
+
+
+def form_fields(text: str) -> dict[str, str]:
+    """The 'Field: value' lines of a snippet that tells what to type into a client's settings form."""
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
+def test_codex_cli_gets_a_responses_provider_and_its_key_from_the_environment(shown, gatehouse):
+    config = tomllib.loads(shown[1]["codex-config"])
+    provider = config["model_providers"][config["model_provider"]]
+    assert config["model"] == CHAT_MODEL and config["model_context_window"] > 0
+    assert provider["base_url"] == gatehouse.url + "/v1" and provider["wire_api"] == "responses"
+    assert provider["env_key"] == KEY_VARIABLE
+    env, _ = shell_effects(shown[1]["codex-key"])
+    assert env[KEY_VARIABLE] == shown[2]
+
+
+def test_claude_code_gets_the_site_without_v1_the_key_and_a_model(shown, gatehouse):
+    env, args = shell_effects(shown[1]["claude-code"], "claude")
+    assert env["ANTHROPIC_BASE_URL"] == gatehouse.url, "the Anthropic SDK adds /v1/messages itself"
+    assert env["ANTHROPIC_AUTH_TOKEN"] == shown[2]
+    assert env["ANTHROPIC_MODEL"] == env["ANTHROPIC_SMALL_FAST_MODEL"] == CHAT_MODEL
+    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1" and args == []
+
+
+def test_opencode_gets_an_openai_compatible_provider_with_the_key_from_the_environment(shown, gatehouse):
+    config = json.loads(shown[1]["opencode"])
+    provider = config["provider"]["gatehouse"]
+    assert provider["npm"] == "@ai-sdk/openai-compatible"
+    assert provider["options"] == {"baseURL": gatehouse.url + "/v1", "apiKey": "{env:" + KEY_VARIABLE + "}"}
+    assert config["model"] == f"gatehouse/{CHAT_MODEL}" and provider["models"][CHAT_MODEL]["limit"]["context"] > 0
+    assert shell_effects(shown[1]["opencode-key"])[0][KEY_VARIABLE] == shown[2]
+
+
+def test_aider_gets_the_base_url_the_key_and_an_openai_model(shown, gatehouse):
+    env, args = shell_effects(shown[1]["aider"], "aider")
+    assert env["OPENAI_API_BASE"] == gatehouse.url + "/v1" and env["OPENAI_API_KEY"] == shown[2]
+    assert args == ["--model", f"openai/{CHAT_MODEL}"]
+
+
+def test_zed_gets_an_openai_compatible_provider_whose_key_variable_the_page_sets(shown, gatehouse):
+    providers = json.loads(shown[1]["zed"])["language_models"]["openai_compatible"]
+    (name, provider), = providers.items()
+    assert provider["api_url"] == gatehouse.url + "/v1"
+    models = {model["name"]: model for model in provider["available_models"]}
+    assert models[CHAT_MODEL]["max_tokens"] > 0 and models[CHAT_MODEL]["capabilities"]["tools"] is True
+    # Zed reads an OpenAI-compatible provider's key from <NAME>_API_KEY.
+    assert f"{name.upper()}_API_KEY" == KEY_VARIABLE
+    assert shell_effects(shown[1]["zed-key"])[0][KEY_VARIABLE] == shown[2]
+
+
+def test_cline_and_open_webui_get_the_openai_and_ollama_urls_and_the_key(shown, gatehouse):
+    cline, cline_ollama = form_fields(shown[1]["cline"]), form_fields(shown[1]["cline-ollama"])
+    assert (cline["Base URL"], cline["API Key"], cline["Model ID"]) == (gatehouse.url + "/v1", shown[2], CHAT_MODEL)
+    assert (cline_ollama["Base URL"], cline_ollama["API Key"]) == (gatehouse.url + "/ollama", shown[2])
+    openai_part, ollama_part = shown[1]["open-webui"].split("\n\n")
+    assert form_fields(openai_part) == {"URL": gatehouse.url + "/v1", "Key": shown[2]}
+    assert form_fields(ollama_part) == {"URL": gatehouse.url + "/ollama", "Key": shown[2]}
+
+
+def test_the_openai_base_urls_handed_to_clients_list_the_chat_model_with_the_key(shown):
+    bases = {form_fields(shown[1]["cline"])["Base URL"], shell_effects(shown[1]["aider"], "aider")[0]["OPENAI_API_BASE"],
+             json.loads(shown[1]["zed"])["language_models"]["openai_compatible"]["Gatehouse"]["api_url"]}
+    (base,) = bases
+    listed = httpx.get(base + "/models", headers={"Authorization": f"Bearer {shown[2]}"}, timeout=30)
+    assert listed.status_code == 200 and CHAT_MODEL in {model["id"] for model in listed.json()["data"]}

@@ -91,8 +91,11 @@ def test_the_home_page_of_a_signed_in_person_links_every_page(world):
 
 def test_the_connect_page_shows_every_client_with_a_placeholder_key(world):
     page = signed_in(world, "bob").get("/connect/").content.decode()
-    for slug in ("curl", "python", "javascript", "langchain", "continue-yaml", "continue-json"):
+    for slug in ("curl", "python", "javascript", "langchain", "continue-yaml", "continue-json", "cline", "zed",
+                 "codex-config", "claude-code", "opencode", "aider", "open-webui"):
         assert f'data-snippet="{slug}"' in page
+    for group in ("Editors", "Coding agents", "Chat apps", "SDKs and curl"):
+        assert f">{group}</h2>" in page
     assert "YOUR_API_KEY" in page and "sk-gh-" not in page
     assert CHAT_MODEL in page and CODE_MODEL in page and EMBED_MODEL in page
     assert "check_embedding_ctx_length=False" in page
