@@ -1,4 +1,5 @@
-"""Server-sent events for OpenAI streams: relay upstream parts as chunks, token by token.
+"""Server-sent events: relay upstream parts token by token, in the front protocol's wire format (an
+`SseEncoder`: OpenAI's chunks for chat and completions, Responses events for /v1/responses).
 
 The generator runs under daphne's event loop as the body of a StreamingHttpResponse (an async
 iterator, so Django does not buffer it). When the client disconnects, Django cancels it; the
@@ -19,12 +20,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from common.apierrors import ApiError
 from inference.engines import NodeFailure
+from inference.engines.parts import Part
 from inference.openai_api.openai_format import SSE_DONE, sse_error, sse_event
 from inference.scheduler.scheduling_errors import SchedulingError
 from inference.scheduler.slots import Admission
@@ -49,12 +52,50 @@ def position_comment(admission: Admission) -> bytes:
     return f": queued position={admission.position} estimated-wait-ms={admission.eta_ms}\n\n".encode()
 
 
-async def sse_events(stream: MergedStream | WaitingStream, chunker, model: str) -> AsyncIterator[bytes]:
+class SseEncoder(Protocol):
+    """A front protocol's wire format for a stream: each method returns the SSE bytes to send."""
+
+    def opening(self) -> list[bytes]: ...  # before anything else (before queue comments, too)
+
+    def feed(self, index: int, part: Part) -> list[bytes]: ...  # one part of choice `index`
+
+    def closing(self) -> list[bytes]: ...  # every call ended normally
+
+    def failure(self, error: ApiError) -> list[bytes]: ...  # a call failed after the stream started
+
+
+class OpenAIChunks:
+    """Chat and completion chunks as OpenAI streams them: `data:` lines, then `data: [DONE]`."""
+
+    def __init__(self, chunker) -> None:
+        self.chunker = chunker
+
+    def opening(self) -> list[bytes]:
+        return []
+
+    def feed(self, index: int, part: Part) -> list[bytes]:
+        return [sse_event(chunk) for chunk in self.chunker.feed(index, part)]
+
+    def closing(self) -> list[bytes]:
+        return [*(sse_event(chunk) for chunk in self.chunker.finish()), SSE_DONE]
+
+    def failure(self, error: ApiError) -> list[bytes]:
+        return [sse_error(error)]
+
+
+def sse_events(stream: MergedStream | WaitingStream, chunker, model: str) -> AsyncIterator[bytes]:
+    return relay_events(stream, OpenAIChunks(chunker), model)
+
+
+async def relay_events(stream: MergedStream | WaitingStream, encoder: SseEncoder, model: str) -> AsyncIterator[bytes]:
+    """The stream's parts in the encoder's wire format, with the queue and keep-alive comments between them."""
     admission = stream.admission if isinstance(stream, WaitingStream) else None
     merged = stream.merged if isinstance(stream, WaitingStream) else stream
     tick = min(QUEUE_POSITION_SECONDS, settings.SSE_KEEPALIVE_SECONDS) if admission else settings.SSE_KEEPALIVE_SECONDS
     last_sent = time.monotonic()
     try:
+        for event in encoder.opening():
+            yield event
         if admission is not None:
             yield position_comment(admission)
         async for item in merged.items(tick):
@@ -71,15 +112,16 @@ async def sse_events(stream: MergedStream | WaitingStream, chunker, model: str) 
                 admission = None
             last_sent = time.monotonic()
             index, part = item
-            for chunk in chunker.feed(index, part):
-                yield sse_event(chunk)
-        for chunk in chunker.finish():
-            yield sse_event(chunk)
-        yield SSE_DONE
+            for event in encoder.feed(index, part):
+                yield event
+        for event in encoder.closing():
+            yield event
     except (ApiError, NodeFailure, SchedulingError) as exc:
         # The status line is long gone: report the failure in-stream, as OpenAI does, then close.
         log.warning("stream for %s failed after it started: %s", model, exc)
-        yield sse_error(http_errors.to_api_error(exc) if isinstance(exc, SchedulingError) else upstream_error(exc))
+        error = http_errors.to_api_error(exc) if isinstance(exc, SchedulingError) else upstream_error(exc)
+        for event in encoder.failure(error):
+            yield event
     finally:
         await merged.aclose()
 

@@ -13,6 +13,7 @@ urlpatterns = [
     # Ids may contain "/" (org/name): raw, or %2F which the server has already decoded to "/".
     path("models/<path:model_id>", views.retrieve_model),
     path("chat/completions", views.chat_completions),
+    path("responses", views.responses),
     path("completions", views.completions),
     path("embeddings", views.embeddings),
     # Gatehouse's own: the servers behind the gateway (inference/providers.py). A node's name may hold "/".

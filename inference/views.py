@@ -9,6 +9,7 @@ from __future__ import annotations
 from inference import pipeline, registry
 from inference.caller import authenticate
 from inference.openai_api.openai_protocol import CHAT_PROTOCOL, COMPLETION_PROTOCOL, EMBEDDING_PROTOCOL
+from inference.openai_api.responses_protocol import RESPONSES_PROTOCOL
 from inference.web.api import api_endpoint, json_response
 
 
@@ -32,6 +33,11 @@ async def retrieve_model(request, model_id: str):
 @api_endpoint("POST")
 async def chat_completions(request):
     return await pipeline.handle(request, CHAT_PROTOCOL)
+
+
+@api_endpoint("POST")
+async def responses(request):
+    return await pipeline.handle(request, RESPONSES_PROTOCOL)
 
 
 @api_endpoint("POST")
