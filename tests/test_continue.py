@@ -14,8 +14,13 @@ import httpx
 import numpy as np
 import openai
 import pytest
+import yaml
 
+from apiaccess.connect import pick_models
+from apiaccess.connect.editors import continue_json, continue_yaml
+from inference.models import Model
 from tests.conftest import CHAT_MODEL, CODE_MODEL, EMBED_MODEL
+from tests.support.continue_paths import autocomplete_path
 from tests.support.openai_errors import assert_openai_error
 
 FIM_STOP = ["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<|endoftext|>", "\n\n", "\r\n\r\n", "/src/"]
@@ -121,6 +126,39 @@ def test_it_streams_a_non_empty_autocomplete_completion(autocomplete_response):
     assert completion.strip()
     assert not any(stop in completion for stop in FIM_STOP)
     assert all(e["object"] == "text_completion" for e in events)
+
+
+@pytest.fixture(scope="module")
+def connect_page_autocomplete_models(gatehouse, world, django_db_blocker) -> dict[str, dict]:
+    """The autocomplete model entry of each Continue configuration the Connect page hands out."""
+    base_url = gatehouse.url + "/v1"
+    with django_db_blocker.unblock():
+        models = pick_models(Model.objects.filter(enabled=True))
+    from_yaml = yaml.safe_load(continue_yaml(base_url, world.alice_key, models))["models"]
+    return {"config.yaml": next(m for m in from_yaml if "autocomplete" in m["roles"]),
+            "config.json": json.loads(continue_json(base_url, world.alice_key, models))["tabAutocompleteModel"]}
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "config.json"])
+def test_the_connect_pages_continue_configs_send_autocomplete_to_completions(connect_page_autocomplete_models,
+                                                                            config):
+    entry = connect_page_autocomplete_models[config]
+    assert (entry["model"], autocomplete_path(entry)) == (CODE_MODEL, "completions")
+    body = {"model": entry["model"], "prompt": "<fim_prefix>def f(<fim_suffix>)\n<fim_middle>", "max_tokens": 64,
+            "temperature": 0.01, "stop": FIM_STOP, "stream": True}
+    response = post_stream(entry["apiBase"].rstrip("/") + "/" + autocomplete_path(entry), entry["apiKey"], body)
+    events = continue_stream_sse(response.status_code, response.text)
+    assert events and all(e["object"] == "text_completion" for e in events)
+
+
+@pytest.mark.parametrize("entry", [
+    {"model": CODE_MODEL, "useLegacyCompletionsEndpoint": False},  # what the Connect page used to hand out
+    {"model": "gpt-oss:20b"},
+    {"model": "opencoder:8b"},
+], ids=["legacy-endpoint-off", "gpt-id", "o-id"])
+def test_continue_sends_these_autocomplete_models_to_chat_whatever_the_server(entry):
+    """The traps the Connect page's configuration and warning steer people around."""
+    assert autocomplete_path({"apiBase": "https://gatehouse.example/v1", **entry}) == "chat/completions"
 
 
 # ---- chat and agent mode -----------------------------------------------------------------------------
