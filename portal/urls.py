@@ -38,7 +38,7 @@ urlpatterns = [
     path("api/", include("inference.urls")),
     # Clients configured with http://host instead of http://host/v1 get a JSON 404 that says so.
     # (`models/` alone is the Models page above.)
-    re_path(r"^(chat/completions|completions|embeddings|models(/.+)?)$", missing_v1_prefix),
+    re_path(r"^(chat/completions|responses|completions|embeddings|models(/.+)?)$", missing_v1_prefix),
 ]
 if settings.OIDC_ENABLED:
     urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))

@@ -16,13 +16,13 @@ def auth(world) -> dict:
     return {"Authorization": f"Bearer {world.alice_key}"}
 
 
-@pytest.mark.parametrize("path", ["/v1/nothing-here", "/v1/responses", "/api/unknown/deep/path", "/v1/chat/completions/",
-                                  "/chat/completions"])
+@pytest.mark.parametrize("path", ["/v1/nothing-here", "/v1/assistants", "/api/unknown/deep/path", "/v1/chat/completions/",
+                                  "/chat/completions", "/responses"])
 def test_it_answers_unknown_routes_with_a_json_404(gatehouse, auth, path):
     # Includes a base URL without /v1: Continue JSON.parses that 404 body to tell the user to add /v1.
     error = assert_openai_error(httpx.post(gatehouse.url + path, headers=auth, json={}), 404)
-    if path == "/chat/completions":
-        assert "/v1/chat/completions" in error["message"]
+    if not path.startswith(("/v1", "/api")):
+        assert "/v1" + path in error["message"]
 
 
 def test_it_answers_a_wrong_method_with_a_json_405(base_url, auth):
