@@ -67,7 +67,7 @@ async def _refuse_too_large(send) -> None:
 
 
 api_asgi_app = ApiASGIHandler()
-API_PREFIXES = ("/v1/", "/api/")
+API_PREFIXES = ("/v1/", "/api/", "/ollama/")
 
 
 _scheduler_started = False

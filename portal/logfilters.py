@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-API_PREFIXES = ("/v1/", "/api/")
+API_PREFIXES = ("/v1/", "/api/", "/ollama/")
 
 
 class QuietRefusals(logging.Filter):

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
+from inference.ollama_api import views as ollama_views
 from inference.web.api import missing_v1_prefix
 from portal import views
 from portal.forms import ChangePasswordForm, SignInForm
@@ -36,6 +37,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("inference.urls")),
     path("api/", include("inference.urls")),
+    # Ollama's native API, for clients configured with an Ollama server URL (inference/ollama_api).
+    path("ollama/", include("inference.ollama_api.urls")),
+    path("ollama", ollama_views.root),
     # Clients configured with http://host instead of http://host/v1 get a JSON 404 that says so.
     # (`models/` alone is the Models page above.)
     re_path(r"^(chat/completions|responses|completions|embeddings|models(/.+)?)$", missing_v1_prefix),

@@ -33,17 +33,18 @@ from twisted.web import http
 
 log = logging.getLogger(__name__)
 
-API_PREFIXES = (b"/v1/", b"/api/")
+API_PREFIXES = (b"/v1/", b"/api/", b"/ollama/")
 LINGER_SECONDS = 2  # nginx's lingering_timeout is 5 s; a client that is still sending gets a reset after it
 HEADER_LIMIT_BYTES = http.HTTPChannel.totalHeadersSize  # 16384: request line plus all header lines
 
 
-def _error_bytes(status: int, reason: str, message: str, code: str | None) -> bytes:
-    """A whole HTTP/1.1 response carrying an OpenAI error object; the connection closes after it."""
+def _error_bytes(status: int, reason: str, message: str, code: str | None, *, ollama: bool = False) -> bytes:
+    """A whole HTTP/1.1 response carrying an OpenAI error object (Ollama's `{"error": message}` under
+    /ollama/); the connection closes after it."""
     from inference.web.middleware import new_request_id
 
-    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                 "code": code}}).encode()
+    error = message if ollama else {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    body = json.dumps({"error": error}).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"x-request-id: {new_request_id()}\r\nConnection: close\r\n\r\n")
     return head.encode("ascii") + body
@@ -71,6 +72,7 @@ class GuardedRequest(WebRequest):
     _received = 0
     _verifying: asyncio.Future | None = None
     _process_when_verified = False
+    _api_path = b""
 
     def gotLength(self, length):
         from django.conf import settings
@@ -79,6 +81,7 @@ class GuardedRequest(WebRequest):
         path = (channel._path or b"").split(b"?", 1)[0]
         if not path.startswith(API_PREFIXES) or length == 0:
             return super().gotLength(length)
+        self._api_path = path  # the channel forgets it once the whole body has arrived
         limit = settings.MAX_REQUEST_BODY_BYTES
         if length is not None and length > limit:
             return self.refuse(413, "Payload Too Large",
@@ -140,7 +143,8 @@ class GuardedRequest(WebRequest):
         self._refused = True
         self.content = http._getContentFile(0)
         channel = self.channel
-        channel.transport.write(_error_bytes(status, reason, message, code))
+        channel.transport.write(_error_bytes(status, reason, message, code,
+                                             ollama=self._api_path.startswith(b"/ollama/")))
         # Closing a socket with unread input makes the kernel send a reset, which can destroy the answer
         # before the client reads it. So read and drop what is in flight for a moment, then close.
         channel.transport.resumeProducing()

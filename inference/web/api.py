@@ -18,7 +18,8 @@ from inference.web import http_errors
 
 log = logging.getLogger(__name__)
 
-API_PREFIXES = ("/v1/", "/api/")
+API_PREFIXES = ("/v1/", "/api/", "/ollama/")
+OLLAMA_PREFIX = "/ollama/"  # Ollama's native API (inference/ollama_api): its errors are {"error": "..."}
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
@@ -33,8 +34,17 @@ def error_response(error: ApiError) -> HttpResponse:
     return json_response(error.as_dict(), status=error.status, headers=error.headers)
 
 
+def ollama_error_response(error: ApiError) -> HttpResponse:
+    """An error in Ollama's shape: ollama-python takes `error` as the message, other shapes as raw text."""
+    return json_response({"error": error.message}, status=error.status, headers=error.headers)
+
+
+def is_ollama_path(path: str) -> bool:
+    return path.startswith(OLLAMA_PREFIX) or path == "/ollama"
+
+
 def is_api_path(path: str) -> bool:
-    return path.startswith(API_PREFIXES) or path in ("/v1", "/api")
+    return path.startswith(API_PREFIXES) or path in ("/v1", "/api", "/ollama")
 
 
 def read_body(request) -> bytes:

@@ -10,7 +10,7 @@ from common.apierrors import SERVER_ERROR, ApiError
 from common.hybrid import HybridMiddleware
 from inference.engines import node_errors as errors
 from inference.web import cors
-from inference.web.api import error_response, is_api_path
+from inference.web.api import error_response, is_api_path, is_ollama_path, ollama_error_response
 
 
 def new_request_id() -> str:
@@ -35,10 +35,15 @@ def _as_api_error(request, response):
         error = ApiError.not_found(f"Unknown request URL: {request.method} {request.path}.")
     else:
         error = ApiError(status, response.reason_phrase or "Request failed.")
-    replacement = error_response(error)
+    replacement = api_error_response(request, error)
     if response.has_header("Allow"):
         replacement["Allow"] = response["Allow"]
     return replacement
+
+
+def api_error_response(request, error: ApiError):
+    """The error in the shape of the API the path belongs to: Ollama's under /ollama, OpenAI's elsewhere."""
+    return ollama_error_response(error) if is_ollama_path(request.path) else error_response(error)
 
 
 def host_error(request):
@@ -53,8 +58,8 @@ def host_error(request):
     try:
         request.get_host()
     except DisallowedHost:
-        return error_response(ApiError(400, "Invalid Host header: this server does not answer to that name.",
-                                       code="invalid_host"))
+        return api_error_response(request, ApiError(400, "Invalid Host header: this server does not answer to "
+                                                    "that name.", code="invalid_host"))
     return None
 
 

@@ -1,0 +1,149 @@
+"""Ollama's native API under /ollama: the generation routes hand a protocol to the pipeline, the model
+routes read the catalogue snapshot. Every error is Ollama's `{"error": "..."}` with the status Ollama
+would use: 404 `model 'x' not found` for a model the key may not use, 503 with Retry-After for a full
+queue, 429 for a rate limit, 403 for what changes the models (pulls, deletes, pushes, creates, copies).
+
+All async on daphne's event loop, like the OpenAI views.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from common.apierrors import ApiError
+from inference import pipeline, registry
+from inference.caller import authenticate
+from inference.ollama_api import catalogue
+from inference.ollama_api.ndjson import NDJSON, encode_line
+from inference.ollama_api.protocol import (
+    ChatProtocol,
+    EmbeddingsProtocol,
+    EmbedProtocol,
+    GenerateProtocol,
+    NothingToRun,
+)
+from inference.ollama_api.schemas import ShowRequest
+from inference.openai_api.parsing import parse_request
+from inference.scheduler.scheduling_errors import SchedulingError
+from inference.web import http_errors
+from inference.web.api import json_response, ollama_error_response, read_body
+
+# What /api/version reports: the Ollama release whose native API this one follows. Clients gate features
+# on it (tools, thinking, structured outputs need recent versions).
+OLLAMA_VERSION = "0.32.15"
+
+MANAGED = ("models are managed by the Gatehouse administrators: {action} is not available through this API. "
+           "Ask an administrator to add the model you need.")
+
+
+def _ollama_error(request, error: ApiError) -> HttpResponse:
+    if error.code == "model_not_found":
+        # The pipeline's words are OpenAI's; Ollama's clients know this sentence (some pull on a 404).
+        error = ApiError(404, f"model '{_requested_model(request)}' not found", headers=error.headers)
+    elif error.code == "queue_full":
+        error.message = f"server busy, please try again. {error.message}"
+    return ollama_error_response(error)
+
+
+def _requested_model(request) -> str:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return ""
+    model = body.get("model") or body.get("name") if isinstance(body, dict) else ""
+    return model if isinstance(model, str) else ""
+
+
+def ollama_endpoint(*methods: str):
+    """Wrap an async view: other methods get a 405, errors Ollama's shape (see `_ollama_error`)."""
+    allowed = (*methods, "HEAD") if "GET" in methods else methods
+
+    def decorator(view):
+        @csrf_exempt  # bearer-key API: no cookies, so no CSRF
+        @functools.wraps(view)
+        async def wrapper(request, *args, **kwargs):
+            if request.method not in allowed:
+                return _ollama_error(request, ApiError.method_not_allowed(request.method, request.path, allowed))
+            try:
+                return await view(request, *args, **kwargs)
+            except NothingToRun as nothing:
+                if nothing.stream:
+                    return HttpResponse(encode_line(nothing.answer), content_type=NDJSON)
+                return json_response(nothing.answer)
+            except ApiError as error:
+                return _ollama_error(request, error)
+            except SchedulingError as error:
+                return _ollama_error(request, http_errors.to_api_error(error))
+
+        return wrapper
+
+    return decorator
+
+
+@ollama_endpoint("GET")
+async def root(request):
+    # Clients probe the base URL before anything else and look for this text.
+    return HttpResponse("Ollama is running", content_type="text/plain; charset=utf-8")
+
+
+@ollama_endpoint("GET")
+async def version(request):
+    return json_response({"version": OLLAMA_VERSION})
+
+
+@ollama_endpoint("POST")
+async def chat(request):
+    return await pipeline.handle(request, ChatProtocol())
+
+
+@ollama_endpoint("POST")
+async def generate(request):
+    return await pipeline.handle(request, GenerateProtocol())
+
+
+@ollama_endpoint("POST")
+async def embed(request):
+    return await pipeline.handle(request, EmbedProtocol())
+
+
+@ollama_endpoint("POST")
+async def embeddings(request):
+    return await pipeline.handle(request, EmbeddingsProtocol())
+
+
+@ollama_endpoint("GET")
+async def tags(request):
+    caller = await authenticate(request)
+    routes = [route for route in await registry.all_models() if caller.may_use(route.public_id)]
+    return json_response({"models": await catalogue.tags(routes)})
+
+
+@ollama_endpoint("GET")
+async def ps(request):
+    caller = await authenticate(request)
+    routes = [route for route in await registry.all_models() if caller.may_use(route.public_id)]
+    return json_response({"models": await catalogue.running(routes)})
+
+
+@ollama_endpoint("POST")
+async def show(request):
+    caller = await authenticate(request)
+    body = await parse_request(ShowRequest, read_body(request))
+    if not body.model_name:
+        raise ApiError.invalid_request("model is required")
+    route = await pipeline.resolve_model(caller, body.model_name)
+    return json_response(await catalogue.show(route))
+
+
+def refused(action: str):
+    @ollama_endpoint("GET", "POST", "DELETE", "PUT")
+    async def view(request, *args, **kwargs):
+        await authenticate(request)
+        raise ApiError.permission_denied(MANAGED.format(action=action))
+
+    view.__name__ = view.__qualname__ = f"refused_{action.replace(' ', '_')}"
+    return view
