@@ -7,6 +7,7 @@ CommonMiddleware, so APPEND_SLASH never redirects an API call (httpx would turn 
 from django.urls import path
 
 from inference import providers, views
+from inference.anthropic_api import views as anthropic_views
 
 urlpatterns = [
     path("models", views.list_models),
@@ -19,4 +20,7 @@ urlpatterns = [
     # Gatehouse's own: the servers behind the gateway (inference/providers.py). A node's name may hold "/".
     path("providers", providers.providers),
     path("providers/<path:provider_id>/models", providers.models_of_provider),
+    # Anthropic's Messages API, for Claude Code and the anthropic SDKs (inference/anthropic_api/).
+    path("messages", anthropic_views.messages),
+    path("messages/count_tokens", anthropic_views.count_tokens),
 ]
