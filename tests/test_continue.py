@@ -275,10 +275,13 @@ def test_it_lists_model_ids_for_continue_autodetect(base_url, world):
     assert {CHAT_MODEL, CODE_MODEL, EMBED_MODEL} <= set(ids)
 
 
-def test_it_answers_the_responses_api_with_a_clean_json_404(base_url, world):
+def test_it_answers_continue_on_the_responses_api(base_url, world):
+    # Continue sends ids like gpt-5 or o3 to /v1/responses unless useResponsesApi is false.
     body = {"model": CHAT_MODEL, "input": [{"role": "user", "content": "hi"}], "stream": True}
     response = httpx.post(base_url + "/responses", headers=continue_headers(world.alice_key), json=body, timeout=30)
-    assert_openai_error(response, 404)
+    assert response.status_code == 200
+    last = response.text.rstrip("\n").split("\n\n")[-1]
+    assert last.startswith("event: response.completed\ndata: ")
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions"])
