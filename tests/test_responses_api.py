@@ -225,3 +225,8 @@ def test_a_thinking_answer_starts_with_a_reasoning_item():
     assert "response.reasoning_summary_text.done" in types and types[-1] == "response.completed"
     final = Response.model_validate(payloads[-1]["response"])
     assert final.output[0].summary[0].text == "The capital of France." and final.output_text == "Paris."
+
+    cut_off = ResponseEvents("resp_2", 1, echo, parallel_tool_calls=True)
+    wire = cut_off.opening() + cut_off.feed(0, Part(thinking="Hm", done=True, finish_reason="length")) + cut_off.closing()
+    final = Response.model_validate(json.loads(wire[-1].split(b"\ndata: ")[1])["response"])
+    assert final.status == "incomplete" and [item.type for item in final.output] == ["reasoning", "message"]

@@ -163,7 +163,8 @@ class ResponseEvents:
     def closing(self) -> list[bytes]:
         status = _status(self.finish_reason)
         events = self._close(status)
-        if not self.output:  # nothing at all came: still one (empty) message, as a whole response has
+        if not any(item["type"] in ("message", "function_call") for item in self.output):
+            # No answer came (nothing at all, or only thinking): still one empty message, as a whole response has.
             events += self._open("message") + self._close(status)
         event_type = "response.completed" if status == "completed" else "response.incomplete"
         return [*events, self._event(event_type, response=self._response(status))]
