@@ -38,15 +38,19 @@ LINGER_SECONDS = 2  # nginx's lingering_timeout is 5 s; a client that is still s
 HEADER_LIMIT_BYTES = http.HTTPChannel.totalHeadersSize  # 16384: request line plus all header lines
 
 
-def _error_bytes(status: int, reason: str, message: str, code: str | None, *, ollama: bool = False) -> bytes:
+def _error_bytes(status: int, reason: str, message: str, code: str | None, *, ollama: bool = False,
+                 anthropic: bool = False) -> bytes:
     """A whole HTTP/1.1 response carrying an OpenAI error object (Ollama's `{"error": message}` under
-    /ollama/); the connection closes after it."""
+    /ollama/, Anthropic's error object on its Messages API paths); the connection closes after it."""
+    from inference.anthropic_api.errors import error_body
     from inference.web.middleware import new_request_id
 
+    request_id = new_request_id()
     error = message if ollama else {"message": message, "type": "invalid_request_error", "param": None, "code": code}
-    body = json.dumps({"error": error}).encode()
+    payload = {**error_body(status, message), "request_id": request_id} if anthropic else {"error": error}
+    body = json.dumps(payload).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"x-request-id: {new_request_id()}\r\nConnection: close\r\n\r\n")
+            f"x-request-id: {request_id}\r\nConnection: close\r\n\r\n")
     return head.encode("ascii") + body
 
 
@@ -140,11 +144,14 @@ class GuardedRequest(WebRequest):
         return super().process()
 
     def refuse(self, status: int, reason: str, message: str, code: str | None) -> None:
+        from inference.anthropic_api.errors import is_anthropic_path
+
         self._refused = True
         self.content = http._getContentFile(0)
         channel = self.channel
         channel.transport.write(_error_bytes(status, reason, message, code,
-                                             ollama=self._api_path.startswith(b"/ollama/")))
+                                             ollama=self._api_path.startswith(b"/ollama/"),
+                                             anthropic=is_anthropic_path(self._api_path.decode("latin-1"))))
         # Closing a socket with unread input makes the kernel send a reset, which can destroy the answer
         # before the client reads it. So read and drop what is in flight for a moment, then close.
         channel.transport.resumeProducing()
