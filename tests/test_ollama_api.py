@@ -9,7 +9,7 @@ import httpx
 import ollama
 import pytest
 
-from tests.conftest import CHAT_MODEL, CODE_MODEL, EMBED_MODEL
+from tests.conftest import BROKEN_MODEL, CHAT_MODEL, CODE_MODEL, EMBED_MODEL
 from tests.test_edge import post_head, raw_exchange
 
 USER = [{"role": "user", "content": "Tell me about the sea."}]
@@ -168,3 +168,33 @@ def test_the_edge_refuses_an_unauthenticated_body_in_ollamas_shape(gatehouse):
     # Half a megabyte announced, nothing sent: the 401 can only come before the body is read.
     status, _, body = raw_exchange(gatehouse.port, post_head(512 * 1024, "sk-wrong", "/ollama/api/chat"))
     assert status == 401 and isinstance(json.loads(body)["error"], str)
+
+
+def test_an_error_after_the_stream_started_is_a_last_line_the_client_raises(client):
+    parts = []
+    with pytest.raises(ollama.ResponseError) as failed:
+        for part in client.chat(model=BROKEN_MODEL, messages=USER, stream=True):
+            parts.append(part)
+    assert parts and "request id req_" in failed.value.error  # our words, with the id to quote
+
+
+@pytest.fixture
+def one_request_a_minute_key(world, django_db_blocker) -> str:
+    from django.contrib.auth import get_user_model
+
+    from apiaccess.models import ApiKey
+
+    with django_db_blocker.unblock():
+        user, _ = get_user_model().objects.get_or_create(username="ollie")
+        key, plain = ApiKey.issue(user, name="ollama")
+        ApiKey.objects.filter(pk=key.pk).update(requests_per_minute=1)
+    return plain
+
+
+def test_a_rate_limit_is_a_429_with_retry_after(gatehouse, one_request_a_minute_key):
+    headers = {"Authorization": f"Bearer {one_request_a_minute_key}"}
+    body = {"model": CHAT_MODEL, "messages": USER, "stream": False, "options": {"num_predict": 1}}
+    answers = [httpx.post(f"{gatehouse.url}/ollama/api/chat", json=body, headers=headers, timeout=30)
+               for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 429]
+    assert int(answers[1].headers["Retry-After"]) > 0 and isinstance(answers[1].json()["error"], str)
