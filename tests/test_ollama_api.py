@@ -10,6 +10,7 @@ import ollama
 import pytest
 
 from tests.conftest import BROKEN_MODEL, CHAT_MODEL, CODE_MODEL, EMBED_MODEL
+from tests.support.processes import eventually
 from tests.test_edge import post_head, raw_exchange
 
 USER = [{"role": "user", "content": "Tell me about the sea."}]
@@ -162,6 +163,9 @@ def test_a_client_num_ctx_never_reaches_the_node(client, simulator):
     client.chat(model=CHAT_MODEL, messages=USER, options={"num_ctx": 2048, "num_predict": 2}, keep_alive=0)
     loaded = {m["name"]: m for m in httpx.get(f"{simulator.url}/api/ps", timeout=10).json()["models"]}
     assert loaded[CHAT_MODEL]["context_length"] == served
+    # ps shows it as Gatehouse serves it, once the swap actor has polled the node.
+    running = eventually(lambda: [m for m in client.ps().models if m.model == CHAT_MODEL], what="ps lists it")
+    assert running[0].context_length == served
 
 
 def test_the_edge_refuses_an_unauthenticated_body_in_ollamas_shape(gatehouse):
