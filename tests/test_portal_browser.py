@@ -5,6 +5,8 @@ Models pages at desktop and phone width go to test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
+import tomllib
+
 import httpx
 
 from tests.support.browser import (
@@ -89,6 +91,28 @@ def test_a_person_creates_copies_uses_and_revokes_a_key(browser, gatehouse, worl
         assert overflow <= 0, f"{path} scrolls sideways on a phone by {overflow}px"
         screenshot(small, f"{name}-phone")
     phone.close()
+    context.close()
+
+
+def test_the_connect_page_groups_the_clients_and_copies_a_coding_agents_config(browser, gatehouse, world):
+    context = browser.new_context(viewport=DESKTOP)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gatehouse.url)
+    page = context.new_page()
+    sign_in(page, gatehouse.url, "alice", "pw-alice")
+    page.goto(gatehouse.url + "/connect/")
+    for group in ("Editors", "Coding agents", "Chat apps", "SDKs and curl"):
+        assert page.get_by_role("heading", name=group, level=2).is_visible()
+    agents = page.locator("section.client-group", has=page.get_by_role("heading", name="Coding agents", level=2))
+    for client in ("Codex CLI", "Claude Code", "OpenCode", "Aider"):
+        assert agents.get_by_role("heading", name=client, level=3).is_visible()
+    assert "autocomplete" in page.locator("#continue .notice-warning").inner_text()
+
+    page.get_by_role("navigation", name="Clients").get_by_role("link", name="Codex CLI").click()
+    page.get_by_role("button", name="Copy the Codex CLI: config.toml snippet").click()
+    page.wait_for_selector("button.copied")
+    config = tomllib.loads(page.evaluate("navigator.clipboard.readText()"))
+    assert config["model_providers"][config["model_provider"]]["base_url"] == gatehouse.url + "/v1"
+    assert config["model_providers"][config["model_provider"]]["wire_api"] == "responses"
     context.close()
 
 

@@ -7,6 +7,7 @@ import json
 import shlex
 
 from apiaccess.connect.shared import (
+    AGENT_CONTEXT,
     KEY_VARIABLE,
     Client,
     ConnectModels,
@@ -17,7 +18,10 @@ from apiaccess.connect.shared import (
     site_of,
 )
 
-# OpenCode compacts a conversation before it reaches the context, leaving room for this much answer.
+CLAUDE_CODE_NEEDS = (f"Claude Code needs a model that calls tools, with a large context "
+                     f"({AGENT_CONTEXT:,} tokens or more).")
+# OpenCode compacts a conversation before it reaches the context, leaving room for this much answer (at
+# most a quarter of a small context, so the conversation keeps the rest).
 OPENCODE_MAX_OUTPUT = 8192
 
 
@@ -54,7 +58,7 @@ def opencode_config(base: str, models: ConnectModels) -> str:
     for model in models.chat_models:
         context = models.context_length(model)
         entries[model] = {"name": f"{model} (Gatehouse)", "tool_call": models.has_tools(model),
-                          "limit": {"context": context, "output": min(OPENCODE_MAX_OUTPUT, context)}}
+                          "limit": {"context": context, "output": min(OPENCODE_MAX_OUTPUT, context // 4)}}
     config = {
         "provider": {"gatehouse": {
             "npm": "@ai-sdk/openai-compatible",
@@ -87,8 +91,7 @@ def clients(base: str, key: str, models: ConnectModels) -> tuple[Client, ...]:
                    Snippet("claude-code", "Claude Code: environment", "shell",
                            "Paste into a terminal: it sets the variables and starts claude.",
                            claude_code(base, key, models)),
-               ), warning=fitness or "Claude Code needs a model that calls tools, with a large context "
-                                     "(64k tokens or more): the one below has both."),
+               ), warning=" ".join(filter(None, [CLAUDE_CODE_NEEDS, fitness or "The model below has both."]))),
         Client("opencode", "OpenCode", "An open-source coding agent for the terminal.", (
             Snippet("opencode", "OpenCode: opencode.json", "json",
                     "Save as ~/.config/opencode/opencode.json (or merge it into yours).",
