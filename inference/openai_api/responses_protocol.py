@@ -102,9 +102,8 @@ def chat_body(body: ResponsesRequest) -> dict[str, Any]:
             exclude={"type"}, exclude_none=True, by_alias=True)}
     elif text_format is not None:
         chat["response_format"] = {"type": text_format.type}
-    effort = body.reasoning.effort if body.reasoning else None
-    if effort is not None and "reasoning_effort" in ChatCompletionRequest.model_fields:
-        chat["reasoning_effort"] = effort
+    if body.reasoning is not None:
+        chat["reasoning_effort"] = body.reasoning.effort
     return chat
 
 
@@ -112,6 +111,7 @@ def _in_responses_terms(error: ApiError) -> ApiError:
     param = error.param or ""
     for chat_name, responses_name in RESPONSES_NAMES:
         if param == chat_name or param.startswith(chat_name + "."):
+            # Messages do not match items one for one (instructions, a turn's calls merged), so no index.
             renamed = responses_name + param[len(chat_name):] if chat_name != "messages" else responses_name
             error.message = error.message.replace(f"'{param}'", f"'{renamed}'").replace(
                 f"'{chat_name}'", f"'{responses_name}'")
