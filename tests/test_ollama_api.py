@@ -202,3 +202,20 @@ def test_a_rate_limit_is_a_429_with_retry_after(gatehouse, one_request_a_minute_
                for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 429]
     assert int(answers[1].headers["Retry-After"]) > 0 and isinstance(answers[1].json()["error"], str)
+
+
+def test_a_full_queue_is_ollamas_busy_503_with_retry_after():
+    import asyncio
+
+    from django.test import RequestFactory
+
+    from inference.ollama_api.views import ollama_endpoint
+    from inference.scheduler.scheduling_errors import QueueFull
+
+    @ollama_endpoint("POST")
+    async def refused(request):
+        raise QueueFull(CHAT_MODEL, waiting=8, retry_after_ms=2500)  # what admission raises
+
+    response = asyncio.run(refused(RequestFactory().post("/ollama/api/chat")))
+    assert response.status_code == 503 and response["Retry-After"] == "3"
+    assert json.loads(response.content)["error"].startswith("server busy, please try again.")
