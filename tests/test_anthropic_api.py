@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 
 import anthropic
 import httpx
 import pytest
 
+from inference.anthropic_api import errors
+from inference.scheduler.scheduling_errors import LimitExceeded, QueueFull
 from tests.conftest import BROKEN_MODEL, CHAT_MODEL, EMBED_MODEL
+from tests.support.stack import Stack, sim_config
 
 HELLO = [{"role": "user", "content": "Tell me about the sea."}]
 WEATHER = {"name": "get_weather", "description": "Weather for a city",
@@ -186,3 +190,60 @@ def test_an_oversized_body_is_a_413_request_too_large(gatehouse, world):
                           headers={"x-api-key": world.alice_key, "content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "request_too_large"
+
+
+@pytest.mark.parametrize("refusal,status,kind,headers", [
+    # A full queue is Anthropic's "overloaded", which Claude Code waits out; the reservation is kept.
+    (QueueFull("m", waiting=8, retry_after_ms=1500), 529, "overloaded_error",
+     {"Retry-After": "2", "retry-after-ms": "1500"}),
+    (LimitExceeded("key", "requests_per_minute", 10, retry_after_ms=20_000), 429, "rate_limit_error",
+     {"Retry-After": "20"}),
+])
+def test_scheduler_refusals_keep_their_retry_headers(refusal, status, kind, headers):
+    response = errors.error_response(errors.as_api_error(refusal))
+    assert response.status_code == status and json.loads(response.content)["error"]["type"] == kind
+    assert {name: response[name] for name in headers} == headers
+
+
+THINKER = "thinker:latest"  # thinks unless told not to, and sees images
+
+
+@pytest.fixture(scope="module")
+def thinker(django_db_setup, django_db_blocker):
+    config = sim_config([THINKER], tokens_per_second=0, reply_tokens=12)
+    config["models"][0]["capabilities"] = ["completion", "tools", "thinking", "vision"]
+    with django_db_blocker.unblock():
+        stack = Stack({"one": config})
+    yield anthropic.Anthropic(base_url=stack.webs[0].url, api_key=stack.keys["ann"], max_retries=0)
+    with django_db_blocker.unblock():
+        stack.stop()
+
+
+def test_thinking_comes_back_as_a_signed_thinking_block_before_the_text(thinker):
+    reply = thinker.messages.create(model=THINKER, max_tokens=200, messages=HELLO,
+                                    thinking={"type": "enabled", "budget_tokens": 2048})
+    assert [block.type for block in reply.content] == ["thinking", "text"]
+    assert reply.content[0].thinking and isinstance(reply.content[0].signature, str)
+    off = thinker.messages.create(model=THINKER, max_tokens=200, messages=HELLO, thinking={"type": "disabled"})
+    assert [block.type for block in off.content] == ["text"]
+
+
+def test_streamed_thinking_is_assembled_by_the_sdk(thinker):
+    with thinker.messages.stream(model=THINKER, max_tokens=200, messages=HELLO,
+                                 thinking={"type": "enabled", "budget_tokens": 20000}) as stream:
+        thoughts = "".join(event.thinking for event in stream if event.type == "thinking")
+        final = stream.get_final_message()
+    assert [block.type for block in final.content] == ["thinking", "text"]
+    assert final.content[0].thinking == thoughts and final.content[0].signature
+    # A prior turn's thinking goes back with the history, as Claude Code sends it, and is accepted.
+    again = thinker.messages.create(model=THINKER, max_tokens=50, thinking={"type": "disabled"}, messages=[
+        *HELLO, {"role": "assistant", "content": [block.model_dump() for block in final.content]},
+        {"role": "user", "content": "And the mountains?"}])
+    assert again.content[-1].type == "text"
+
+
+def test_an_image_reaches_a_vision_model(thinker):
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
+    reply = thinker.messages.create(model=THINKER, max_tokens=50, thinking={"type": "disabled"}, messages=[
+        {"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}])
+    assert reply.content[0].type == "text" and reply.content[0].text
