@@ -2,7 +2,9 @@
 live server (curl, the Python and JavaScript SDKs, LangChain), or, for Continue, parsed with Continue's
 own schemas and then replayed as the requests Continue makes with that configuration; the other clients'
 snippets are parsed in their own format (TOML, JSON, the shell, the fields of a settings form) and must
-name this site's URL, a model the person may use and the key or the variable holding it.
+name this site's URL, a model the person may use and the key or the variable holding it; what they
+give a client is then used as that client would (the Responses API for Codex CLI, the Messages API for
+Claude Code, the Ollama API for Cline and Open WebUI).
 
 The snippets come from the page right after a key is created (they carry the key); the Connect page's
 placeholder versions must be the same text with the placeholder in the key's place.
@@ -18,7 +20,9 @@ import subprocess
 import sys
 import tomllib
 
+import anthropic
 import httpx
+import openai
 import pytest
 import yaml
 from django.test import Client, override_settings
@@ -283,3 +287,27 @@ def test_the_openai_base_urls_handed_to_clients_list_the_chat_model_with_the_key
     (base,) = bases
     listed = httpx.get(base + "/models", headers={"Authorization": f"Bearer {shown[2]}"}, timeout=30)
     assert listed.status_code == 200 and CHAT_MODEL in {model["id"] for model in listed.json()["data"]}
+
+
+def test_codex_clis_provider_answers_on_the_responses_api(shown):
+    config = tomllib.loads(shown[1]["codex-config"])
+    provider = config["model_providers"][config["model_provider"]]
+    key = shell_effects(shown[1]["codex-key"])[0][provider["env_key"]]
+    client = openai.OpenAI(base_url=provider["base_url"], api_key=key, max_retries=0)
+    assert client.responses.create(model=config["model"], input="Say hello", max_output_tokens=32).output_text
+
+
+def test_claude_codes_environment_answers_on_the_messages_api(shown):
+    env, _ = shell_effects(shown[1]["claude-code"], "claude")
+    client = anthropic.Anthropic(base_url=env["ANTHROPIC_BASE_URL"], auth_token=env["ANTHROPIC_AUTH_TOKEN"],
+                                 api_key=None, max_retries=0)
+    reply = client.messages.create(model=env["ANTHROPIC_MODEL"], max_tokens=32,
+                                   messages=[{"role": "user", "content": "Say hello"}])
+    assert reply.content[0].text
+
+
+def test_the_ollama_url_handed_to_cline_and_open_webui_lists_the_chat_model_with_the_key(shown):
+    fields = form_fields(shown[1]["cline-ollama"])
+    tags = httpx.get(fields["Base URL"] + "/api/tags", headers={"Authorization": f"Bearer {fields['API Key']}"},
+                     timeout=30)
+    assert tags.status_code == 200 and CHAT_MODEL in {model["name"] for model in tags.json()["models"]}
