@@ -219,3 +219,30 @@ def test_a_full_queue_is_ollamas_busy_503_with_retry_after():
     response = asyncio.run(refused(RequestFactory().post("/ollama/api/chat")))
     assert response.status_code == 503 and response["Retry-After"] == "3"
     assert json.loads(response.content)["error"].startswith("server busy, please try again.")
+
+
+OPENAI_NODE_MODEL = "ollama-front-openai:1b"
+
+
+@pytest.fixture(scope="module")
+def openai_node_stack(django_db_setup, django_db_blocker):
+    """A stack whose only node is an OpenAI-compatible server (a simulator's /v1, as Ollama serves it)."""
+    from tests.support.simulator import SimulatorProcess
+    from tests.support.stack import Stack, sim_config
+
+    with SimulatorProcess(sim_config([OPENAI_NODE_MODEL], tokens_per_second=0)) as server:
+        with django_db_blocker.unblock():
+            stack = Stack({}, openai_nodes={"oa": server.url}, users=("ann",))
+        yield stack
+        with django_db_blocker.unblock():
+            stack.stop()
+
+
+def test_an_ollama_client_reaches_a_model_on_an_openai_compatible_node(openai_node_stack):
+    stack = openai_node_stack
+    client = ollama.Client(host=f"{stack.webs[0].url}/ollama", headers=stack.headers("ann"), timeout=30)
+    reply = client.chat(model=OPENAI_NODE_MODEL, messages=USER, options={"num_predict": 3})
+    assert reply.message.content and reply.done and reply.eval_count == 3
+    parts = list(client.generate(model=OPENAI_NODE_MODEL, prompt="Hello", stream=True))
+    assert parts[-1].done and "".join(p.response for p in parts)
+    assert OPENAI_NODE_MODEL in [m.model for m in client.list().models]
