@@ -52,13 +52,14 @@ class _Generating:
     schema: Any = None
 
     def __init__(self) -> None:
-        self.answer: Answer | None = None
+        self.answer = Answer("", chat=self.chat)  # its clock starts with the request
 
     def errors(self, route: ModelRoute):
         return context_overflow.reported_as_openai(route, param="messages" if self.chat else "prompt")
 
     def render(self, request: GenerationRequest, relay: Relay) -> Any:
-        answer = Answer(request.body.model, chat=self.chat) if self.answer is None else self.answer
+        answer = self.answer
+        answer.model = request.body.model  # echoed as the client spelled it, as Ollama does
         answer.queue_wait_ms = int(relay.headers.get(QUEUE_WAIT_HEADER, 0))
         if relay.stream is not None:
             return ndjson_response(ndjson_lines(relay.stream, answer), relay.headers)
@@ -73,7 +74,6 @@ class ChatProtocol(_Generating):
         if not body.messages:
             raise _load_answer(body, chat=True)
         _require_generative(route, body.model, "chat")
-        self.answer = Answer(body.model, chat=True)
         return GenerationRequest(CHAT, apply_model_defaults(translate.chat_body(body), route), route)
 
 
@@ -87,7 +87,6 @@ class GenerateProtocol(_Generating):
         _require_generative(route, body.model, "generate")
         if body.suffix and route.capabilities and "insert" not in route.capabilities:
             raise ApiError.invalid_request(f"{body.model} does not support insert", param="suffix")
-        self.answer = Answer(body.model, chat=False)
         canonical = apply_model_defaults(translate.generate_body(body), route)
         operation = translate.generate_operation(body)
         if operation == CHAT:
