@@ -14,6 +14,7 @@ import pytest
 from inference.anthropic_api import errors
 from inference.scheduler.scheduling_errors import LimitExceeded, QueueFull
 from tests.conftest import BROKEN_MODEL, CHAT_MODEL, EMBED_MODEL
+from tests.support.llama import DEFAULT_ALIAS, LlamaServer
 from tests.support.stack import Stack, sim_config
 
 HELLO = [{"role": "user", "content": "Tell me about the sea."}]
@@ -209,14 +210,21 @@ THINKER = "thinker:latest"  # thinks unless told not to, and sees images
 
 
 @pytest.fixture(scope="module")
-def thinker(django_db_setup, django_db_blocker):
+def side_world(django_db_setup, django_db_blocker):
+    """A world of its own: a simulator serving THINKER, and a real llama-server (with a tokenizer)."""
     config = sim_config([THINKER], tokens_per_second=0, reply_tokens=12)
     config["models"][0]["capabilities"] = ["completion", "tools", "thinking", "vision"]
-    with django_db_blocker.unblock():
-        stack = Stack({"one": config})
-    yield anthropic.Anthropic(base_url=stack.webs[0].url, api_key=stack.keys["ann"], max_retries=0)
-    with django_db_blocker.unblock():
-        stack.stop()
+    with LlamaServer(ctx_size=2048, parallel=1) as llama:
+        with django_db_blocker.unblock():
+            stack = Stack({"one": config}, openai_nodes={"llama": llama.url})
+        yield anthropic.Anthropic(base_url=stack.webs[0].url, api_key=stack.keys["ann"], max_retries=0)
+        with django_db_blocker.unblock():
+            stack.stop()
+
+
+@pytest.fixture
+def thinker(side_world) -> anthropic.Anthropic:
+    return side_world
 
 
 def test_thinking_comes_back_as_a_signed_thinking_block_before_the_text(thinker):
@@ -247,3 +255,12 @@ def test_an_image_reaches_a_vision_model(thinker):
     reply = thinker.messages.create(model=THINKER, max_tokens=50, thinking={"type": "disabled"}, messages=[
         {"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}])
     assert reply.content[0].type == "text" and reply.content[0].text
+
+
+def test_count_tokens_on_a_llama_server_is_the_models_own_count(side_world):
+    body = {"system": "Be brief.", "tools": [WEATHER],
+            "messages": [{"role": "user", "content": "Hello there, how is the weather in Oslo today?"}]}
+    # The model answers once, so it is ready on its server; its own count of the prompt comes with it.
+    generated = side_world.messages.create(model=DEFAULT_ALIAS, max_tokens=1, **body).usage.input_tokens
+    # (The estimate, characters / 4, would be 42 here.)
+    assert side_world.messages.count_tokens(model=DEFAULT_ALIAS, **body).input_tokens == generated

@@ -94,7 +94,7 @@ def _translate(message: Message) -> list[dict[str, Any]]:
     return _user_messages(message.content)
 
 
-def _tool_fields(body: CountTokensRequest) -> dict[str, Any]:
+def tool_fields(body: CountTokensRequest) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if body.tools:
         out["tools"] = [{"type": "function", "function": {
@@ -131,7 +131,7 @@ def reasoning_effort(body: CountTokensRequest, route: ModelRoute) -> str | None:
 def chat_request(body: MessagesRequest, route: ModelRoute) -> ChatCompletionRequest:
     chat: dict[str, Any] = {
         "model": body.model, "messages": chat_messages(body), "max_tokens": body.max_tokens,
-        "stream": bool(body.stream), **_tool_fields(body),
+        "stream": bool(body.stream), **tool_fields(body),
     }
     for name in ("temperature", "top_p"):
         if getattr(body, name) is not None:

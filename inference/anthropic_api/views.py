@@ -8,7 +8,7 @@ from inference import pipeline
 from inference.anthropic_api.errors import anthropic_endpoint
 from inference.anthropic_api.protocol import MESSAGES_PROTOCOL
 from inference.anthropic_api.schemas import CountTokensRequest
-from inference.anthropic_api.tokens import estimate_input_tokens
+from inference.anthropic_api.tokens import count_input_tokens
 from inference.caller import authenticate
 from inference.openai_api.parsing import parse_request
 from inference.web.api import json_response, read_body
@@ -23,5 +23,5 @@ async def messages(request):
 async def count_tokens(request):
     caller = await authenticate(request)
     body = await parse_request(CountTokensRequest, read_body(request))
-    await pipeline.resolve_model(caller, body.model)  # an unknown model is a 404, as for messages
-    return json_response({"input_tokens": estimate_input_tokens(body)})
+    route = await pipeline.resolve_model(caller, body.model)  # an unknown model is a 404, as for messages
+    return json_response({"input_tokens": await count_input_tokens(body, route)})
