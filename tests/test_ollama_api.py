@@ -246,3 +246,23 @@ def test_an_ollama_client_reaches_a_model_on_an_openai_compatible_node(openai_no
     parts = list(client.generate(model=OPENAI_NODE_MODEL, prompt="Hello", stream=True))
     assert parts[-1].done and "".join(p.response for p in parts)
     assert OPENAI_NODE_MODEL in [m.model for m in client.list().models]
+
+
+@pytest.mark.parametrize("path,body", [
+    ("chat", {"model": CHAT_MODEL, "messages": [{"role": "wizard", "content": "hi"}]}),
+    ("chat", {"model": CHAT_MODEL, "messages": [{"role": "assistant", "content": "", "images": ["iVBOR"]}]}),
+    ("chat", {"model": CHAT_MODEL, "messages": USER, "tools": [{"type": "nope"}]}),
+    ("chat", {"model": CHAT_MODEL, "messages": USER, "options": "fast"}),
+    ("chat", {"model": CHAT_MODEL, "messages": USER, "format": 42}),
+    ("chat", {"model": CHAT_MODEL, "messages": USER, "think": "extreme"}),
+    ("generate", {"model": EMBED_MODEL, "prompt": "hi"}),
+    ("generate", {"model": CODE_MODEL, "prompt": "x", "raw": True, "images": ["iVBOR"]}),
+    ("embed", {"model": EMBED_MODEL, "input": [1, 2]}),
+    ("embed", {"model": EMBED_MODEL, "input": "x", "dimensions": 100000}),
+    ("show", {}),
+])
+def test_bad_bodies_get_a_400_saying_what_is_wrong(gatehouse, world, path, body):
+    response = httpx.post(f"{gatehouse.url}/ollama/api/{path}", json={"stream": False, **body},
+                          headers={"Authorization": f"Bearer {world.alice_key}"}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert set(response.json()) == {"error"} and response.json()["error"]
