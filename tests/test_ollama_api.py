@@ -103,6 +103,10 @@ def test_it_embeds_with_both_endpoints(client):
 def test_it_answers_a_preload_without_generating(client):
     assert client.chat(model=CHAT_MODEL).done_reason == "load"
     assert client.embed(model=EMBED_MODEL, input=[]).embeddings == []
+    assert client.embeddings(model=EMBED_MODEL, prompt="").embedding == []
+    with pytest.raises(ollama.ResponseError) as missing:
+        client.generate(model="nope:1b")
+    assert missing.value.status_code == 404 and missing.value.error == "model 'nope:1b' not found"
 
 
 def test_the_list_shows_only_the_models_the_key_may_use(gatehouse, world, client):

@@ -3,7 +3,9 @@
 
 What a node would do with an empty request (load the model, or unload it with `keep_alive: 0`) is
 Gatehouse's to decide (the swap actor loads and unloads), so such a request is answered at once, as Ollama
-answers it, without a call: `NothingToRun` carries that answer past the pipeline to the view.
+answers it, without a call (`nothing_to_run`). The view answers it before the pipeline, so that it leaves
+no usage record; one too large for that check is stopped here, and `NothingToRun` carries its answer
+past the pipeline to the view.
 """
 
 from __future__ import annotations
@@ -70,9 +72,12 @@ class _Generating:
 class ChatProtocol(_Generating):
     schema = ChatRequest
 
+    def nothing_to_run(self, body: ChatRequest) -> NothingToRun | None:
+        return None if body.messages else _load_answer(body, chat=True)
+
     def canonical(self, body: ChatRequest, route: ModelRoute) -> GenerationRequest:
-        if not body.messages:
-            raise _load_answer(body, chat=True)
+        if nothing := self.nothing_to_run(body):
+            raise nothing
         _require_generative(route, body.model, "chat")
         return GenerationRequest(CHAT, apply_model_defaults(translate.chat_body(body), route), route)
 
@@ -81,9 +86,12 @@ class GenerateProtocol(_Generating):
     chat = False
     schema = GenerateRequest
 
+    def nothing_to_run(self, body: GenerateRequest) -> NothingToRun | None:
+        return None if body.prompt or body.suffix or body.images else _load_answer(body, chat=False)
+
     def canonical(self, body: GenerateRequest, route: ModelRoute) -> GenerationRequest:
-        if not body.prompt and not body.suffix and not body.images:
-            raise _load_answer(body, chat=False)
+        if nothing := self.nothing_to_run(body):
+            raise nothing
         _require_generative(route, body.model, "generate")
         if body.suffix and route.capabilities and "insert" not in route.capabilities:
             raise ApiError.invalid_request(f"{body.model} does not support insert", param="suffix")
@@ -122,9 +130,12 @@ class EmbedProtocol(_Embedding):
     schema = EmbedRequest
     dimensions: int | None = None
 
+    def nothing_to_run(self, body: EmbedRequest) -> NothingToRun | None:
+        return None if body.texts else NothingToRun({"model": body.model, "embeddings": []}, stream=False)
+
     def canonical(self, body: EmbedRequest, route: ModelRoute) -> GenerationRequest:
-        if not body.texts:
-            raise NothingToRun({"model": body.model, "embeddings": []}, stream=False)
+        if nothing := self.nothing_to_run(body):
+            raise nothing
         self.dimensions = body.dimensions
         return self._canonical(body.model, body.texts, route)
 
@@ -142,9 +153,12 @@ class EmbeddingsProtocol(_Embedding):
 
     schema = EmbeddingsRequest
 
+    def nothing_to_run(self, body: EmbeddingsRequest) -> NothingToRun | None:
+        return None if body.prompt else NothingToRun({"embedding": []}, stream=False)
+
     def canonical(self, body: EmbeddingsRequest, route: ModelRoute) -> GenerationRequest:
-        if not body.prompt:
-            raise NothingToRun({"embedding": []}, stream=False)
+        if nothing := self.nothing_to_run(body):
+            raise nothing
         return self._canonical(body.model, [body.prompt], route)
 
     def render(self, request: GenerationRequest, relay: Relay) -> Any:

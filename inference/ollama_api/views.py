@@ -28,6 +28,7 @@ from inference.ollama_api.protocol import (
 )
 from inference.ollama_api.schemas import ShowRequest
 from inference.openai_api.parsing import parse_request
+from inference.openai_api.schemas import parse_body
 from inference.scheduler.scheduling_errors import SchedulingError
 from inference.web import http_errors
 from inference.web.api import json_response, ollama_error_response, read_body
@@ -35,6 +36,9 @@ from inference.web.api import json_response, ollama_error_response, read_body
 # What /api/version reports: the Ollama release whose native API this one follows. Clients gate features
 # on it (tools, thinking, structured outputs need recent versions).
 OLLAMA_VERSION = "0.32.15"
+
+# A request with nothing to run is a model name and a few fields; only bodies this small are checked for it.
+NOTHING_TO_RUN_BYTES = 4096
 
 MANAGED = ("models are managed by the Gatehouse administrators: {action} is not available through this API. "
            "Ask an administrator to add the model you need.")
@@ -71,9 +75,7 @@ def ollama_endpoint(*methods: str):
             try:
                 return await view(request, *args, **kwargs)
             except NothingToRun as nothing:
-                if nothing.stream:
-                    return HttpResponse(encode_line(nothing.answer), content_type=NDJSON)
-                return json_response(nothing.answer)
+                return _nothing_to_run_response(nothing)
             except ApiError as error:
                 return _ollama_error(request, error)
             except SchedulingError as error:
@@ -95,24 +97,46 @@ async def version(request):
     return json_response({"version": OLLAMA_VERSION})
 
 
+def _nothing_to_run_response(nothing: NothingToRun) -> HttpResponse:
+    if nothing.stream:
+        return HttpResponse(encode_line(nothing.answer), content_type=NDJSON)
+    return json_response(nothing.answer)
+
+
+async def _generation(request, protocol):
+    """The pipeline's answer, or the one to a request with nothing to run (a preload), given before the
+    pipeline so that no usage record counts a request that ran nothing."""
+    caller = await authenticate(request)  # before the body is read, as always
+    raw = read_body(request)
+    if len(raw) <= NOTHING_TO_RUN_BYTES:
+        try:
+            nothing = protocol.nothing_to_run(parse_body(protocol.schema, raw))
+        except ApiError:
+            nothing = None  # the pipeline answers it, and records it
+        if nothing is not None:
+            await pipeline.resolve_model(caller, nothing.answer.get("model") or _requested_model(request))
+            return _nothing_to_run_response(nothing)
+    return await pipeline.handle(request, protocol)
+
+
 @ollama_endpoint("POST")
 async def chat(request):
-    return await pipeline.handle(request, ChatProtocol())
+    return await _generation(request, ChatProtocol())
 
 
 @ollama_endpoint("POST")
 async def generate(request):
-    return await pipeline.handle(request, GenerateProtocol())
+    return await _generation(request, GenerateProtocol())
 
 
 @ollama_endpoint("POST")
 async def embed(request):
-    return await pipeline.handle(request, EmbedProtocol())
+    return await _generation(request, EmbedProtocol())
 
 
 @ollama_endpoint("POST")
 async def embeddings(request):
-    return await pipeline.handle(request, EmbeddingsProtocol())
+    return await _generation(request, EmbeddingsProtocol())
 
 
 @ollama_endpoint("GET")
