@@ -9,7 +9,7 @@ import httpx
 import ollama
 import pytest
 
-from tests.conftest import BROKEN_MODEL, CHAT_MODEL, CODE_MODEL, EMBED_MODEL
+from tests.conftest import BROKEN_MODEL, CHAT_MODEL, CODE_MODEL, EMBED_MODEL, THINK_MODEL
 from tests.support.processes import eventually
 from tests.test_edge import post_head, raw_exchange
 
@@ -68,6 +68,14 @@ def test_it_constrains_the_answer_to_json(client):
     for fmt in ("json", schema):
         reply = client.chat(model=CHAT_MODEL, messages=USER, format=fmt)
         assert isinstance(json.loads(reply.message.content), dict)
+
+
+def test_think_turns_a_reasoning_models_trace_on_and_off(client):
+    thought = client.chat(model=THINK_MODEL, messages=USER, think="high")
+    assert thought.message.thinking and thought.message.content
+    assert not client.chat(model=THINK_MODEL, messages=USER, think=False).message.thinking
+    streamed = list(client.generate(model=THINK_MODEL, prompt="Why?", think=True, stream=True))
+    assert any(p.thinking for p in streamed) and streamed[-1].done
 
 
 def test_it_generates_with_a_system_prompt_and_streams(client):
