@@ -56,10 +56,10 @@ def _ollama_error(request, error: ApiError) -> HttpResponse:
 def _requested_model(request) -> str:
     try:
         body = json.loads(request.body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     model = body.get("model") or body.get("name") if isinstance(body, dict) else ""
-    return model if isinstance(model, str) else ""
+    return pipeline.printable_model(model)  # a string, and not a megabyte of one echoed back
 
 
 def ollama_endpoint(*methods: str):
