@@ -7,6 +7,7 @@ All of them are async and run on daphne's event loop: no sync ORM, sync Redis or
 from __future__ import annotations
 
 from inference import pipeline, registry
+from inference.anthropic_api import models as anthropic_models
 from inference.caller import authenticate
 from inference.openai_api.openai_protocol import CHAT_PROTOCOL, COMPLETION_PROTOCOL, EMBEDDING_PROTOCOL
 from inference.openai_api.responses_protocol import RESPONSES_PROTOCOL
@@ -21,13 +22,18 @@ def model_object(route: registry.ModelRoute) -> dict:
 async def list_models(request):
     principal = await authenticate(request)
     routes = [r for r in await registry.all_models() if principal.may_use(r.public_id)]
+    if anthropic_models.wants_anthropic_shape(request):
+        return json_response(anthropic_models.model_page(routes))
     return json_response({"object": "list", "data": [model_object(r) for r in routes]})
 
 
 @api_endpoint("GET")
 async def retrieve_model(request, model_id: str):
     principal = await authenticate(request)
-    return json_response(model_object(await pipeline.resolve_model(principal, model_id)))
+    route = await pipeline.resolve_model(principal, model_id)
+    if anthropic_models.wants_anthropic_shape(request):
+        return json_response(anthropic_models.model_info(route))
+    return json_response(model_object(route))
 
 
 @api_endpoint("POST")

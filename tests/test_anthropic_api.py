@@ -15,6 +15,7 @@ from inference.anthropic_api import errors
 from inference.scheduler.scheduling_errors import LimitExceeded, QueueFull
 from tests.conftest import BROKEN_MODEL, CHAT_MODEL, EMBED_MODEL
 from tests.support.llama import DEFAULT_ALIAS, LlamaServer
+from tests.support.processes import eventually
 from tests.support.stack import Stack, sim_config
 
 HELLO = [{"role": "user", "content": "Tell me about the sea."}]
@@ -206,20 +207,27 @@ def test_scheduler_refusals_keep_their_retry_headers(refusal, status, kind, head
     assert {name: response[name] for name in headers} == headers
 
 
-THINKER = "thinker:latest"  # thinks unless told not to, and sees images
+THINKER = "thinker:7b"  # thinks unless told not to, and sees images
 
 
 @pytest.fixture(scope="module")
-def side_world(django_db_setup, django_db_blocker):
+def side_world(django_db_setup, django_db_blocker, gatehouse, world):
     """A world of its own: a simulator serving THINKER, and a real llama-server (with a tokenizer)."""
     config = sim_config([THINKER], tokens_per_second=0, reply_tokens=12)
     config["models"][0]["capabilities"] = ["completion", "tools", "thinking", "vision"]
     with LlamaServer(ctx_size=2048, parallel=1) as llama:
         with django_db_blocker.unblock():
-            stack = Stack({"one": config}, openai_nodes={"llama": llama.url})
+            # Naming the model makes the stack delete its row when it stops.
+            stack = Stack({"one": config}, openai_nodes={"llama": llama.url}, models={THINKER: {"concurrency": 4}})
         yield anthropic.Anthropic(base_url=stack.webs[0].url, api_key=stack.keys["ann"], max_retries=0)
         with django_db_blocker.unblock():
             stack.stop()
+    # Its models were rows in the session's database: the shared server must have forgotten them before
+    # the next module lists models (its catalogue snapshot is a couple of seconds old at most).
+    listed = lambda: httpx.get(gatehouse.url + "/v1/models", timeout=10,  # noqa: E731
+                               headers={"Authorization": f"Bearer {world.alice_key}"}).json()["data"]
+    eventually(lambda: not {THINKER, DEFAULT_ALIAS} & {model["id"] for model in listed()},
+               what="the side world's models gone from the shared server")
 
 
 @pytest.fixture
@@ -264,3 +272,13 @@ def test_count_tokens_on_a_llama_server_is_the_models_own_count(side_world):
     generated = side_world.messages.create(model=DEFAULT_ALIAS, max_tokens=1, **body).usage.input_tokens
     # (The estimate, characters / 4, would be 42 here.)
     assert side_world.messages.count_tokens(model=DEFAULT_ALIAS, **body).input_tokens == generated
+
+
+def test_the_sdk_lists_the_models_the_key_may_use(gatehouse, world):
+    bob = anthropic.Anthropic(base_url=gatehouse.url, api_key=world.bob_key, max_retries=0)
+    assert [model.id for model in bob.models.list()] == [CHAT_MODEL]
+    model = bob.models.retrieve(CHAT_MODEL)
+    assert model.type == "model" and model.display_name == CHAT_MODEL and model.created_at.year >= 2000
+    # Without the header, the same route answers OpenAI's clients as before.
+    plain = httpx.get(gatehouse.url + "/v1/models", headers={"Authorization": f"Bearer {world.bob_key}"}).json()
+    assert plain["object"] == "list" and plain["data"][0]["object"] == "model"
