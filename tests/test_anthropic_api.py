@@ -186,6 +186,12 @@ def test_the_key_is_accepted_as_x_api_key_and_as_a_bearer_token(gatehouse, world
     assert by_token.messages.create(model=CHAT_MODEL, max_tokens=5, messages=HELLO).content
 
 
+def test_an_unknown_messages_route_is_a_404_in_anthropic_shape(gatehouse, world):
+    response = httpx.post(gatehouse.url + "/v1/messages/batches", json={}, timeout=30,
+                          headers={"x-api-key": world.alice_key})
+    assert response.status_code == 404 and response.json()["error"]["type"] == "not_found_error"
+
+
 def test_an_oversized_body_is_a_413_request_too_large(gatehouse, world):
     # Refused by the web edge from its Content-Length, before the body is read.
     response = httpx.post(gatehouse.url + "/v1/messages", content=b"x" * (1024 * 1024 + 1), timeout=30,

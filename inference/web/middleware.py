@@ -8,6 +8,8 @@ from django.core.exceptions import DisallowedHost
 
 from common.apierrors import SERVER_ERROR, ApiError
 from common.hybrid import HybridMiddleware
+from inference.anthropic_api.errors import error_response as anthropic_error_response
+from inference.anthropic_api.errors import is_anthropic_path
 from inference.engines import node_errors as errors
 from inference.web import cors
 from inference.web.api import error_response, is_api_path, is_ollama_path, ollama_error_response
@@ -42,7 +44,10 @@ def _as_api_error(request, response):
 
 
 def api_error_response(request, error: ApiError):
-    """The error in the shape of the API the path belongs to: Ollama's under /ollama, OpenAI's elsewhere."""
+    """The error in the shape of the API the path belongs to: Ollama's under /ollama, Anthropic's on its
+    Messages API paths, OpenAI's elsewhere."""
+    if is_anthropic_path(request.path):
+        return anthropic_error_response(error)
     return ollama_error_response(error) if is_ollama_path(request.path) else error_response(error)
 
 
