@@ -237,7 +237,7 @@ OPENAI_NODE_MODEL = "ollama-front-openai:1b"
 
 
 @pytest.fixture(scope="module")
-def openai_node_stack(django_db_setup, django_db_blocker):
+def openai_node_stack(django_db_setup, django_db_blocker, gatehouse, world):
     """A stack whose only node is an OpenAI-compatible server (a simulator's /v1, as Ollama serves it)."""
     from tests.support.simulator import SimulatorProcess
     from tests.support.stack import Stack, sim_config
@@ -248,6 +248,11 @@ def openai_node_stack(django_db_setup, django_db_blocker):
         yield stack
         with django_db_blocker.unblock():
             stack.stop()
+    # Its model was a row in the session's database: the shared server must have forgotten it before another
+    # module lists models (its catalogue snapshot is a couple of seconds old at most).
+    alice = client_for(gatehouse, world.alice_key)
+    eventually(lambda: OPENAI_NODE_MODEL not in [m.model for m in alice.list().models],
+               what="the stack's model gone from the shared server")
 
 
 def test_an_ollama_client_reaches_a_model_on_an_openai_compatible_node(openai_node_stack):
