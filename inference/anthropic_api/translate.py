@@ -129,8 +129,12 @@ def reasoning_effort(body: CountTokensRequest, route: ModelRoute) -> str | None:
 
 
 def chat_request(body: MessagesRequest, route: ModelRoute) -> ChatCompletionRequest:
+    messages = chat_messages(body)
+    if not messages:
+        raise ApiError.invalid_request("The messages hold nothing for the model to read: no text, image, tool "
+                                       "call or tool result (thinking blocks are left out).", param="messages")
     chat: dict[str, Any] = {
-        "model": body.model, "messages": chat_messages(body), "max_tokens": body.max_tokens,
+        "model": body.model, "messages": messages, "max_tokens": body.max_tokens,
         "stream": bool(body.stream), **tool_fields(body),
     }
     for name in ("temperature", "top_p"):
