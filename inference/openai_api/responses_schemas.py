@@ -2,9 +2,11 @@
 
 Stateless: Gatehouse stores neither responses nor conversations, so whatever would refer to a stored one
 (`previous_response_id`, `conversation`, `store: true`, item references, stored prompts, background runs)
-is a 400 that says so, and a client sends the whole conversation in `input` instead. Only function tools:
-a hosted tool (web search, file search, code interpreter, computer use...) would be run by whichever server
-answers, never by the client that asked, so it is refused rather than passed on or dropped in silence.
+is a 400 that says so, and a client sends the whole conversation in `input` instead. Only function tools
+reach a model: a hosted tool (web search, file search, code interpreter, computer use...) would be run by
+whichever server answers, never by the client that asked, and Ollama's own /v1/responses would search the
+internet. Such tools are left out before anything is translated, so no node ever sees them; a refusal would
+lock out Codex CLI, which sends a `web_search` and a `namespace` tool with every request.
 
 The same conventions as the chat schemas (inference/openai_api/schemas.py): unknown fields are ignored
 (Codex sends `include`, `prompt_cache_key`, `client_metadata`), null means absent, and every failure is one
@@ -118,9 +120,8 @@ class FunctionTool(Body):
 
     @model_validator(mode="after")
     def _function_only(self) -> FunctionTool:
-        if self.type != "function":
-            raise ParamError(f"Invalid value for '{{param}}': '{self.type}' tools are not supported. Gatehouse offers "
-                             "function tools only; the model servers behind it never run tools of their own.", "type")
+        if self.type != "function":  # ResponsesRequest leaves the others out before they get here
+            raise ParamError(f"Invalid value for '{{param}}': '{self.type}' tools are not supported.", "type")
         if not self.name:
             raise ParamError(_MISSING, "name")
         return self
@@ -177,6 +178,14 @@ class ResponsesRequest(Body):
     conversation: Any = None
     background: bool | None = None
     prompt: Any = None
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _functions_only(cls, value: Any) -> Any:
+        """Hosted and other non-function tools are left out (see the module's docstring)."""
+        if isinstance(value, list):
+            return [tool for tool in value if not isinstance(tool, dict) or tool.get("type") == "function"]
+        return value
 
     @field_validator("tool_choice", mode="before")
     @classmethod
