@@ -405,8 +405,10 @@ def test_the_queue_bound_holds_and_every_slot_comes_back_through_a_storm(stack, 
 
         # Phase 2: kill -9 web 1 while requests run through it; a replacement takes its share.
         killed = stack.webs[1]
-        eventually(lambda: _running_owned_by(stack, killed.proc.pid) >= 2, what="requests running through web 1",
-                   timeout=15)
+        # At least one call running through it (its slot must come back by lease expiry); how many run
+        # there at a given moment depends on how the fair queue interleaves the two processes' people.
+        eventually(lambda: _running_owned_by(stack, killed.proc.pid) >= 1, what="requests running through web 1",
+                   timeout=30, interval=0.02)
         load.phase = "web 1 killed"
         load.targets[1] = None
         killed_at = time.time()  # requests through it that ended before this must have had proper answers
