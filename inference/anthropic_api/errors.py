@@ -10,17 +10,15 @@ with backoff; a model server's failure (our 502) stays 502, an `api_error`.
 
 from __future__ import annotations
 
-import functools
 import logging
 
 from django.http import HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from common.apierrors import ApiError
 from inference.engines.node_errors import request_id
 from inference.scheduler.scheduling_errors import SchedulingError
 from inference.web import http_errors
-from inference.web.api import json_response
+from inference.web.api import api_endpoint, json_response
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +67,6 @@ def event_body(error: ApiError) -> dict:
 
 
 def anthropic_endpoint(*methods: str):
-    """Wrap an async Messages API view: other methods are a 405, and every error is answered in
-    Anthropic's shape; anything unexpected is logged and answered as a 500 `api_error`, never a page."""
-
-    def decorator(view):
-        @csrf_exempt  # key-authenticated API: no cookies, so no CSRF
-        @functools.wraps(view)
-        async def wrapper(request, *args, **kwargs):
-            if request.method not in methods:
-                return error_response(ApiError.method_not_allowed(request.method, request.path, methods))
-            try:
-                return await view(request, *args, **kwargs)
-            except (ApiError, SchedulingError) as error:
-                return error_response(as_api_error(error))
-            except Exception:
-                log.exception("Messages API request %s failed", request_id.get())
-                return error_response(ApiError(500, f"The server had an error processing your request "
-                                                    f"(request id {request_id.get()})."))
-
-        return wrapper
-
-    return decorator
+    """Wrap an async Messages API view (inference/web/api.py `api_endpoint`), answering every error in
+    Anthropic's shape."""
+    return api_endpoint(*methods, render=lambda request, error: error_response(error))

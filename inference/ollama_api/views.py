@@ -8,11 +8,9 @@ All async on daphne's event loop, like the OpenAI views.
 
 from __future__ import annotations
 
-import functools
 import json
 
 from django.http import HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from common.apierrors import ApiError
 from inference import pipeline, registry
@@ -29,9 +27,7 @@ from inference.ollama_api.protocol import (
 from inference.ollama_api.schemas import ShowRequest
 from inference.openai_api.parsing import parse_request
 from inference.openai_api.schemas import parse_body
-from inference.scheduler.scheduling_errors import SchedulingError
-from inference.web import http_errors
-from inference.web.api import json_response, ollama_error_response, read_body
+from inference.web.api import api_endpoint, json_response, ollama_error_response, read_body
 
 # What /api/version reports: the Ollama release whose native API this one follows. Clients gate features
 # on it (tools, thinking, structured outputs need recent versions).
@@ -62,28 +58,15 @@ def _requested_model(request) -> str:
     return pipeline.printable_model(model)  # a string, and not a megabyte of one echoed back
 
 
+def _ollama_answer(request, error: ApiError) -> HttpResponse:
+    if isinstance(error, NothingToRun):  # a load or unload request: answered as Ollama answers it
+        return _nothing_to_run_response(error)
+    return _ollama_error(request, error)
+
+
 def ollama_endpoint(*methods: str):
-    """Wrap an async view: other methods get a 405, errors Ollama's shape (see `_ollama_error`)."""
-    allowed = (*methods, "HEAD") if "GET" in methods else methods
-
-    def decorator(view):
-        @csrf_exempt  # bearer-key API: no cookies, so no CSRF
-        @functools.wraps(view)
-        async def wrapper(request, *args, **kwargs):
-            if request.method not in allowed:
-                return _ollama_error(request, ApiError.method_not_allowed(request.method, request.path, allowed))
-            try:
-                return await view(request, *args, **kwargs)
-            except NothingToRun as nothing:
-                return _nothing_to_run_response(nothing)
-            except ApiError as error:
-                return _ollama_error(request, error)
-            except SchedulingError as error:
-                return _ollama_error(request, http_errors.to_api_error(error))
-
-        return wrapper
-
-    return decorator
+    """Wrap an async view (inference/web/api.py `api_endpoint`): errors in Ollama's shape."""
+    return api_endpoint(*methods, render=_ollama_answer)
 
 
 @ollama_endpoint("GET")

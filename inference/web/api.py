@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -60,28 +61,34 @@ def read_body(request) -> bytes:
     return body
 
 
-def api_endpoint(*methods: str):
-    """Wrap an async API view: reject other methods with a JSON 405, and answer ApiErrors and the
-    scheduler's errors (made API errors by inference/web/http_errors.py) as OpenAI errors.
+def _openai_error(request, error: ApiError) -> HttpResponse:
+    return error_response(error)
 
-    Anything unexpected is logged with the request id and answered as a JSON 500, never an HTML page.
+
+def api_endpoint(*methods: str, render: Callable[[Any, ApiError], HttpResponse] = _openai_error):
+    """Wrap an async API view: reject other methods with a 405, and answer ApiErrors and the scheduler's
+    errors (made API errors by inference/web/http_errors.py) with `render(request, error)`: OpenAI's
+    shape by default; the Anthropic and Ollama front protocols pass their own.
+
+    Anything unexpected becomes a 500 that inference/web/middleware.py answers as JSON in the path's
+    shape, never an HTML page.
     """
 
     # HEAD is GET without the body (RFC 9110 9.3.2); the server drops the body of a HEAD answer.
     allowed = (*methods, "HEAD") if "GET" in methods else methods
 
     def decorator(view):
-        @csrf_exempt  # bearer-key API: no cookies, so no CSRF
+        @csrf_exempt  # key-authenticated API: no cookies, so no CSRF
         @functools.wraps(view)
         async def wrapper(request, *args, **kwargs):
             if request.method not in allowed:
-                return error_response(ApiError.method_not_allowed(request.method, request.path, allowed))
+                return render(request, ApiError.method_not_allowed(request.method, request.path, allowed))
             try:
                 return await view(request, *args, **kwargs)
             except ApiError as error:
-                return error_response(error)
+                return render(request, error)
             except SchedulingError as error:
-                return error_response(http_errors.to_api_error(error))
+                return render(request, http_errors.to_api_error(error))
 
         return wrapper
 
