@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.apierrors import ApiError
 from inference.accounting.metering import prompt_estimates
 from inference.anthropic_api.format import MessageEvents, message, new_message_id
 from inference.anthropic_api.schemas import MessagesRequest
@@ -18,6 +17,7 @@ from inference.anthropic_api.translate import chat_request
 from inference.engines.request import CHAT, GenerationRequest
 from inference.openai_api import context_overflow
 from inference.openai_api.model_defaults import apply_model_defaults
+from inference.openai_api.openai_protocol import require_generative
 from inference.pipeline import Relay
 from inference.registry import ModelRoute
 from inference.streaming import event_stream_response
@@ -28,9 +28,7 @@ class MessagesProtocol:
     schema = MessagesRequest
 
     def canonical(self, body: MessagesRequest, route: ModelRoute) -> GenerationRequest:
-        if route.kind == "embedding":
-            raise ApiError.invalid_request(
-                f"The model `{route.public_id}` is an embedding model; it cannot answer messages.", param="model")
+        require_generative(route)
         return GenerationRequest(CHAT, apply_model_defaults(chat_request(body, route), route), route)
 
     def errors(self, route: ModelRoute):

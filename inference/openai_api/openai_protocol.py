@@ -32,7 +32,8 @@ from inference.streaming import event_stream_response, sse_events
 from inference.web.api import json_response
 
 
-def _require_generative(route: ModelRoute) -> None:
+def require_generative(route: ModelRoute) -> None:
+    """Every generating front protocol refuses an embedding model the same way."""
     if route.kind == "embedding":
         raise ApiError.invalid_request(
             f"The model `{route.public_id}` is an embedding model; use it with /v1/embeddings.", param="model"
@@ -43,7 +44,7 @@ class ChatProtocol:
     schema = ChatCompletionRequest
 
     def canonical(self, body: ChatCompletionRequest, route: ModelRoute) -> GenerationRequest:
-        _require_generative(route)
+        require_generative(route)
         return GenerationRequest(CHAT, apply_model_defaults(body, route), route)
 
     def errors(self, route: ModelRoute):
@@ -68,7 +69,7 @@ class CompletionProtocol:
     schema = CompletionRequest
 
     def canonical(self, body: CompletionRequest, route: ModelRoute) -> GenerationRequest:
-        _require_generative(route)
+        require_generative(route)
         return GenerationRequest(COMPLETION, apply_model_defaults(body, route), route,
                                  texts=tuple(completion_prompts(body)))
 

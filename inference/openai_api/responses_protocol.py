@@ -19,6 +19,7 @@ from common.apierrors import ApiError
 from inference.engines.request import CHAT, GenerationRequest
 from inference.openai_api import context_overflow
 from inference.openai_api.model_defaults import apply_model_defaults
+from inference.openai_api.openai_protocol import require_generative
 from inference.openai_api.responses_format import ResponseEvents, new_id, whole_response
 from inference.openai_api.responses_schemas import InputContent, ResponsesRequest
 from inference.openai_api.schemas import ChatCompletionRequest
@@ -157,9 +158,7 @@ class ResponsesProtocol:
     schema = ResponsesRequest
 
     def canonical(self, body: ResponsesRequest, route: ModelRoute) -> GenerationRequest:
-        if route.kind == "embedding":
-            raise ApiError.invalid_request(
-                f"The model `{route.public_id}` is an embedding model; use it with /v1/embeddings.", param="model")
+        require_generative(route)
         return ResponsesGeneration(CHAT, apply_model_defaults(canonical_chat(body), route), route, responses=body)
 
     def errors(self, route: ModelRoute):
