@@ -148,8 +148,10 @@ def _openai_listing(node: Node) -> Listing:
     props: dict = {}
     with contextlib.suppress(httpx.HTTPError, ValueError):
         answer = httpx.get(f"{node.url}/props", headers=headers, timeout=timeout)
-        if answer.status_code == 200 and isinstance(answer.json(), dict):
+        if answer.status_code == 200:
             props = answer.json()
+    if not isinstance(props, dict):
+        props = {}
     slots = props.get("total_slots") if isinstance(props.get("total_slots"), int) else 0
     entries = []
     for item in data:

@@ -98,8 +98,12 @@ async def resolve_model(caller: Caller, model_id: str) -> ModelRoute:
 
 
 async def node_kinds(route: ModelRoute) -> set[str]:
-    nodes = {node.url: node.kind for node in await registry.all_nodes()}
-    return {nodes.get(url, "ollama") for url in route.node_urls} or {"ollama"}
+    """The engine kinds among the model's nodes (Ollama when it has none yet: the common case to check)."""
+    kinds = set()
+    for url in route.node_urls:
+        node = await registry.node_info(url)
+        kinds.add(node.kind if node is not None else "ollama")
+    return kinds or {"ollama"}
 
 
 class Cleanup:
