@@ -84,8 +84,10 @@ if not retry and beyond + held_for_others > p.max_queue then
   local at = completion_at(f, c)
   local retry_ms = MAX_RETRY_AFTER_MS
   if at then
-    -- A little after the call ends, so the retry finds its place already free.
-    retry_ms = math.min(MAX_RETRY_AFTER_MS, math.floor(math.max(1, at - p.now) + math.min(500, f.call_ms / 10)))
+    -- A little after the call ends, so the retry finds its place already free: a quarter of a call's
+    -- time, since calls run late by that much when the node or the web processes are busy (a client
+    -- that returns on the dot of an early forecast is refused once more).
+    retry_ms = math.min(MAX_RETRY_AFTER_MS, math.floor(math.max(1, at - p.now) + math.min(1000, f.call_ms / 4)))
   end
   redis.call('ZADD', P .. 'resv', p.now + retry_ms, tickets[1])
   redis.call('HSET', P .. 'resvuser', tickets[1], user)
