@@ -101,7 +101,9 @@ Known deviations from Ollama (keep this list true when the simulator changes):
     absent: a busy victim unloads exactly when its last request ends.
   * /api/embed truncates to num_ctx without Ollama's num_batch retry; images are accepted as base64 but
     never looked at (vision models still get at least 2048 context).
-  * Not served: /api/create, /api/push, /api/blobs, /v1/responses, /v1/messages, /v1/audio, cloud
+  * /api/create only derives from an installed model (`from` with `parameters`, `system` or `template`);
+    creating from uploaded files is refused, and an unknown `from` fails as a pull of it would.
+  * Not served: /api/push, /api/blobs, /v1/responses, /v1/messages, /v1/audio, cloud
     (`:cloud`) and remote models; /api/pull only fails with "file does not exist".
   * The HTTP server is aiohttp: headers beyond Content-Type (Date, chunking, Content-Length) differ from
     Go's net/http, and messages for malformed JSON approximate Go's decoder.

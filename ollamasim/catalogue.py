@@ -280,6 +280,17 @@ class Catalogue:
         self._models[destination.key] = entry
         return entry
 
+    def derive(self, source: ModelEntry, destination: Name, changes: dict[str, Any]) -> ModelEntry:
+        """/api/create FROM an installed model: a new manifest on the same weights, so the two share one
+        runner (and evict each other), with the Modelfile's parameters, system prompt or template changed."""
+        parameters = {**source.config.parameters, **changes.get("parameters", {})}
+        cfg = replace(copy.deepcopy(source.config), name=destination.full, parent=source.name.full,
+                      parameters=parameters, modified_at=datetime.now().astimezone().isoformat())
+        for key in ("system", "template"):
+            if key in changes:
+                setattr(cfg, key, changes[key])
+        return self.add(cfg)
+
     def pullable(self, name: Name) -> ModelConfig | None:
         """The config a pull of `name` installs: an installed model re-pulls as itself."""
         if name.key in self._models:

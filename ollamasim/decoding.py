@@ -31,6 +31,8 @@ SHOW = {"model": "string", "name": "string", "verbose": "bool"}
 PULL = {"model": "string", "name": "string", "insecure": "bool", "stream": "bool"}
 DELETE = {"model": "string", "name": "string"}
 COPY = {"source": "string", "destination": "string"}
+CREATE = {"model": "string", "name": "string", "from": "string", "system": "string", "template": "string",
+          "parameters": "map[string]interface {}", "stream": "bool", "quantize": "string"}
 
 _MESSAGE = {"role": "string", "content": "string", "thinking": "string", "images": "[]api.ImageData",
             "tool_calls": "[]api.ToolCall", "tool_name": "string", "tool_call_id": "string"}

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ollamasim import engine
 from ollamasim.catalogue import parse_model_ref, parse_name
-from ollamasim.decoding import COPY, DELETE, PULL, SHOW, decode
+from ollamasim.decoding import COPY, CREATE, DELETE, PULL, SHOW, decode
 from ollamasim.scheduler import Trace
 from ollamasim.state import State
 from ollamasim.wire import ApiError, dumps, go_quote
@@ -191,6 +191,51 @@ async def copy(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def _progress_response(request: web.Request, progress: AsyncIterator[dict[str, Any]], *,
+                             stream: bool) -> web.StreamResponse:
+    """Pull and create: progress lines as NDJSON, or with stream:false only the last one (an error: 500)."""
+    if stream:
+        return await stream_ndjson(request, progress)
+    latest: dict[str, Any] = {}
+    async with contextlib.aclosing(progress) as events:
+        async for event in events:
+            if "error" in event:
+                raise ApiError(500, event["error"])
+            latest = event
+    return json_response(latest, content_type="application/json")
+
+
+async def _create_progress(state: State, destination, req: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """CreateHandler FROM an installed model: the weights layer is reused, the changed Modelfile parts are
+    new small layers, then the manifest is written."""
+    source = state.catalogue.lookup(req["from"])
+    if source is None:
+        # Ollama pulls a FROM model it does not have; pulls here find nothing (see /api/pull).
+        yield {"error": "pull model manifest: file does not exist"}
+        return
+    yield {"status": f"using existing layer sha256:{source.blob}"}
+    changes = {key: req[key] for key in ("parameters", "system", "template") if key in req}
+    for key in changes:
+        digest = hashlib.sha256(f"{key}:{destination.key}:{changes[key]}".encode()).hexdigest()
+        yield {"status": f"creating new layer sha256:{digest}"}
+    state.catalogue.derive(source, destination, changes)
+    yield {"status": "writing manifest"}
+    yield {"status": "success"}
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    req = decode(await request.read(), "CreateRequest", CREATE)
+    model = req.get("model") or req.get("name") or ""
+    destination = parse_name(model)
+    if destination is None:
+        raise ApiError(400, "invalid model name")
+    if not req.get("from"):
+        # Creating from uploaded blobs (`files`) is not simulated: see "Known deviations".
+        raise ApiError(400, "neither 'from' or 'files' was specified")
+    progress = _create_progress(state_of(request), destination, req)
+    return await _progress_response(request, progress, stream=req.get("stream", True))
+
+
 async def _pull_progress(state: State, model: str) -> AsyncIterator[dict[str, Any]]:
     """PullModel's progress: manifest, the weights layer growing, small layers, verify, write, success."""
     yield {"status": "pulling manifest"}
@@ -227,15 +272,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     if parse_name(model) is None:
         raise ApiError(400, "invalid model name")
     progress = _pull_progress(state_of(request), model)
-    if req.get("stream", True):
-        return await stream_ndjson(request, progress)
-    latest: dict[str, Any] = {}
-    async with contextlib.aclosing(progress) as stream:
-        async for event in stream:
-            if "error" in event:
-                raise ApiError(500, event["error"])
-            latest = event
-    return json_response(latest, content_type="application/json")
+    return await _progress_response(request, progress, stream=req.get("stream", True))
 
 
 def add_routes(app: web.Application) -> None:
@@ -251,3 +288,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/pull", pull)
     app.router.add_delete("/api/delete", delete)
     app.router.add_post("/api/copy", copy)
+    app.router.add_post("/api/create", create)

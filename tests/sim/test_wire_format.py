@@ -251,6 +251,35 @@ def test_it_copies_and_deletes_with_empty_bodies(sim, http):
     assert ollama.Client(host=sim.url).delete("tmp-copy").status == "success"
 
 
+def test_it_creates_a_model_from_an_installed_one_on_the_same_weights(sim, http):
+    client = ollama.Client(host=sim.url)
+    done = client.create(model="chat-big:v1", from_=CHAT, parameters={"num_ctx": 65536}, stream=False)
+    assert done.status == "success"
+    show = client.show("chat-big:v1")
+    assert re.search(r"^num_ctx\s+65536$", show.parameters, re.MULTILINE)
+    assert show.capabilities == client.show(CHAT).capabilities
+    streamed = ndjson(http.post("/api/create", json={"model": "chat-sys", "from": CHAT, "system": "Be brief."}).text)
+    assert [line["status"].split(" sha256:")[0] for line in streamed] == [
+        "using existing layer", "creating new layer", "writing manifest", "success"]
+    # The same weights, so one runner: asking for the other one with another context reloads it.
+    http.post("/api/generate", json={"model": CHAT, "options": {"num_ctx": 4096}})
+    http.post("/api/generate", json={"model": "chat-big:v1", "options": {"num_ctx": 65536}})
+    assert loaded_names(sim) == ["chat-big:v1"]
+    assert sim.model_stats("chat-big:v1").get("reloads", 0) + sim.model_stats(CHAT).get("reloads", 0) == 1
+    for name in ("chat-big:v1", "chat-sys"):
+        http.request("DELETE", "/api/delete", json={"model": name})
+
+
+@pytest.mark.parametrize(("body", "status", "error"), [
+    ({"model": "x", "from": "nope"}, 500, "pull model manifest: file does not exist"),
+    ({"model": "x", "files": {"model.gguf": "sha256:00"}}, 400, "neither 'from' or 'files' was specified"),
+    ({"model": "bad name!", "from": CHAT}, 400, "invalid model name"),
+])
+def test_it_refuses_a_create_it_cannot_do(http, body, status, error):
+    response = http.post("/api/create", json={**body, "stream": False})
+    assert (response.status_code, response.json()) == (status, {"error": error})
+
+
 def test_it_keeps_a_deleted_model_running_until_it_expires(sim, http):
     http.post("/api/copy", json={"source": CODER, "destination": "doomed"})
     http.post("/api/generate", json={"model": "doomed"})
