@@ -1,11 +1,19 @@
 import os
+from functools import partial
 from pathlib import Path
+from urllib.parse import urlencode
 
-from django.contrib import admin
-from django.db import models
+from django import forms
+from django.contrib import admin, messages
+from django.db import models, transaction
 from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
-from inference.models import Model, Node, NodeModel
+from inference import catalogue
+from inference.models import Model, Node, NodeModel, variant_name
+
+AGENT_CONTEXT_SUGGESTION = 65536  # what Codex and Claude Code want; the add-a-variant link offers it
 
 
 def human_size(size: int) -> str:
@@ -104,18 +112,46 @@ class NodeAdmin(admin.ModelAdmin):
         return api_key_status(obj)
 
 
+class ModelForm(forms.ModelForm):
+    """A variant's name on the nodes is made from its base's: staff name only the public id and context."""
+
+    class Meta:
+        model = Model
+        fields = "__all__"  # the admin's fieldsets choose what is shown
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "ollama_name" in self.fields:
+            self.fields["ollama_name"].required = False
+
+    def clean(self) -> dict:
+        data = super().clean()
+        base = data.get("variant_of")
+        if base is None:
+            if not data.get("ollama_name"):
+                self.add_error("ollama_name", "Name the model on the nodes, or make it a variant of a model.")
+            return data
+        data["ollama_name"] = variant_name(base.ollama_name, data.get("context_length") or 0)
+        clash = Model.objects.filter(ollama_name=data["ollama_name"]).exclude(pk=self.instance.pk).first()
+        if clash is not None:
+            self.add_error("context_length", f"{clash} already is {base} with this context length.")
+        return data
+
+
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
+    form = ModelForm
     list_display = ["public_id", "ollama_name", "kind", size, "context_length", "context_overflow", "concurrency",
                     "max_queue", "pinned", "servers", "enabled"]
     list_editable = ["enabled"]
     list_filter = ["kind", "context_overflow", "pinned", "enabled", "family", "nodes"]
     search_fields = ["public_id", "ollama_name", "family"]
     readonly_fields = ["capabilities", "max_context_length", size, "family", "parameter_size",
-                       "quantization", "created_at", "updated_at"]
+                       "quantization", "created_at", "updated_at", "variants"]
     # size_bytes is left out: it is shown read-only as `size`.
     fieldsets = [
         (None, {"fields": ["public_id", "ollama_name", "kind", "enabled", "pinned"]}),
+        ("Larger-context variants", {"fields": ["variant_of", "variants"]}),
         ("Serving", {"fields": ["context_length", "context_overflow", "concurrency", "max_queue"]}),
         ("Defaults when a request leaves them out", {
             "description": "Filled into a request that does not send the parameter; what a request sends always "
@@ -134,3 +170,32 @@ class ModelAdmin(admin.ModelAdmin):
     @admin.display(description="Healthy servers", ordering="server_total")
     def servers(self, obj):
         return obj.server_total
+
+    @admin.display(description="Variants")
+    def variants(self, obj):
+        if obj.pk is None or obj.variant_of_id:
+            return "-"
+        existing = format_html_join(", ", '<a href="{}">{}</a> ({} tokens)', (
+            (reverse("admin:inference_model_change", args=[v.pk]), v.public_id, f"{v.context_length:,}")
+            for v in obj.variants.order_by("context_length")))
+        query = urlencode({"variant_of": obj.pk, "context_length": AGENT_CONTEXT_SUGGESTION,
+                           "public_id": f"{obj.public_id}-{AGENT_CONTEXT_SUGGESTION // 1024}k"})
+        add = format_html('<a href="{}?{}">Add a variant with a larger context</a>',
+                          reverse("admin:inference_model_add"), query)
+        return format_html("{}{}{}", existing, " · " if existing else "", add)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.variant_of_id:
+            # Made on the nodes once the row is committed, so staff see at once where it can run.
+            transaction.on_commit(partial(self._create_on_nodes, request, obj))
+
+    def _create_on_nodes(self, request, variant: Model) -> None:
+        catalogue.sync_catalogue(wait=10)
+        nodes = list(NodeModel.objects.filter(model=variant).values_list("node__url", flat=True))
+        if nodes:
+            messages.info(request, f"The variant runs as {variant.ollama_name} on {len(nodes)} node(s): "
+                                   f"{', '.join(sorted(nodes))}.")
+        else:
+            messages.warning(request, f"No Ollama node has {variant.variant_of} yet, so the variant runs nowhere; "
+                                      f"it is created as {variant.ollama_name} when a node has the base.")

@@ -1,6 +1,7 @@
 """Discover models on every node and keep the Node / Model tables in step.
 
-Ollama nodes are read with /api/tags and /api/show, OpenAI-compatible servers with /v1/models (and
+Ollama nodes are read with /api/tags and /api/show (and given the larger-context variants staff
+published, inference/variants.py), OpenAI-compatible servers with /v1/models (and
 llama-server's /props). Runs in Celery (beat, and once when a worker starts) and from
 `manage.py syncmodels`, so it uses synchronous clients; it never runs on the request path.
 """
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from common.store import keys
 from common.store.client import sync_client
-from inference import registry
+from inference import registry, variants
 from inference.engines import ollama as ollama_engine
 from inference.engines import openai as openai_engine
 from inference.models import Model, Node, NodeModel
@@ -115,10 +116,11 @@ def _context_length(show: ollama.ShowResponse) -> int:
 def _ollama_listing(node: Node) -> Listing:
     client = ollama_engine.sync_client(node.url)
     version = ollama_engine.version(node.url)
+    listed = [entry for entry in client.list().models if entry.model]
+    if variants.reconcile(client, node.url, [entry.model for entry in listed]):
+        listed = [entry for entry in client.list().models if entry.model]
     entries = []
-    for entry in client.list().models:
-        if not entry.model:
-            continue
+    for entry in listed:
         show = client.show(entry.model)
         capabilities = list(show.capabilities or ["completion"])
         details = entry.details

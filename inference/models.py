@@ -25,6 +25,19 @@ def _default_context_length() -> int:
     return settings.DEFAULT_CONTEXT_LENGTH
 
 
+# Names on Ollama nodes that carry this belong to Gatehouse: the catalogue creates them for variants and
+# deletes the ones no variant names any more (inference/variants.py).
+VARIANT_MARKER = "-gatehouse-ctx"
+
+
+def variant_name(base_name: str, context_length: int) -> str:
+    """The name a larger-context variant gets on the Ollama nodes: the base's name and tag, the marker, and
+    the context, e.g. qwen2.5-coder:7b-gatehouse-ctx65536."""
+    if ":" not in base_name.rpartition("/")[2]:
+        base_name += ":latest"
+    return f"{base_name}{VARIANT_MARKER}{context_length}"
+
+
 class Node(models.Model):
     class Kind(models.TextChoices):
         OLLAMA = "ollama", "Ollama (native API; Gatehouse loads and unloads models)"
@@ -104,6 +117,13 @@ class Model(models.Model):
         max_length=10, choices=ContextOverflow.choices, default=ContextOverflow.ERROR,
         help_text="What happens to a prompt longer than the context length",
     )
+    variant_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="variants",
+        limit_choices_to={"variant_of__isnull": True},
+        help_text="Publish this as the same model with another context length (say 65536 for coding agents): "
+                  "Gatehouse creates it on every Ollama node that has the base, and loads it as a model of its "
+                  "own, with its own memory. Its name on the nodes and its kind follow the base.",
+    )
     enabled = models.BooleanField(default=True)
     pinned = models.BooleanField(
         default=False,
@@ -148,6 +168,37 @@ class Model(models.Model):
             self.default_stop = []
         if problem := stop_sequences_problem(self.default_stop):
             raise ValidationError({"default_stop": problem})
+        if self.variant_of_id:
+            self._check_variant()
+
+    def _check_variant(self) -> None:
+        base = self.variant_of
+        if base.variant_of_id or base.pk == self.pk or (self.pk and self.variants.exists()):
+            raise ValidationError({"variant_of": "A variant's base must be a model of its own, not a variant, "
+                                                 "and a model with variants cannot become one."})
+        if self.context_length == base.context_length:
+            raise ValidationError({"context_length": f"A variant needs a context length other than its base's "
+                                                     f"({base.context_length:,} tokens)."})
+        if base.max_context_length and self.context_length > base.max_context_length:
+            raise ValidationError({"context_length": f"{base} was trained on {base.max_context_length:,} tokens "
+                                                     f"of context: a variant cannot have more."})
+        kinds = set(base.nodes.values_list("kind", flat=True))
+        if kinds and Node.Kind.OLLAMA not in kinds:
+            raise ValidationError({"variant_of": f"{base} is served only by OpenAI-compatible servers, whose "
+                                                 f"context is set when the server starts; variants are made "
+                                                 f"on Ollama nodes."})
+
+    def save(self, *args, **kwargs) -> None:
+        if self.variant_of_id:
+            # The weights decide what the variant is; only the context (and the serving settings) are its own.
+            base = self.variant_of
+            self.ollama_name = variant_name(base.ollama_name, self.context_length)
+            self.kind = base.kind
+            if self._state.adding:
+                for name in ("capabilities", "max_context_length", "size_bytes", "family", "parameter_size",
+                             "quantization"):
+                    setattr(self, name, getattr(base, name))
+        super().save(*args, **kwargs)
 
     @staticmethod
     def kind_from_capabilities(capabilities: list[str]) -> str:

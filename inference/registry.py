@@ -40,6 +40,12 @@ class ModelRoute:
     default_top_p: float | None = None
     default_max_tokens: int | None = None
     default_stop: tuple[str, ...] = ()
+    # The name of the weights on the nodes: a larger-context variant shares its base's, and Ollama keeps
+    # one runner per weights, so the two are never loaded on one node at once.
+    weights: str = ""
+
+    def shares_weights_with(self, other: ModelRoute) -> bool:
+        return self is not other and (self.weights or self.ollama_name) == (other.weights or other.ollama_name)
 
     @property
     def owned_by(self) -> str:
@@ -72,8 +78,9 @@ def _build_snapshot() -> dict[str, ModelRoute]:
             default_top_p=m.default_top_p,
             default_max_tokens=m.default_max_tokens,
             default_stop=tuple(m.default_stop or ()),
+            weights=m.variant_of.ollama_name if m.variant_of_id else m.ollama_name,
         )
-        for m in Model.objects.filter(enabled=True)
+        for m in Model.objects.filter(enabled=True).select_related("variant_of")
     }
 
 

@@ -12,6 +12,8 @@ an admission finds its model not loaded) it:
 4. loads models that have waiting requests: on a node where the model fits the memory budget,
    else by unloading idle models, else (once the oldest request has waited SWAP_MAX_WAIT_SECONDS)
    by draining a busy model: it gets no new requests, and is unloaded when its running ones end.
+   A model's larger-context variant and the model itself share weights, and Ollama runs one of them
+   per node, so loading one first unloads the other (idle, or drained once forced).
    A model that is ready but busy gets a second node when its queue builds up and one has room;
 5. keeps pinned models loaded;
 6. runs a dispatch for every model with waiting requests (which also reaps expired leases).
@@ -222,8 +224,8 @@ class SwapActor:
         forced = state.oldest_wait_ms >= settings.SWAP_MAX_WAIT_SECONDS * 1000
         candidates = [url for url in route.node_urls if url in usable and url not in claimed]
         for url in candidates:  # a node where it fits as things are
-            if self._free_memory(url, states, routes) >= self._size(route):
-                self._place(route, url, states, routes, usable, claimed, force=False)
+            if self._free_memory(url, states, routes) >= self._size(route) \
+                    and self._place(route, url, states, routes, usable, claimed, force=False):
                 return
         for url in candidates:  # a node where unloading idle models makes room
             if self._place(route, url, states, routes, usable, claimed, force=False):
@@ -235,12 +237,15 @@ class SwapActor:
 
     def _place(self, route: ModelRoute, url: str, states, routes, usable, claimed: set[str], *, force: bool) -> bool:
         """Load `route` on `url`, first unloading what must go. Without `force` only idle models go;
-        with it, busy ones are drained (never while requests run on them). Pinned models never go."""
-        need = self._size(route) - self._free_memory(url, states, routes)
-        victims: list[ModelRoute] = []
+        with it, busy ones are drained (never while requests run on them). Pinned models never go.
+        A model on the same weights (a variant and its base) must always go: Ollama runs one of them."""
+        victims = self._same_weights_victims(route, url, states, routes, force=force)
+        if victims is None:
+            return False
+        need = self._size(route) - self._free_memory(url, states, routes) - sum(self._size(v) for v in victims)
         if need > 0:
             others = [r for r in routes if r is not route and states[r.ollama_name].placement.get(url) == "ready"
-                      and not r.pinned]
+                      and not r.pinned and r not in victims]
             idle = [r for r in others if not states[r.ollama_name].running.get(url)
                     and not states[r.ollama_name].waiting]
             busy = [r for r in others if r not in idle and self._may_force_out(r, url, states)] if force else []
@@ -264,6 +269,21 @@ class SwapActor:
         states[route.ollama_name].placement[url] = "loading"
         self._start(route, url, self._load(route, url))
         return True
+
+    def _same_weights_victims(self, route: ModelRoute, url: str, states, routes, *, force: bool) -> list[ModelRoute] | None:
+        """The models on `route`'s weights placed on `url`, which must be unloaded first; None while one
+        of them cannot go yet (loading or unloading, pinned, or busy without `force`)."""
+        victims = []
+        for other in routes:
+            if not other.shares_weights_with(route) or url not in states[other.ollama_name].placement:
+                continue
+            state = states[other.ollama_name]
+            idle = not state.running.get(url) and not state.waiting
+            if state.placement[url] != "ready" or other.pinned or not (
+                    idle or (force and self._may_force_out(other, url, states))):
+                return None
+            victims.append(other)
+        return victims
 
     def _may_force_out(self, route: ModelRoute, url: str, states) -> bool:
         # A model just loaded keeps its node for a while, so two busy models cannot thrash.

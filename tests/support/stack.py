@@ -132,13 +132,18 @@ class Stack:
     def ps(self, sim: str) -> list[str]:
         return [m["name"] for m in httpx.get(self.sims[sim].url + "/api/ps", timeout=5).json()["models"]]
 
-    def staff_session(self, web: int = 0) -> httpx.Client:
-        """An httpx client signed in to the site as a staff member (through the admin's login form)."""
+    def staff_session(self, web: int = 0, permissions: tuple[str, ...] = ()) -> httpx.Client:
+        """An httpx client signed in to the site as a staff member (through the admin's login form), with
+        the admin permissions named as "app.codename"."""
         from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Permission
 
         username = f"ops-{self.redis.port}"
-        if not get_user_model().objects.filter(username=username).exists():
+        user = get_user_model().objects.filter(username=username).first() or \
             get_user_model().objects.create_user(username, password="ops-password-1", is_staff=True)
+        for permission in permissions:
+            app, codename = permission.split(".")
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
         client = httpx.Client(base_url=self.webs[web].url, timeout=10)
         client.get("/admin/login/")
         response = client.post("/admin/login/?next=/admin/", data={
