@@ -2,9 +2,10 @@
 # What `make test` needs besides Python packages: Debian's redis-server (the suite starts its own),
 # nodejs and npm (the JavaScript SDK tests), chromium (the browser tests), caddy (checks
 # deploy/Caddyfile), iproute2 (`ss`, the web process's listen backlog), python3-venv (to create .venv),
-# and the Node packages locked in tests/node. As root with apt-get, install what is missing (one
-# `apt-get update`, only then); otherwise stop with one line saying what to install. When everything
-# is there it only looks, and says nothing.
+# and the Node packages locked in tests/node (among them Codex CLI and Claude Code, whose binaries
+# tests/test_coding_agent_clis.py runs: about 800 MB installed). As root with apt-get, install what is
+# missing (one `apt-get update`, only then); otherwise stop with one line saying what to install. When
+# everything is there it only looks, and says nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -34,7 +35,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
-# The locked Node packages (tests/node/package-lock.json), installed when one is missing or stale.
+# The locked Node packages (tests/node/package-lock.json), installed when one is missing or stale. Claude
+# Code's postinstall script puts its native binary in place: tests/node/package.json allows it.
 if ! node -e '
     const fs = require("fs");
     const lock = JSON.parse(fs.readFileSync("tests/node/package-lock.json", "utf8"));
