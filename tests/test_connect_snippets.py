@@ -238,11 +238,13 @@ def test_codex_cli_gets_a_responses_provider_and_its_key_from_the_environment(sh
     assert env[KEY_VARIABLE] == shown[2]
 
 
-def test_claude_code_gets_the_site_without_v1_the_key_and_a_model(shown, gatehouse):
+def test_claude_code_gets_the_site_without_v1_the_key_a_model_and_its_context(shown, gatehouse, django_db_blocker):
     env, args = shell_effects(shown[1]["claude-code"], "claude")
     assert env["ANTHROPIC_BASE_URL"] == gatehouse.url, "the Anthropic SDK adds /v1/messages itself"
     assert env["ANTHROPIC_AUTH_TOKEN"] == shown[2]
     assert env["ANTHROPIC_MODEL"] == env["ANTHROPIC_SMALL_FAST_MODEL"] == CHAT_MODEL
+    # Else Claude Code assumes an unknown model holds a million tokens and never compacts in time.
+    assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == str(catalogue_facts(django_db_blocker, CHAT_MODEL)[1])
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1" and args == []
 
 

@@ -40,7 +40,7 @@ def codex_config(base: str, models: ConnectModels) -> str:
 
 
 def claude_code(base: str, key: str, models: ConnectModels) -> str:
-    return "\n".join([
+    lines = [
         # The Anthropic SDK adds /v1/messages itself, so the base URL is the site's.
         export("ANTHROPIC_BASE_URL", site_of(base)),
         export("ANTHROPIC_AUTH_TOKEN", key),
@@ -48,9 +48,14 @@ def claude_code(base: str, key: str, models: ConnectModels) -> str:
         # Claude Code sends quick side tasks (titles, summaries) to a small, fast model: ours too.
         export("ANTHROPIC_SMALL_FAST_MODEL", models.chat),
         export("ANTHROPIC_DEFAULT_HAIKU_MODEL", models.chat),
-        export("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-        "claude",
-    ]) + "\n"
+    ]
+    if models.context_length(models.chat):
+        # Claude Code knows the windows of Anthropic's models only: for any other id it assumes a huge one
+        # (and says so at every start), so it would not compact a conversation before our context is full.
+        lines.append(export("CLAUDE_CODE_MAX_CONTEXT_TOKENS", str(models.context_length(models.chat))))
+    # Without it Claude Code also calls api.anthropic.com, wherever its base URL points.
+    lines += [export("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"), "claude"]
+    return "\n".join(lines) + "\n"
 
 
 def opencode_config(base: str, models: ConnectModels) -> str:
