@@ -27,6 +27,7 @@ import pytest
 import yaml
 from django.test import Client, override_settings
 
+from apiaccess import connect
 from apiaccess.connect import KEY_VARIABLE, PLACEHOLDER_KEY, pick_models
 from inference.models import Model
 from tests.conftest import CHAT_MODEL, CODE_MODEL, EMBED_MODEL
@@ -210,6 +211,28 @@ def test_continue_gets_an_autocomplete_model_it_will_not_send_to_chat():
 
 
 # ---- coding agents, other editors and chat apps --------------------------------------------------------
+
+
+def test_coding_agents_get_the_larger_context_variant_and_chat_clients_the_model_itself():
+    base = Model(public_id="coder:7b", kind="chat", capabilities=["completion", "tools"], context_length=8192)
+    variant = Model(public_id="coder:7b-64k", kind="chat", capabilities=["completion", "tools"],
+                    context_length=65536, variant_of_id=1)
+    picked = pick_models([variant, base])
+    assert (picked.chat, picked.agent) == ("coder:7b", "coder:7b-64k")
+    snippets = {s.slug: s.body for s in connect.snippets(picked, "https://gh.example/v1", "sk-gh-test")}
+    assert 'model = "coder:7b-64k"' in snippets["codex-config"] and "model_context_window = 65536" in snippets["codex-config"]
+    env, _ = shell_effects(snippets["claude-code"], "claude")
+    assert env["ANTHROPIC_MODEL"] == "coder:7b-64k" and env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "65536"
+    assert json.loads(snippets["opencode"])["model"] == "gatehouse/coder:7b-64k"
+    assert form_fields(snippets["cline"])["Model ID"] == "coder:7b-64k"
+    assert "model: \"coder:7b\"" in snippets["continue-yaml"]  # chat stays on the model itself
+    groups = {c.slug: c for g in connect.client_groups(picked, "https://gh.example/v1") for c in g.clients}
+    assert groups["codex"].warning == "" and "variant" not in groups["claude-code"].warning
+    without = pick_models([base])
+    assert without.agent == "coder:7b"
+    warning = {c.slug: c for g in connect.client_groups(without, "https://gh.example/v1") for c in g.clients}["codex"].warning
+    assert "8,192 tokens" in warning and "variant with a larger context" in warning
+
 
 
 def shell_effects(snippet: str, command: str | None = None) -> tuple[dict[str, str], list[str]]:

@@ -36,8 +36,10 @@ def api_base(request) -> str:
 
 
 def _preference(model: Model) -> tuple:
-    # The most capable first (tool calling, then the longest context), so examples show a model worth using.
-    return ("tools" not in (model.capabilities or ()), -model.context_length, model.public_id)
+    # The most capable first (tool calling, then the longest context), so examples show a model worth using;
+    # a larger-context variant after the models themselves, as it is meant for agents (ConnectModels.agent).
+    return ("tools" not in (model.capabilities or ()), model.variant_of_id is not None, -model.context_length,
+            model.public_id)
 
 
 def pick_models(models: Iterable[Model]) -> ConnectModels:

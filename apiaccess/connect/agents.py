@@ -27,10 +27,10 @@ OPENCODE_MAX_OUTPUT = 8192
 
 def codex_config(base: str, models: ConnectModels) -> str:
     # Codex reads the key from the variable named in env_key, so the file holds no secret.
-    text = (f"model = {q(models.chat)}\n"
+    text = (f"model = {q(models.agent)}\n"
             f"model_provider = \"gatehouse\"\n")
-    if models.context_length(models.chat):
-        text += f"model_context_window = {models.context_length(models.chat)}\n"
+    if models.context_length(models.agent):
+        text += f"model_context_window = {models.context_length(models.agent)}\n"
     text += (f"\n[model_providers.gatehouse]\n"
              f"name = \"Gatehouse\"\n"
              f"base_url = {q(base)}\n"
@@ -44,15 +44,15 @@ def claude_code(base: str, key: str, models: ConnectModels) -> str:
         # The Anthropic SDK adds /v1/messages itself, so the base URL is the site's.
         export("ANTHROPIC_BASE_URL", site_of(base)),
         export("ANTHROPIC_AUTH_TOKEN", key),
-        export("ANTHROPIC_MODEL", models.chat),
+        export("ANTHROPIC_MODEL", models.agent),
         # Claude Code sends quick side tasks (titles, summaries) to a small, fast model: ours too.
-        export("ANTHROPIC_SMALL_FAST_MODEL", models.chat),
-        export("ANTHROPIC_DEFAULT_HAIKU_MODEL", models.chat),
+        export("ANTHROPIC_SMALL_FAST_MODEL", models.agent),
+        export("ANTHROPIC_DEFAULT_HAIKU_MODEL", models.agent),
     ]
-    if models.context_length(models.chat):
+    if models.context_length(models.agent):
         # Claude Code knows the windows of Anthropic's models only: for any other id it assumes a huge one
         # (and says so at every start), so it would not compact a conversation before our context is full.
-        lines.append(export("CLAUDE_CODE_MAX_CONTEXT_TOKENS", str(models.context_length(models.chat))))
+        lines.append(export("CLAUDE_CODE_MAX_CONTEXT_TOKENS", str(models.context_length(models.agent))))
     # Without it Claude Code also calls api.anthropic.com, wherever its base URL points.
     lines += [export("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"), "claude"]
     return "\n".join(lines) + "\n"
@@ -71,18 +71,18 @@ def opencode_config(base: str, models: ConnectModels) -> str:
             "options": {"baseURL": base, "apiKey": "{env:" + KEY_VARIABLE + "}"},
             "models": entries,
         }},
-        "model": f"gatehouse/{models.chat}",
+        "model": f"gatehouse/{models.agent}",
     }
     return json.dumps(config, indent=2, ensure_ascii=False) + "\n"
 
 
 def aider(base: str, key: str, models: ConnectModels) -> str:
     return "\n".join([export("OPENAI_API_BASE", base), export("OPENAI_API_KEY", key),
-                      f"aider --model {shlex.quote('openai/' + models.chat)}"]) + "\n"
+                      f"aider --model {shlex.quote('openai/' + models.agent)}"]) + "\n"
 
 
 def clients(base: str, key: str, models: ConnectModels) -> tuple[Client, ...]:
-    fitness = agent_fitness(models, models.chat)
+    fitness = agent_fitness(models, models.agent)
     key_line = export(KEY_VARIABLE, key) + "\n"
     return (
         Client("codex", "Codex CLI", "OpenAI's coding agent for the terminal (npm install -g @openai/codex).", (

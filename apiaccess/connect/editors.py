@@ -82,15 +82,15 @@ def cline_openai(base: str, key: str, models: ConnectModels) -> str:
     return (f"API Provider: OpenAI Compatible\n"
             f"Base URL: {base}\n"
             f"API Key: {key}\n"
-            f"Model ID: {models.chat}\n"
-            f"Context Window Size: {models.context_length(models.chat)}\n")
+            f"Model ID: {models.agent}\n"
+            f"Context Window Size: {models.context_length(models.agent)}\n")
 
 
 def cline_ollama(base: str, key: str, models: ConnectModels) -> str:
     return (f"API Provider: Ollama\n"
             f"Base URL: {site_of(base)}/ollama\n"
             f"API Key: {key}\n"
-            f"Model: {models.chat}\n")
+            f"Model: {models.agent}\n")
 
 
 def zed_settings(base: str, models: ConnectModels) -> str:

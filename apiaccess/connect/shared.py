@@ -68,6 +68,13 @@ class ConnectModels:
     def has_tools(self, model: str) -> bool:
         return "tools" in self.capabilities(model)
 
+    @property
+    def agent(self) -> str | None:
+        """The model coding agents get: the first that calls tools with a context of AGENT_CONTEXT or more
+        (often a larger-context variant an operator published), else the chat model."""
+        return next((m for m in self.chat_models if self.has_tools(m) and self.context_length(m) >= AGENT_CONTEXT),
+                    self.chat)
+
 
 def q(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
@@ -91,4 +98,5 @@ def agent_fitness(models: ConnectModels, model: str) -> str:
         problems.append(f"has a context of {models.context_length(model):,} tokens (agents want {AGENT_CONTEXT:,})")
     if not problems:
         return ""
-    return f"{model} " + " and ".join(problems) + ": pick a bigger model from the Models page if one is there."
+    return (f"{model} " + " and ".join(problems) + ": pick a bigger model from the Models page if one is there, "
+            "or ask the operators for a variant with a larger context.")
