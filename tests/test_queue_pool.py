@@ -19,7 +19,7 @@ from tests.support.stack import Stack, sim_config
 
 MODEL = "pool-burst:latest"  # 4 slots, 8 waiting
 BURST = 600
-WAVES = 5
+WAVES = 3
 
 
 @pytest.fixture(scope="module")
