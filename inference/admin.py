@@ -123,6 +123,7 @@ class ModelForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "ollama_name" in self.fields:
             self.fields["ollama_name"].required = False
+            self.fields["ollama_name"].help_text += ". Leave it empty for a variant: its name is made from its base's."
 
     def clean(self) -> dict:
         data = super().clean()

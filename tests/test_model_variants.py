@@ -126,6 +126,26 @@ def test_a_model_and_its_variant_take_turns_on_one_node_without_ollama_reloading
     assert totals["loads"] >= 2, totals
 
 
+def test_a_variant_larger_than_the_nodes_whole_memory_budget_still_loads_there_alone(stack, orm):
+    """64k tokens x 4 slots of KV cache is more than many GPUs hold; Ollama then keeps part of the model in
+    system memory. Gatehouse loads it alone on the node instead of keeping its requests waiting for room
+    that can never come."""
+    from inference.models import Node
+
+    if not Model.objects.filter(ollama_name=ON_NODE).exists():
+        publish_variant(stack)
+    node = stack.nodes[0]
+    Node.objects.filter(pk=node.pk).update(gpu_memory_bytes=1 << 30)  # less than either model needs
+    try:
+        client = stack.client(max_retries=0, timeout=30)
+        for model in (VARIANT_ID, BASE, VARIANT_ID):  # each one loads alone, after the other is unloaded
+            reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+            assert reply.model == model
+        assert stack.ps("a") == [ON_NODE]
+    finally:
+        Node.objects.filter(pk=node.pk).update(gpu_memory_bytes=0)
+
+
 @pytest.mark.django_db
 def test_the_admin_refuses_variants_that_cannot_work(superuser_client):
     base = Model.objects.create(public_id="refuse-base:1b", ollama_name="refuse-base:1b", context_length=8192,

@@ -10,7 +10,7 @@ an admission finds its model not loaded) it:
 2. reconciles the placements with what the nodes report (a model Ollama unloaded on its own);
 3. unloads drained models whose last running request finished;
 4. loads models that have waiting requests: on a node where the model fits the memory budget,
-   else by unloading idle models, else (once the oldest request has waited SWAP_MAX_WAIT_SECONDS)
+   else by unloading idle models (a model larger than a whole budget loads alone on a node), else (once the oldest request has waited SWAP_MAX_WAIT_SECONDS)
    by draining a busy model: it gets no new requests, and is unloaded when its running ones end.
    A model's larger-context variant and the model itself share weights, and Ollama runs one of them
    per node, so loading one first unloads the other (idle, or drained once forced).
@@ -257,7 +257,7 @@ class SwapActor:
                     break
                 victims.append(victim)
                 need -= self._size(victim)
-            if need > 0:
+            if need > 0 and not self._alone_after(route, url, states, routes, victims):
                 return False
         claimed.add(url)
         if victims:
@@ -269,6 +269,12 @@ class SwapActor:
         states[route.ollama_name].placement[url] = "loading"
         self._start(route, url, self._load(route, url))
         return True
+
+    def _alone_after(self, route: ModelRoute, url: str, states, routes, victims: list[ModelRoute]) -> bool:
+        """Whether `route` would be the only model on `url` once `victims` are gone. A model larger than a
+        node's whole budget (a long-context variant with many slots, say) still loads there alone, as
+        Ollama then keeps part of it in system memory: slower, but served, rather than waiting forever."""
+        return all(r is route or r in victims or url not in states[r.ollama_name].placement for r in routes)
 
     def _same_weights_victims(self, route: ModelRoute, url: str, states, routes, *, force: bool) -> list[ModelRoute] | None:
         """The models on `route`'s weights placed on `url`, which must be unloaded first; None while one
