@@ -21,7 +21,7 @@ TOKEN = "scrape-token-for-tests"
 def stack(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         config = sim_config([MODEL, ONE_SLOT], tokens_per_second=100, reply_tokens=10)
-        config["models"][1]["tokens_per_second"] = 3  # its 10-token replies take about 3 s: the queue stays put
+        config["models"][1]["tokens_per_second"] = 6  # its 10-token replies take about 1.7 s: the queue stays put
         world = Stack({"gpu": config}, webs=2,
                       users=("ann", "ben", "lim"), env={"METRICS_TOKEN": TOKEN},
                       models={MODEL: {"concurrency": 8}, ONE_SLOT: {"concurrency": 1, "max_queue": 8}})
