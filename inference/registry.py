@@ -163,7 +163,16 @@ async def node_info(url: str) -> NodeInfo | None:
 
 
 async def get_model(public_id: str) -> ModelRoute | None:
-    routes = await _snapshot.get()
+    return find_model(await _snapshot.get(), public_id)
+
+
+async def models_by_id() -> dict[str, ModelRoute]:
+    """The snapshot's routes by public id, for code that looks up many ids without awaiting each (batch
+    files, batches/validation.py): pass it to `find_model`."""
+    return dict(await _snapshot.get())
+
+
+def find_model(routes: dict[str, ModelRoute], public_id: str) -> ModelRoute | None:
     route = routes.get(public_id)
     if route is None and ":" not in public_id.rpartition("/")[2]:
         # As in Ollama, a name without a tag means the `latest` tag ("all-minilm" is "all-minilm:latest").

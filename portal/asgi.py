@@ -14,9 +14,10 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+
+from batches.limits import request_body_limit  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
@@ -37,8 +38,9 @@ class ApiASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         # Under portal/web.py an over-limit body never gets this far; under another ASGI server (which
         # hands the body over as the application reads it) this refuses it before reading it.
-        if _declared_length(scope) > settings.MAX_REQUEST_BODY_BYTES:
-            await _refuse_too_large(send)
+        limit = request_body_limit(scope["path"])
+        if _declared_length(scope) > limit:
+            await _refuse_too_large(send, limit)
             return
         # Django wraps each request in a ThreadSensitiveContext, which starts a fresh thread for the
         # request's first sync call (the request_started signal sends one on every request). API views
@@ -53,13 +55,13 @@ def _declared_length(scope) -> int:
     return 0
 
 
-async def _refuse_too_large(send) -> None:
+async def _refuse_too_large(send, limit: int) -> None:
     import json
 
     from common.apierrors import ApiError
     from inference.web.middleware import new_request_id
 
-    body = json.dumps(ApiError.payload_too_large(settings.MAX_REQUEST_BODY_BYTES).as_dict()).encode()
+    body = json.dumps(ApiError.payload_too_large(limit).as_dict()).encode()
     await send({"type": "http.response.start", "status": 413, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"x-request-id", new_request_id().encode()), (b"connection", b"close")]})

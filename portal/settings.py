@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "apiaccess",
     "inference",
     "usage",
+    "batches",
 ]
 
 MIDDLEWARE = [
@@ -284,6 +285,23 @@ WEB_LISTEN_BACKLOG = envint("WEB_LISTEN_BACKLOG", 1024, minimum=1)
 WEB_IDLE_TIMEOUT_SECONDS = envint("WEB_IDLE_TIMEOUT_SECONDS", 60, minimum=1)
 # Django's own cap on non-file bodies must not cut our API bodies short before we can answer 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Files for the Batch API (batches/files.py): JSONL of requests, each checked before it is accepted.
+# OpenAI's own limits per file; the quota is on the bytes one person keeps stored (0 = no quota).
+BATCH_FILE_MAX_BYTES = envint("BATCH_FILE_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
+BATCH_FILE_MAX_LINES = envint("BATCH_FILE_MAX_LINES", 50_000, minimum=1)
+BATCH_FILE_QUOTA_BYTES = envint("BATCH_FILE_QUOTA_BYTES", 1024 * 1024 * 1024, minimum=0)
+BATCH_FILES_DIR = Path(envstr("BATCH_FILES_DIR", str(RUN_DIR / "batch-files")))
+# Batch files go through Django's storage API under the "batch_files" alias, so S3-compatible storage
+# (django-storages) is a change here, not in the code. The other two entries are Django's defaults.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "batch_files": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                    "OPTIONS": {"location": str(BATCH_FILES_DIR), "file_permissions_mode": 0o600,
+                                "directory_permissions_mode": 0o700}},
+}
+# A file upload larger than this is written to a temporary file while it is parsed, not kept in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # A web process trusts a verified key this long, but re-reads it sooner when any key is revoked or
 # changed: it checks Redis for such changes every API_KEY_REVOCATION_CHECK_SECONDS.
 API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 60.0)

@@ -37,6 +37,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("inference.urls")),
     path("api/", include("inference.urls")),
+    # The Files API for batches (batches/), beside the OpenAI routes.
+    path("v1/", include("batches.urls")),
+    path("api/", include("batches.urls")),
     # Ollama's native API, for clients configured with an Ollama server URL (inference/ollama_api).
     path("ollama/", include("inference.ollama_api.urls")),
     path("ollama", ollama_views.root),

@@ -5,7 +5,8 @@ daphne hands the request to the ASGI application; by then an over-limit or unaut
 already cost its bandwidth and disk. So the checks that must happen before the body is read live here,
 where the headers are complete and the body has not been read yet:
 
-- a `Content-Length` over MAX_REQUEST_BODY_BYTES on an API path is answered 413 at once;
+- a `Content-Length` over MAX_REQUEST_BODY_BYTES on an API path is answered 413 at once (file uploads
+  have their own limit, batches/limits.py);
 - a chunked body (no length) on an API path is cut off with 413 once it passes the limit;
 - a body on an API path is not read until the caller's key is verified (settings.API_AUTHENTICATOR;
   usually one dict lookup in apiaccess/auth.py's cache): a missing or bad key is answered 401 at once;
@@ -79,14 +80,14 @@ class GuardedRequest(WebRequest):
     _api_path = b""
 
     def gotLength(self, length):
-        from django.conf import settings
+        from batches.limits import request_body_limit
 
         channel = self.channel
         path = (channel._path or b"").split(b"?", 1)[0]
         if not path.startswith(API_PREFIXES) or length == 0:
             return super().gotLength(length)
         self._api_path = path  # the channel forgets it once the whole body has arrived
-        limit = settings.MAX_REQUEST_BODY_BYTES
+        limit = request_body_limit(path.decode("latin-1"))
         if length is not None and length > limit:
             return self.refuse(413, "Payload Too Large",
                                f"Request body too large: the limit is {limit} bytes.", "request_too_large")
@@ -126,9 +127,9 @@ class GuardedRequest(WebRequest):
         if self._refused:
             return
         self._received += len(data)
-        from django.conf import settings
+        from batches.limits import request_body_limit
 
-        limit = settings.MAX_REQUEST_BODY_BYTES
+        limit = request_body_limit(self._api_path.decode("latin-1"))
         if self._received > limit:
             self.refuse(413, "Payload Too Large", f"Request body too large: the limit is {limit} bytes.",
                         "request_too_large")

@@ -224,6 +224,16 @@ def static_root(tmp_path_factory) -> str:
     return str(root)
 
 
+# The shared web process's limits on batch files (tests/test_files_api.py).
+BATCH_FILE_MAX_BYTES = 3 * 1024 * 1024
+BATCH_FILE_MAX_LINES = 1000
+BATCH_FILE_QUOTA_BYTES = 6 * 1024 * 1024
+
+
+def batch_files_dir() -> Path:
+    return processes.session_tmp() / "batch-files"
+
+
 def live_server_env(redis_server, static_root: str) -> dict[str, str]:
     """Production mode (DEBUG off, secure cookies) against the test database and Redis."""
     from django.db import connection
@@ -240,6 +250,11 @@ def live_server_env(redis_server, static_root: str) -> dict[str, str]:
         # Long, so tests that see a revoked key refused prove the Redis broadcast did it, not expiry.
         "API_KEY_CACHE_SECONDS": "600",
         "API_CORS_ALLOWED_ORIGINS": "https://app.example.org",  # tests/test_production.py
+        # tests/test_files_api.py: small limits it can pass, and stored files in the session's directory.
+        "BATCH_FILES_DIR": str(batch_files_dir()),
+        "BATCH_FILE_MAX_BYTES": str(BATCH_FILE_MAX_BYTES),
+        "BATCH_FILE_MAX_LINES": str(BATCH_FILE_MAX_LINES),
+        "BATCH_FILE_QUOTA_BYTES": str(BATCH_FILE_QUOTA_BYTES),
     }
 
 

@@ -1,5 +1,5 @@
 """The import structure the code keeps: shared helpers live in `common/`, a leaf
-that imports no app; the apps (apiaccess, inference, usage) never import portal, the project (pages,
+that imports no app; the apps (apiaccess, inference, usage, batches) never import portal, the project (pages,
 URLs, settings), which may import them; and no module, nor app, imports itself round a cycle.
 
 Imports are read from the source with `ast`, every one of them: at the top, inside functions (a lazy
@@ -14,10 +14,10 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("portal", "apiaccess", "inference", "usage")
+APPS = ("portal", "apiaccess", "inference", "usage", "batches")
 PACKAGES = (*APPS, "common")
 # Apps that may not import portal. (Celery tasks use celery.shared_task, so none needs portal.celery.)
-BELOW_PORTAL = ("apiaccess", "inference", "usage")
+BELOW_PORTAL = ("apiaccess", "inference", "usage", "batches")
 
 
 def module_name(path: Path) -> str:

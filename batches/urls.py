@@ -1,0 +1,11 @@
+"""The Files API, mounted beside inference's OpenAI routes under /v1/ and /api/ (portal/urls.py)."""
+
+from django.urls import path
+
+from batches import views
+
+urlpatterns = [
+    path("files", views.files_root),
+    path("files/<str:file_id>", views.file_detail),
+    path("files/<str:file_id>/content", views.file_content),
+]
