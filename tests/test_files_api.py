@@ -283,3 +283,28 @@ def test_uploads_at_once_cannot_slip_past_the_quota_together(newcomer):
     listed = newcomer.client.files.list()
     assert sorted(f.id for f in listed) == sorted(accepted)
     assert sum(f.bytes for f in listed) <= BATCH_FILE_QUOTA_BYTES
+
+
+def test_the_routes_answer_under_api_too_and_want_a_key(alice, gatehouse, world):
+    created = alice.upload(jsonl(chat("a")))
+    headers = {"Authorization": f"Bearer {world.alice_key}"}
+    listed = httpx.get(gatehouse.url + "/api/files", headers=headers).json()
+    assert listed["object"] == "list" and created.id in [f["id"] for f in listed["data"]]
+    assert httpx.get(f"{gatehouse.url}/api/files/{created.id}/content", headers=headers).content == jsonl(chat("a"))
+    refused = httpx.post(gatehouse.url + "/v1/files", files={"file": ("a.jsonl", jsonl(chat("b")))},
+                         data={"purpose": "batch"})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.django_db
+def test_staff_read_files_in_the_admin_but_do_not_add_or_edit_them(world, superuser_client):
+    from batches.models import BatchFile
+
+    row = BatchFile.objects.create(owner=world.users["alice"], filename="in-admin.jsonl", bytes=10, line_count=1,
+                                   object_name="nowhere.jsonl")
+    listing = superuser_client.get("/admin/batches/batchfile/")
+    assert listing.status_code == 200 and row.public_id in listing.content.decode()
+    assert superuser_client.get("/admin/batches/batchfile/add/").status_code == 403
+    page = superuser_client.get(f"/admin/batches/batchfile/{row.pk}/change/")
+    assert page.status_code == 200 and "in-admin.jsonl" in page.content.decode()
+    assert b'name="_save"' not in page.content
