@@ -93,6 +93,7 @@ def test_the_caddyfile_buffers_requests_limits_bodies_times_out_slow_clients_and
     text = CADDYFILE.read_text()
     directives = [line.split("#")[0].strip() for line in text.splitlines()]
     for expected in ("tls {$GATEHOUSE_TLS:internal}", "max_size {$MAX_REQUEST_BODY_BYTES:20971520}",
+                     "max_size {$UPLOAD_MAX_REQUEST_BYTES:209780736}",
                      "buffer_requests", "flush_interval -1", "read_header 10s", "read_body 60s",
                      "reverse_proxy web:8000 {"):
         assert expected in directives, expected
@@ -117,6 +118,33 @@ def test_caddy_accepts_the_caddyfile_with_and_without_certificates():
     server = config["apps"]["http"]["servers"]["srv0"]
     assert server["read_header_timeout"] == 10 * 10**9 and "write_timeout" not in server
     assert config["apps"]["tls"]["certificates"]["load_files"][0]["certificate"] == "/certs/fullchain.pem"
-    handlers = server["routes"][0]["handle"][0]["routes"][0]["handle"]
-    assert handlers[0] == {"handler": "request_body", "max_size": 20 * 1024 * 1024}
-    assert handlers[1]["buffer_requests"] is True and handlers[1]["flush_interval"] == -1
+    routes = server["routes"][0]["handle"][0]["routes"]
+    uploads = {"path": ["/v1/files", "/api/files"]}
+    # Every request meets exactly one body limit: file uploads theirs, everything else the API's.
+    assert routes[0] == {"handle": [{"handler": "request_body", "max_size": 200 * 1024 * 1024 + 64 * 1024}],
+                         "match": [uploads]}
+    assert routes[1] == {"handle": [{"handler": "request_body", "max_size": 20 * 1024 * 1024}],
+                         "match": [{"not": [uploads]}]}
+    proxy = routes[2]["handle"][0]
+    assert proxy["buffer_requests"] is True and proxy["flush_interval"] == -1
+
+
+def test_the_image_holds_every_package_gatehouse_installs():
+    """A package pyproject.toml installs but the Dockerfile never copies is missing from the image, and
+    every process of the deployment fails to start."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    installed = {pattern.rstrip("*") for pattern in
+                 tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = {line.split()[1] for line in (root / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")}
+    assert installed <= copied, installed - copied
+    local_apps = {name for name in (p.name for p in root.iterdir() if (p / "apps.py").exists())}
+    assert local_apps <= installed, local_apps - installed
+
+
+def test_uploaded_batch_files_outlive_the_containers_and_the_proxy_lets_uploads_through():
+    for service in ("web", "worker"):
+        assert "batch-files:/app/.run/batch-files" in SERVICES[service]["volumes"]
+    assert "batch-files" in COMPOSE["volumes"]
+    assert SERVICES["proxy"]["environment"]["UPLOAD_MAX_REQUEST_BYTES"].endswith(":-209780736}")
