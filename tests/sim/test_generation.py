@@ -52,8 +52,10 @@ def test_it_repeats_itself_for_the_same_seed_and_for_temperature_zero(sim):
     assert chat(sim, messages=messages, options={"seed": 8})["message"]["content"] != seeded[0]
     greedy = [chat(sim, messages=messages, options={"temperature": 0})["message"]["content"] for _ in range(2)]
     assert greedy[0] == greedy[1]
-    unseeded = {chat(sim, messages=messages, options={"num_predict": 20})["message"]["content"] for _ in range(3)}
-    assert len(unseeded) == 3  # the default temperature samples
+    # The default temperature samples. One of the answers it can sample is a short fixed sentence, so two
+    # of a few samples may be the same; five all the same would mean it does not sample at all.
+    unseeded = {chat(sim, messages=messages, options={"num_predict": 20})["message"]["content"] for _ in range(5)}
+    assert len(unseeded) >= 2
 
 
 def test_it_honours_num_predict_with_done_reason_length(sim):
