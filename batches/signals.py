@@ -3,16 +3,12 @@ deletion of its owner (a cascade). The object is deleted once the deletion is co
 
 from __future__ import annotations
 
-import logging
-
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from batches.models import BatchFile
 from batches.storage import delete_object
-
-log = logging.getLogger(__name__)
 
 
 @receiver(post_delete, sender=BatchFile)

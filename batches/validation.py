@@ -17,13 +17,10 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pydantic import ValidationError
-
 from common.apierrors import ApiError
-from inference.openai_api.limits import check_limits, check_surrogates
 from inference.openai_api.openai_protocol import CHAT_PROTOCOL, COMPLETION_PROTOCOL, EMBEDDING_PROTOCOL
 from inference.openai_api.responses_protocol import RESPONSES_PROTOCOL
-from inference.openai_api.schemas import _error_to_api as validation_error  # the schemas' own wording
+from inference.openai_api.schemas import validate_data
 from inference.registry import ModelRoute, find_model
 
 # The endpoints a line may target, and the front protocol that serves each (schema, canonical request).
@@ -110,12 +107,7 @@ def check_request(number: int, raw: bytes, request: dict[str, Any], *, routes: d
     if not isinstance(body, dict):
         raise bad_line(number, "'body' must be a JSON object: the request to send to " + url + ".")
     try:
-        check_surrogates(raw, body)
-        check_limits(body)
-        try:
-            parsed = protocol.schema.model_validate(body)
-        except ValidationError as exc:
-            raise validation_error(exc) from None
+        parsed = validate_data(protocol.schema, raw, body)
     except ApiError as error:
         where = f" (body.{error.param})" if error.param else ""
         raise bad_line(number, f"invalid request for {url}{where}: {error.message}") from None

@@ -23,7 +23,7 @@ from inference.openai_api.openai_protocol import require_generative
 from inference.openai_api.responses_format import ResponseEvents, new_id, whole_response
 from inference.openai_api.responses_schemas import InputContent, ResponsesRequest
 from inference.openai_api.schemas import ChatCompletionRequest
-from inference.openai_api.schemas import _error_to_api as validation_error  # the chat schemas' own wording
+from inference.openai_api.schemas import error_to_api as validation_error  # the chat schemas' own wording
 from inference.pipeline import Relay
 from inference.registry import ModelRoute
 from inference.streaming import event_stream_response, relay_events

@@ -377,7 +377,8 @@ def _rank(error: Any) -> tuple[int, int]:
     return (-len(_param(error["loc"]).split(".")) if depth else 0, int(is_type_error))
 
 
-def _error_to_api(exc: ValidationError) -> ApiError:
+def error_to_api(exc: ValidationError) -> ApiError:
+    """A pydantic failure as OpenAI words it: the first error, its parameter, a 400."""
     errors = sorted(exc.errors(include_url=False), key=_rank)
     first = errors[0]
     param = _param(first["loc"]) or None
@@ -406,6 +407,18 @@ def _error_to_api(exc: ValidationError) -> ApiError:
     return ApiError.invalid_request(message, param=param)
 
 
+def validate_data(model_cls: type[M], raw: bytes, data: dict) -> M:
+    """A decoded JSON object checked as a request body (`raw` holds its bytes): no lone surrogates, within
+    the API's limits, and the schema; every failure a 400 `ApiError`. Batch files check each line's body
+    with it too (batches/validation.py)."""
+    check_surrogates(raw, data)
+    check_limits(data)
+    try:
+        return model_cls.model_validate(data)
+    except ValidationError as exc:
+        raise error_to_api(exc) from None
+
+
 def parse_body(model_cls: type[M], raw: bytes) -> M:
     """Parse and validate a request body; every failure is a 400 `ApiError`, never a pydantic error."""
     if not raw or not raw.strip():
@@ -426,12 +439,7 @@ def parse_body(model_cls: type[M], raw: bytes) -> M:
     if not isinstance(data, dict):
         raise ApiError.invalid_request("The request body must be a JSON object.")
     try:
-        check_surrogates(raw, data)
-        check_limits(data)
-        try:
-            return model_cls.model_validate(data)
-        except ValidationError as exc:
-            raise _error_to_api(exc) from None
+        return validate_data(model_cls, raw, data)
     except ApiError as error:
         # The model the body asked for, for the usage record of the refused request (inference/pipeline.py Cleanup).
         model = data.get("model")
