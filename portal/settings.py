@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from common.store.keys import CHANNEL_LAYER_PREFIX
 from portal.env import envbool, envfloat, envint, envlist, envsecret, envstr
+from portal.storage_settings import batch_files_storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -291,14 +292,22 @@ BATCH_FILE_MAX_BYTES = envint("BATCH_FILE_MAX_BYTES", 200 * 1024 * 1024, minimum
 BATCH_FILE_MAX_LINES = envint("BATCH_FILE_MAX_LINES", 50_000, minimum=1)
 BATCH_FILE_QUOTA_BYTES = envint("BATCH_FILE_QUOTA_BYTES", 1024 * 1024 * 1024, minimum=0)
 BATCH_FILES_DIR = Path(envstr("BATCH_FILES_DIR", str(RUN_DIR / "batch-files")))
-# Batch files go through Django's storage API under the "batch_files" alias, so S3-compatible storage
-# (django-storages) is a change here, not in the code. The other two entries are Django's defaults.
+# With a bucket named, batch files live in S3-compatible storage (django-storages) instead of BATCH_FILES_DIR.
+BATCH_FILES_S3_BUCKET = envstr("BATCH_FILES_S3_BUCKET", "").strip()
+BATCH_FILES_S3_ENDPOINT_URL = envstr("BATCH_FILES_S3_ENDPOINT_URL", "").strip()  # empty: AWS
+BATCH_FILES_S3_REGION = envstr("BATCH_FILES_S3_REGION", "").strip()
+BATCH_FILES_S3_ACCESS_KEY_ID = envstr("BATCH_FILES_S3_ACCESS_KEY_ID", "").strip()
+BATCH_FILES_S3_SECRET_ACCESS_KEY = envsecret("BATCH_FILES_S3_SECRET_ACCESS_KEY")
+BATCH_FILES_S3_PREFIX = envstr("BATCH_FILES_S3_PREFIX", "batch-files")
+# Batch files go through Django's storage API under the "batch_files" alias (batches/storage.py), so
+# where they live is decided here alone. The other two entries are Django's defaults.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    "batch_files": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                    "OPTIONS": {"location": str(BATCH_FILES_DIR), "file_permissions_mode": 0o600,
-                                "directory_permissions_mode": 0o700}},
+    "batch_files": batch_files_storage(
+        directory=BATCH_FILES_DIR, s3_bucket=BATCH_FILES_S3_BUCKET, s3_endpoint_url=BATCH_FILES_S3_ENDPOINT_URL,
+        s3_region=BATCH_FILES_S3_REGION, s3_access_key_id=BATCH_FILES_S3_ACCESS_KEY_ID,
+        s3_secret_access_key=BATCH_FILES_S3_SECRET_ACCESS_KEY, s3_prefix=BATCH_FILES_S3_PREFIX),
 }
 # A file upload larger than this is written to a temporary file while it is parsed, not kept in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
