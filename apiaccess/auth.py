@@ -9,6 +9,7 @@ process notices within API_KEY_REVOCATION_CHECK_SECONDS. Expiry is checked on ev
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,7 +83,19 @@ def bearer_token(request) -> str | None:
 
 
 def _load(plain: str) -> tuple[Principal | None, str]:
-    api_key, reason = verification.verify_key(plain)
+    return _principal(*verification.verify_key(plain))
+
+
+def batch_principal(key_id: int) -> tuple[Principal | None, str]:
+    """Who a batch's lines run as (sync, ORM): its key, at batch priority whatever the key's own, so
+    its lines take only slots no interactive request wants. None and why when the key is no longer usable."""
+    principal, reason = _principal(*verification.verify_key_id(key_id))
+    if principal is None:
+        return None, reason
+    return dataclasses.replace(principal, priority=Priority.BATCH), ""
+
+
+def _principal(api_key: ApiKey | None, reason: str) -> tuple[Principal | None, str]:
     if api_key is None:
         return None, reason
     allowed = frozenset(api_key.allowed_models.values_list("public_id", flat=True))

@@ -25,6 +25,18 @@ def verify_key(plain: str) -> tuple[ApiKey | None, str]:
     api_key = ApiKey.objects.select_related("user", "user__gatehouse_account").filter(lookup=lookup).first()
     if api_key is None or not keys.matches(plain, api_key.digest):
         return None, INCORRECT
+    return usable(api_key)
+
+
+def verify_key_id(key_id: int) -> tuple[ApiKey | None, str]:
+    """The key with this id if it is still usable (a batch runs as the key that created it), or None and why."""
+    api_key = ApiKey.objects.select_related("user", "user__gatehouse_account").filter(pk=key_id).first()
+    if api_key is None:
+        return None, "The API key that created this batch was deleted."
+    return usable(api_key)
+
+
+def usable(api_key: ApiKey) -> tuple[ApiKey | None, str]:
     if api_key.revoked_at is not None:
         return None, REVOKED
     if not api_key.user.is_active:

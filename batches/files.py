@@ -83,7 +83,7 @@ def _check_quota(owner_id: int, size: int) -> None:
 
 
 def record_file(*, file_id: str, owner_id: int, key_id: int | None, purpose: str, filename: str, object_name: str,
-                size: int, line_count: int) -> BatchFile:
+                size: int, line_count: int, endpoints: str = "") -> BatchFile:
     """Write the row of a stored file, or refuse it over the person's quota.
 
     The quota check and the insert are one transaction holding a lock on the owner's user row, so
@@ -94,7 +94,7 @@ def record_file(*, file_id: str, owner_id: int, key_id: int | None, purpose: str
         _check_quota(owner_id, size)
         return BatchFile.objects.create(public_id=file_id, owner_id=owner_id, key_id=key_id, purpose=purpose,
                                         filename=filename, bytes=size, line_count=line_count,
-                                        object_name=object_name)
+                                        object_name=object_name, endpoints=endpoints)
 
 
 def store_file(caller: Caller, purpose: str, upload: UploadedFile, routes: dict) -> BatchFile:
@@ -105,7 +105,7 @@ def store_file(caller: Caller, purpose: str, upload: UploadedFile, routes: dict)
     closes the thread's database connection when it is done."""
     try:
         upload.seek(0)
-        line_count = validation.check_file(iter(upload.file), routes=routes, may_use=caller.may_use,
+        line_count, endpoints = validation.check_file(iter(upload.file), routes=routes, may_use=caller.may_use,
                                            max_requests=settings.BATCH_FILE_MAX_LINES)
         _check_quota(caller.user_id, upload.size)  # early: no copy of a file that cannot fit anyway
         file_id = new_file_id()
@@ -113,7 +113,7 @@ def store_file(caller: Caller, purpose: str, upload: UploadedFile, routes: dict)
         try:
             return record_file(file_id=file_id, owner_id=caller.user_id, key_id=caller.key_id, purpose=purpose,
                                filename=(upload.name or "upload.jsonl")[:FILENAME_CHARS], object_name=name,
-                               size=upload.size, line_count=line_count)
+                               size=upload.size, line_count=line_count, endpoints=",".join(sorted(endpoints)))
         except BaseException:
             storage.delete_object(name)
             raise

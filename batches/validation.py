@@ -31,7 +31,8 @@ PROTOCOLS = {
     "/v1/responses": RESPONSES_PROTOCOL,
 }
 ENDPOINTS = tuple(PROTOCOLS)
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
+CUSTOM_ID_CHARS = 500  # BatchLine.custom_id holds this many
 
 
 def bad_line(number: int, message: str) -> ApiError:
@@ -39,13 +40,15 @@ def bad_line(number: int, message: str) -> ApiError:
 
 
 def check_file(lines: Iterable[bytes], *, routes: dict[str, ModelRoute], may_use: Callable[[str], bool],
-               max_requests: int) -> int:
-    """Check every line; return the number of requests (non-empty lines) or raise a 400 ApiError about
-    the first bad line. `routes` is the catalogue (registry.models_by_id), `may_use` the key's access."""
+               max_requests: int) -> tuple[int, set[str]]:
+    """Check every line; return the number of requests (non-empty lines) and the endpoints they call, or
+    raise a 400 ApiError about the first bad line. `routes` is the catalogue (registry.models_by_id),
+    `may_use` the key's access."""
     seen: dict[str, int] = {}  # custom_id -> its line
+    endpoints: set[str] = set()
     for number, raw in enumerate(lines, start=1):
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM):]
         if not raw.strip():
             continue  # blank lines (and the newline at the end) are not requests
         if len(seen) >= max_requests:
@@ -56,6 +59,8 @@ def check_file(lines: Iterable[bytes], *, routes: dict[str, ModelRoute], may_use
         custom_id = request.get("custom_id")
         if not isinstance(custom_id, str) or not custom_id:
             raise bad_line(number, "'custom_id' must be a non-empty string.")
+        if len(custom_id) > CUSTOM_ID_CHARS:
+            raise bad_line(number, f"'custom_id' is longer than {CUSTOM_ID_CHARS} characters.")
         if not custom_id.isprintable() or _has_surrogate(custom_id):
             raise bad_line(number, "'custom_id' must be printable Unicode text.")
         if custom_id in seen:
@@ -63,10 +68,11 @@ def check_file(lines: Iterable[bytes], *, routes: dict[str, ModelRoute], may_use
                                    "each request needs its own.")
         seen[custom_id] = number
         check_request(number, raw, request, routes=routes, may_use=may_use)
+        endpoints.add(request["url"])
     if not seen:
         raise ApiError.invalid_request("The file is empty: it has no requests (one JSON object per line).",
                                        param="file", code="invalid_batch_file")
-    return len(seen)
+    return len(seen), endpoints
 
 
 def _has_surrogate(text: str) -> bool:

@@ -8,10 +8,10 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 
-from batches import files
+from batches import batch_api, files
 from common.apierrors import ApiError
 from inference.caller import authenticate
-from inference.web.api import api_endpoint, json_response
+from inference.web.api import api_endpoint, json_response, read_body
 
 
 def _upload_form(request):
@@ -57,3 +57,25 @@ async def file_content(request, file_id: str):
         "Content-Length": str(row.bytes),
         "Content-Disposition": f'attachment; filename="{row.public_id}.jsonl"',
     })
+
+
+@api_endpoint("GET", "POST")
+async def batches_root(request):
+    caller = await authenticate(request)
+    if request.method == "POST":
+        batch = await batch_api.create_batch(caller, read_body(request))
+        return json_response(batch_api.batch_object(batch))
+    return json_response(await batch_api.list_batches(caller, limit=request.GET.get("limit"),
+                                                      after=request.GET.get("after")))
+
+
+@api_endpoint("GET")
+async def batch_detail(request, batch_id: str):
+    caller = await authenticate(request)
+    return json_response(batch_api.batch_object(await batch_api.get_batch(caller, batch_id)))
+
+
+@api_endpoint("POST")
+async def batch_cancel(request, batch_id: str):
+    caller = await authenticate(request)
+    return json_response(batch_api.batch_object(await batch_api.cancel_batch(caller, batch_id)))

@@ -43,6 +43,10 @@ class ApiError(Exception):
         self.code = code
         return self
 
+    def with_param(self, param: str) -> ApiError:
+        self.param = param
+        return self
+
     def as_dict(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 

@@ -2,6 +2,7 @@
 
     handle(http_request, protocol)
       1. authenticate          the bearer key -> the caller                    (inference/caller.py)
+    serve(caller, protocol, read)     (a batch's lines start here: batches/lines.py)
       2. parse                 the body, by the protocol's schema              (inference/openai_api/parsing.py)
       3. resolve the model     the id -> a route in the catalogue snapshot     (inference/registry.py)
       4. canonical request     the protocol's body -> a GenerationRequest      (inference/engines/request.py)
@@ -23,6 +24,7 @@ record (with the model it asked for, when the body got that far) and frees what 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -70,9 +72,15 @@ class FrontProtocol(Protocol):
 
 async def handle(http_request, protocol: FrontProtocol):
     caller = await authenticate(http_request)  # no caller, no usage record: nobody to count it against
+    return await serve(caller, protocol, lambda: read_body(http_request))
+
+
+async def serve(caller: Caller, protocol: FrontProtocol, read: Callable[[], bytes]):
+    """Steps 2-10 for a known caller and the body `read` returns: an API request, or a batch's line
+    (batches/lines.py), which runs exactly as the same request sent to its endpoint would."""
     cleanup = Cleanup(caller)
     try:
-        body = await parse_request(protocol.schema, read_body(http_request))
+        body = await parse_request(protocol.schema, read())
         cleanup.asked_for(body.model, streamed=bool(getattr(body, "stream", False)))
         route = await resolve_model(caller, body.model)
         request = protocol.canonical(body, route)

@@ -222,12 +222,26 @@ USAGE_ROLLUP_SECONDS = envfloat("USAGE_ROLLUP_SECONDS", 3600.0)
 # Raw usage records are rolled up into daily rows after this many days (the usage pages show 30).
 USAGE_RAW_RETENTION_DAYS = envint("USAGE_RAW_RETENTION_DAYS", 90, minimum=31)
 USAGE_ROLLUP_RETENTION_DAYS = envint("USAGE_ROLLUP_RETENTION_DAYS", 0, minimum=0)  # 0: keep for ever
+# --- The Batch API's feeder (batches/feeder.py) ---
+BATCH_FEED_SECONDS = envfloat("BATCH_FEED_SECONDS", 5.0)
+# A killed feeder's batches resume this long after it died.
+BATCH_FEEDER_LEASE_SECONDS = envfloat("BATCH_FEEDER_LEASE_SECONDS", 15.0)
+BATCH_FEEDER_IDLE_SECONDS = envfloat("BATCH_FEEDER_IDLE_SECONDS", 30.0)
+# Batch lines in flight per slot of a model (running or next in its queue), over all batches.
+BATCH_LINES_PER_SLOT = envint("BATCH_LINES_PER_SLOT", 2, minimum=1)
+BATCH_MAX_ACTIVE_PER_PERSON = envint("BATCH_MAX_ACTIVE_PER_PERSON", 10, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sync-catalogue": {"task": "inference.tasks.sync_catalogue", "schedule": NODE_POLL_SECONDS},
     "flush-key-last-used": {"task": "apiaccess.tasks.flush_key_last_used", "schedule": KEY_LAST_USED_FLUSH_SECONDS},
     "drain-usage": {"task": "usage.tasks.drain_usage", "schedule": USAGE_DRAIN_SECONDS},
     "roll-up-usage": {"task": "usage.tasks.roll_up_usage", "schedule": USAGE_ROLLUP_SECONDS},
+    # Starts the batch feeder if none runs (a killed one is replaced once its lease expires).
+    "feed-batches": {"task": "batches.tasks.feed_batches", "schedule": BATCH_FEED_SECONDS,
+                     "options": {"expires": BATCH_FEED_SECONDS}},
 }
+# The batch feeder runs for as long as batches do: in its own worker (`celery worker -Q batches`), so it
+# never holds up the periodic tasks.
+CELERY_TASK_ROUTES = {"batches.tasks.feed_batches": {"queue": "batches"}}
 
 # --- Ollama nodes and model defaults ----------------------------------------------------------
 # Seeds the Node table; nodes are then edited in the admin.

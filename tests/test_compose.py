@@ -144,7 +144,7 @@ def test_the_image_holds_every_package_gatehouse_installs():
 
 
 def test_uploaded_batch_files_outlive_the_containers_and_the_proxy_lets_uploads_through():
-    for service in ("web", "worker"):
+    for service in ("web", "worker", "batch-worker"):
         assert "batch-files:/app/.run/batch-files" in SERVICES[service]["volumes"]
     assert "batch-files" in COMPOSE["volumes"]
     assert SERVICES["proxy"]["environment"]["UPLOAD_MAX_REQUEST_BYTES"].endswith(":-209780736}")

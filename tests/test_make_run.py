@@ -159,7 +159,7 @@ def test_it_serves_the_portal_signs_in_the_admin_and_stops_on_ctrl_c(stack):
                what="a process make run started is still listening after Ctrl-C")
     started = (stack_dir / "run" / "stack.pids").read_text().split()
     pids = dict(zip(started[::2], map(int, started[1::2]), strict=True))
-    assert {"web", "worker", "beat", "simulator"} <= set(pids)
+    assert {"web", "worker", "batch-worker", "beat", "simulator"} <= set(pids)
     for name, pid in pids.items():
         assert not alive(pid), f"{name} (pid {pid}) survived Ctrl-C"
     # Nor did anything they started (the worker's pool processes): nothing runs with make run's environment.

@@ -123,6 +123,7 @@ API_KEY_LAST_USED = "gh:apikeys:last-used"  # ZSET key id -> unix time of its la
 
 # -- Locks and leases of the portal and the workers ------------------------------------------------
 DASHBOARD_BROADCASTER = "gh:dashboard:broadcaster"  # STRING the web process sending dashboard snapshots
+BATCH_FEEDER = "gh:batches:feeder"  # STRING the Celery worker feeding batch lines (batches/feeder.py)
 CATALOGUE_SYNC_LOCK = "gh:catalogue-sync-lock"  # a redis-py Lock: one catalogue sync at a time
 
 # The prefix of the channel layer's keys and channels (channels_redis; portal/settings.py).

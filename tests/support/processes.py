@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -340,6 +341,16 @@ class CeleryWorker(ChildProcess):
     def stop(self, timeout: float = 15) -> None:
         super().stop(timeout)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class BatchWorker(ChildProcess):
+    """A real Celery worker for the "batches" queue alone, as `make run` and compose start it: the batch
+    feeder (batches/feeder.py) runs in it. The beat that starts the feeder runs in a CeleryWorker."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._start([sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "batches", "--loglevel=INFO",
+                     "--pool=solo", "-n", f"batches-{secrets.token_hex(4)}@%h"],
+                    {"DJANGO_SETTINGS_MODULE": "portal.settings", **env}, "celery-batches")
 
 
 class ServiceProcess(ChildProcess):

@@ -121,6 +121,15 @@ class Stack:
     def running(self, model: str) -> int:
         return sum(self.kv.zcard(keys.run(model, node.url)) for node in self.nodes)
 
+    def admitted(self, model: str) -> int:
+        """The model's tickets waiting or running, read in one transaction (the scripts move a ticket
+        from one to the other atomically, so no ticket is counted twice or missed)."""
+        pipe = self.kv.pipeline(transaction=True)
+        pipe.zcard(keys.enqueued(model))
+        for node in self.nodes:
+            pipe.zcard(keys.run(model, node.url))
+        return sum(pipe.execute())
+
     def placement(self, model: str) -> dict[str, str]:
         return self.kv.hgetall(keys.placement(model))
 

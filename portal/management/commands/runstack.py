@@ -136,6 +136,9 @@ class Command(BaseCommand):
             self._spawn("web", [python, "-m", "portal.web", *binds, "-p", str(port)], env)
             self._spawn("worker", [python, "-m", "celery", "-A", "portal", "worker", "--loglevel=INFO",
                                    "--concurrency=2"], env)
+            # The batch feeder runs for as long as batches do, in a worker of its own (batches/tasks.py).
+            self._spawn("batch-worker", [python, "-m", "celery", "-A", "portal", "worker", "--loglevel=INFO",
+                                         "-Q", "batches", "--pool=solo", "-n", "batches@%h"], env)
             self._spawn("beat", [python, "-m", "celery", "-A", "portal", "beat", "--loglevel=INFO",
                                  "--schedule", os.path.join(run_dir, "celerybeat-schedule")], env)
             with open(os.path.join(run_dir, "stack.pids"), "w") as fh:  # for tools and tests that check shutdown

@@ -1,0 +1,31 @@
+"""Celery tasks: thin wrappers that call plain functions, kept thin like views."""
+
+from __future__ import annotations
+
+import asyncio
+
+from celery import shared_task
+from django.db import close_old_connections
+
+from batches import feeder
+
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _feeder_loop() -> asyncio.AbstractEventLoop:
+    # One event loop for the worker process's life: the scheduler's broker and the outbox are kept per
+    # loop (inference/scheduler/slots.py), so a fresh loop per run would start them again each time.
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop
+
+
+@shared_task(ignore_result=True)
+def feed_batches() -> str:
+    # Long-running: it runs until no batch is left, in the worker that consumes the "batches" queue
+    # (settings.CELERY_TASK_ROUTES). A second feeder exits at once (the lease in batches/feeder.py).
+    try:
+        return _feeder_loop().run_until_complete(feeder.feed())
+    finally:
+        close_old_connections()
