@@ -150,6 +150,11 @@ def test_a_batch_answers_every_line_once_in_openai_shaped_files(world, django_db
     with pytest.raises(openai.ConflictError):
         client.batches.cancel(batch.id)
 
+    with django_db_blocker.unblock():  # staff read batches and their lines in the admin
+        staff = world.staff_session(permissions=("batches.view_batch", "batches.view_batchline"))
+    assert batch.id in staff.get(f"/admin/batches/batch/?q={batch.id}").text
+    assert "too-long" in staff.get(f"/admin/batches/batchline/?q={batch.id}").text
+
 
 def test_cancel_stops_feeding_and_lets_running_lines_finish(world):
     client = world.client("canceller")
