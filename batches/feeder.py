@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0  # the longest the feeder sleeps with nothing finishing
 CALLER_REFRESH_SECONDS = 30.0  # how often a batch's key is checked again (revoked, expired)
-FETCH = 100  # lines read from the database at a time, per batch
+FETCH = 20  # lines read from the database at a time, per batch (a few more than usually start)
 OUTBOX_FLUSH_SECONDS = 30.0
 
 
@@ -67,12 +67,12 @@ def start_finalizing(batch: Batch) -> None:
         status=Batch.Status.FINALIZING, finalizing_at=timezone.now())
 
 
-def fail_batch(batch: Batch, reason: str) -> None:
-    """The batch's key can no longer be used: what has not run fails, with the reason."""
+def fail_batch(batch: Batch, code: str, reason: str) -> None:
+    """The batch cannot go on (its key was revoked, its input file deleted before it was read): what has not
+    run is not run, and `errors` says why."""
     Batch.objects.filter(pk=batch.pk).update(errors={"object": "list", "data": [
-        {"code": "invalid_api_key", "message": reason, "param": None, "line": None}]})
+        {"code": code, "message": reason, "param": None, "line": None}]})
     lines.close_pending(batch, BatchLine.Status.CANCELLED)
-    output.finish(batch, Batch.Status.FAILED)
 
 
 class Feeder:
@@ -85,7 +85,8 @@ class Feeder:
         self.cursor: dict[int, int] = {}  # batch pk -> the next line index to read
         self.retries: dict[int, list[tuple[float, BatchLine]]] = defaultdict(list)  # batch pk -> (ready at, line)
         self.paused: dict[int, float] = {}  # batch pk -> until (a limit of its key or person is closed)
-        self.callers: dict[int, tuple[float, object | None, str]] = {}  # batch pk -> (checked at, caller, reason)
+        # batch pk -> (checked at, key generation, caller or None, why None)
+        self.callers: dict[int, tuple[float, int | None, object | None, str]] = {}
 
     # -- the lease -------------------------------------------------------------------------------
 
@@ -121,7 +122,10 @@ class Feeder:
                 elif time.monotonic() - idle_since > settings.BATCH_FEEDER_IDLE_SECONDS:
                     break
                 for batch in batches:
-                    await self.advance(batch)
+                    try:
+                        await self.advance(batch)
+                    except Exception:  # noqa: BLE001 - one batch's trouble (a database blip) must not stop the others
+                        log.exception("batch %s could not advance; trying again", batch.public_id)
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(TICK_SECONDS):
@@ -154,7 +158,14 @@ class Feeder:
     async def advance(self, batch: Batch) -> None:
         status = batch.status
         if status == Batch.Status.VALIDATING:
-            total = await sync_to_async(lines.load_lines)(batch)
+            try:
+                total = await sync_to_async(lines.load_lines)(batch)
+            except FileNotFoundError:
+                await sync_to_async(fail_batch)(batch, "invalid_input_file",
+                                                f"The input file {batch.input_file_public_id} was deleted before "
+                                                "the batch could read it.")
+                await self.finish(batch, Batch.Status.FAILED)
+                return
             await sync_to_async(start_running)(batch, total)
         elif status == Batch.Status.IN_PROGRESS:
             if timezone.now() >= batch.expires_at:
@@ -178,14 +189,18 @@ class Feeder:
         log.info("batch %s %s", batch.public_id, status)
 
     async def caller_for(self, batch: Batch):
+        """Who the batch's lines run as, loaded again when any key changed (the same signal that web
+        processes drop their cached keys on: apiaccess/revocation.py) or every CALLER_REFRESH_SECONDS."""
+        from apiaccess import revocation
         from apiaccess.auth import batch_principal  # the key's owner and limits, at batch priority
 
+        generation = await revocation.current()
         checked = self.callers.get(batch.pk)
-        if checked is None or time.monotonic() - checked[0] > CALLER_REFRESH_SECONDS:
+        if checked is None or checked[1] != generation or time.monotonic() - checked[0] > CALLER_REFRESH_SECONDS:
             caller, reason = (None, "The API key that created this batch was deleted.") if batch.key_id is None \
                 else await sync_to_async(batch_principal)(batch.key_id)
-            checked = self.callers[batch.pk] = (time.monotonic(), caller, reason)
-        return checked[1], checked[2]
+            checked = self.callers[batch.pk] = (time.monotonic(), generation, caller, reason)
+        return checked[2], checked[3]
 
     # -- feeding ---------------------------------------------------------------------------------
 
@@ -200,7 +215,8 @@ class Feeder:
         caller, reason = await self.caller_for(batch)
         if caller is None:
             await self.stop_batch(batch.pk)
-            await sync_to_async(fail_batch)(batch, reason)
+            await sync_to_async(fail_batch)(batch, "invalid_api_key", reason)
+            await self.finish(batch, Batch.Status.FAILED)
             return False
         now = time.monotonic()
         if self.paused.get(batch.pk, 0) > now:

@@ -73,7 +73,10 @@ class Outcome:
 
 def load_lines(batch: Batch) -> int:
     """Sync: copy the input file's requests into the batch's lines (idempotent: a feeder killed halfway
-    runs it again and the lines already written stay). Returns how many lines the batch has."""
+    runs it again and the lines already written stay). Returns how many lines the batch has; OSError
+    when the input file is gone (deleted since the batch was created)."""
+    if batch.input_file is None:
+        raise FileNotFoundError(batch.input_file_public_id)
     handle = storage.open_object(batch.input_file.object_name)
     rows: list[BatchLine] = []
     index = 0
@@ -143,10 +146,10 @@ def record(line: BatchLine, outcome: Outcome) -> bool:
 
 
 def close_pending(batch: Batch, status: str) -> int:
-    """Sync: every line not yet run becomes `status` (expired or cancelled) and counts as failed."""
+    """Sync: every line not yet run becomes `status` (expired or cancelled) and counts as failed, so the
+    counts add up to the total (also for a batch cancelled before its lines were read)."""
     with transaction.atomic():
         closed = BatchLine.objects.filter(batch=batch, status=BatchLine.Status.PENDING).update(
             status=status, finished_at=timezone.now())
-        if closed:
-            Batch.objects.filter(pk=batch.pk).update(failed_count=F("failed_count") + closed)
+        Batch.objects.filter(pk=batch.pk).update(failed_count=F("total_count") - F("completed_count"))
     return closed

@@ -29,23 +29,32 @@ NEVER_RAN = {
 SPOOL_BYTES = 8 * 1024 * 1024
 
 
-def output_line(line: BatchLine) -> dict:
+def output_line(line: BatchLine, never_ran: dict[str, dict]) -> dict:
     entry = {"id": "batch_req_" + secrets.token_hex(16), "custom_id": line.custom_id, "response": None, "error": None}
-    if line.status in NEVER_RAN:
-        entry["error"] = NEVER_RAN[line.status]
+    if line.status in never_ran:
+        entry["error"] = never_ran[line.status]
     else:
         entry["response"] = {"status_code": line.status_code, "request_id": line.request_id,
                              "body": json.loads(line.result)}
     return entry
 
 
-def _write(batch: Batch, statuses: tuple[str, ...], kind: str) -> BatchFile | None:
+def never_ran_errors(batch: Batch, final_status: str) -> dict[str, dict]:
+    """What the error file says of the lines that never ran: a failed batch says why it failed."""
+    if final_status != Batch.Status.FAILED or not batch.errors:
+        return NEVER_RAN
+    why = batch.errors["data"][0]["message"]
+    return {**NEVER_RAN, BatchLine.Status.CANCELLED: {
+        "code": "batch_failed", "message": f"This request was not executed because the batch failed: {why}"}}
+
+
+def _write(batch: Batch, statuses: tuple[str, ...], kind: str, never_ran: dict[str, dict]) -> BatchFile | None:
     """Store the lines of `statuses` as a file of the batch's owner; None if there are none."""
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
     count = 0
     lines = BatchLine.objects.filter(batch=batch, status__in=statuses).order_by("index")
     for line in lines.iterator(chunk_size=1000):
-        spool.write(json.dumps(output_line(line), ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n")
+        spool.write(json.dumps(output_line(line, never_ran), ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n")
         count += 1
     if not count:
         return None
@@ -60,8 +69,11 @@ def _write(batch: Batch, statuses: tuple[str, ...], kind: str) -> BatchFile | No
 def finish(batch: Batch, final_status: str) -> None:
     """Sync: write the output and error files and move the batch to its final status (completed,
     expired, cancelled or failed), with its timestamp."""
-    output = _write(batch, (BatchLine.Status.SUCCEEDED,), "output")
-    errors = _write(batch, (BatchLine.Status.FAILED, BatchLine.Status.EXPIRED, BatchLine.Status.CANCELLED), "error")
+    batch.refresh_from_db(fields=["errors"])
+    never_ran = never_ran_errors(batch, final_status)
+    output = _write(batch, (BatchLine.Status.SUCCEEDED,), "output", never_ran)
+    errors = _write(batch, (BatchLine.Status.FAILED, BatchLine.Status.EXPIRED, BatchLine.Status.CANCELLED), "error",
+                    never_ran)
     written = [f for f in (output, errors) if f is not None]
     try:
         with transaction.atomic():

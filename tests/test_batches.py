@@ -24,7 +24,7 @@ from tests.support.stack import Stack, sim_config, web_env
 
 FAST = "batch-fast:latest"  # 10 tokens in 0.05 s
 SLOW = "batch-slow:latest"  # 10 tokens in 0.5 s
-PEOPLE = ("runner", "canceller", "limited", "crowd", "killer", "other")
+PEOPLE = ("runner", "canceller", "limited", "crowd", "killer", "other", "revoked")
 MAX_ACTIVE = 3
 FEEDER_ENV = {"BATCH_FEED_SECONDS": "0.5", "BATCH_FEEDER_LEASE_SECONDS": "2", "BATCH_FEEDER_IDLE_SECONDS": "5",
               "USAGE_DRAIN_SECONDS": "0.3", "NODE_POLL_SECONDS": "3600"}
@@ -263,13 +263,57 @@ def test_a_feeder_killed_mid_batch_resumes_without_losing_or_repeating_a_line(wo
     eventually(lambda: client.batches.retrieve(batch.id).request_counts.completed >= 4, timeout=30,
                what="some lines done")
     world.feeder.kill()  # kill -9: no cleanup; its lines in flight are lost with it
-    at_kill = client.batches.retrieve(batch.id).request_counts.completed
+    world.webs[0].kill()  # and the web process that created the batch: batches do not live in it
     world.feeder = BatchWorker(world.worker_env)
+    world.webs[0] = world.webs.pop(world.start_web())  # its replacement
+    client = world.client("killer")
     done = wait_status(client, batch.id, {"completed"}, timeout=90)
     assert (done.request_counts.completed, done.request_counts.failed) == (24, 0)
     answers = file_lines(client, done.output_file_id)
     assert sorted(a["custom_id"] for a in answers) == sorted(f"k-{i}" for i in range(24))  # each once
     # Only the lines in flight at the kill (at most 2 per slot: 8) reached the node twice.
     ran = generations(world, "slow", SLOW) - before
-    assert 24 <= ran <= 24 + 8, (ran, at_kill)
+    assert 24 <= ran <= 24 + 8, ran
     assert node_stats(world, "slow", SLOW)["max_in_flight"] <= 4
+
+
+def test_a_batch_whose_key_is_revoked_fails_and_keeps_what_ran(world, django_db_blocker, settings):
+    from apiaccess.lifecycle import revoke_key
+    from apiaccess.models import ApiKey
+    from batches.models import Batch
+
+    client = world.client("revoked")
+    batch = start(client, [chat_line(f"r-{i}", model=SLOW) for i in range(20)])
+    eventually(lambda: client.batches.retrieve(batch.id).request_counts.completed >= 2, what="some lines done")
+    settings.REDIS_URL = world.redis.url  # the change is announced in the stack's Redis, as the web's would be
+    with django_db_blocker.unblock():
+        revoke_key(ApiKey.objects.get(user__username=f"revoked-{world.redis.port}"), actor=None, via="test")
+
+    def failed():
+        with django_db_blocker.unblock():  # the key is revoked: the API no longer answers its owner's key
+            row = Batch.objects.select_related("output_file", "error_file").get(public_id=batch.id)
+        return row.status == "failed" and row
+
+    done = eventually(failed, what="the batch to fail", timeout=30)
+    assert done.errors["data"][0]["code"] == "invalid_api_key" and "revoked" in done.errors["data"][0]["message"]
+    assert done.completed_count >= 2 and done.completed_count + done.failed_count == 20
+    assert done.output_file.line_count == done.completed_count
+    assert done.error_file.line_count == 20 - done.completed_count
+
+
+def test_a_batch_whose_input_file_is_gone_fails_with_the_reason(world, django_db_blocker):
+    import datetime as dt
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from batches.models import Batch
+
+    with django_db_blocker.unblock():  # as if the file were deleted between the create and the first read
+        owner = get_user_model().objects.get(username=f"other-{world.redis.port}")
+        row = Batch.objects.create(owner=owner, input_file=None, input_file_public_id="file-gone",
+                                   endpoint="/v1/chat/completions", total_count=3,
+                                   expires_at=timezone.now() + dt.timedelta(hours=24))
+    failed = wait_status(world.client("other"), row.public_id, {"failed"}, timeout=30)
+    assert failed.errors.data[0].code == "invalid_input_file" and "file-gone" in failed.errors.data[0].message
+    assert (failed.request_counts.completed, failed.request_counts.failed) == (0, 3)
