@@ -10,6 +10,7 @@ the file quota, so two creations at once cannot both slip under it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Annotated, Any
 
 from asgiref.sync import sync_to_async
@@ -24,6 +25,8 @@ from batches.models import Batch, BatchFile
 from common.apierrors import ApiError
 from inference.caller import Caller
 from inference.openai_api.schemas import parse_body
+
+log = logging.getLogger(__name__)
 
 COMPLETION_WINDOWS = {"24h": dt.timedelta(hours=24)}  # the one window OpenAI offers
 METADATA_PAIRS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
@@ -120,7 +123,10 @@ def wake_feeder() -> None:
     """Start the feeder now rather than at its next periodic start (it takes one batch or a hundred)."""
     from batches import tasks  # the Celery app is loaded only where batches are made
 
-    tasks.feed_batches.apply_async(expires=settings.BATCH_FEED_SECONDS)
+    try:
+        tasks.feed_batches.apply_async(expires=settings.BATCH_FEED_SECONDS, retry=False)
+    except Exception as exc:  # noqa: BLE001 - the batch is recorded; beat starts the feeder on its next round
+        log.warning("could not start the batch feeder now (%s); beat will", exc)
 
 
 async def create_batch(caller: Caller, raw: bytes) -> Batch:
