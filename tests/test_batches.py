@@ -5,7 +5,8 @@ starts them. Each test waits on the batch's status with a deadline.
 Checked here, as a user would see them: every line answered once, in OpenAI's output and error files;
 request_counts and usage; the bound on lines in flight, at the node; cancel; the completion window (the
 one thing mocked: 24 hours cannot pass in a test, so the test moves the batch's deadline); a token quota
-that closes mid-batch; the cap on active batches; kill -9 of the feeder's worker mid-batch.
+that closes mid-batch; the cap on active batches; kill -9 of the feeder's worker and of the web process
+mid-batch, with a Redis restart; a revoked key; an input file gone before it was read.
 """
 
 from __future__ import annotations
@@ -256,7 +257,7 @@ def test_creating_a_batch_checks_its_parameters(world):
     assert reply.status_code == 400 and reply.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_a_feeder_killed_mid_batch_resumes_without_losing_or_repeating_a_line(world, django_db_blocker):
+def test_a_batch_survives_kill_9_of_its_feeder_and_web_process_and_a_redis_restart(world, django_db_blocker):
     client = world.client("killer")
     before = generations(world, "slow", SLOW)
     batch = start(client, [chat_line(f"k-{i}", model=SLOW) for i in range(24)])
@@ -264,6 +265,8 @@ def test_a_feeder_killed_mid_batch_resumes_without_losing_or_repeating_a_line(wo
                what="some lines done")
     world.feeder.kill()  # kill -9: no cleanup; its lines in flight are lost with it
     world.webs[0].kill()  # and the web process that created the batch: batches do not live in it
+    world.redis.kill()  # and Redis restarts, empty: the feeder's lease, the queue, its slots are gone
+    world.redis.start()
     world.feeder = BatchWorker(world.worker_env)
     world.webs[0] = world.webs.pop(world.start_web())  # its replacement
     client = world.client("killer")
