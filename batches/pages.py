@@ -42,7 +42,7 @@ class BatchRow:
     status: str
     tone: str
     hint: str
-    done: int  # requests answered, well or not
+    done: int  # answered(batch), the progress bar's value
     counts: str
     downloads: list[Download]
     cancellable: bool
@@ -53,10 +53,14 @@ class BatchRow:
         return self.batch.is_active
 
 
+def answered(batch: Batch) -> int:
+    """Requests done: failed ones too, as their answers are in the error file."""
+    return batch.completed_count + batch.failed_count
+
+
 def counts_text(batch: Batch) -> str:
-    """"120 of 10,000 done, 3 failed": failed requests are done too, with an answer in the error file."""
-    done = batch.completed_count + batch.failed_count
-    text = f"{done:,} of {batch.total_count:,} done"
+    """The counts in words, as in "120 of 10,000 done, 3 failed"."""
+    text = f"{answered(batch):,} of {batch.total_count:,} done"
     return f"{text}, {batch.failed_count:,} failed" if batch.failed_count else text
 
 
@@ -77,7 +81,7 @@ def downloads(batch: Batch) -> list[Download]:
 
 def batch_row(batch: Batch) -> BatchRow:
     words, tone, hint = STATUS_WORDS[batch.status]
-    return BatchRow(batch=batch, status=words, tone=tone, hint=hint, done=batch.completed_count + batch.failed_count,
+    return BatchRow(batch=batch, status=words, tone=tone, hint=hint, done=answered(batch),
                     counts=counts_text(batch), downloads=downloads(batch), cancellable=batch.status in CANCELLABLE,
                     error=first_error(batch) if batch.status == Status.FAILED else "")
 

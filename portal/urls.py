@@ -34,6 +34,7 @@ urlpatterns = [
     path("models/", views.models_page, name="models"),
     path("", include("apiaccess.urls")),
     path("", include("usage.urls")),
+    path("", include("batches.portal_urls")),
     path("admin/", admin.site.urls),
     path("v1/", include("inference.urls")),
     path("api/", include("inference.urls")),

@@ -200,7 +200,7 @@ def test_every_page_has_an_icon_and_nothing_is_missing(browser, gatehouse, world
     failed = []
     page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
     sign_in(page, gatehouse.url, "alice", "pw-alice")
-    for path in ("/connect/", "/models/", "/usage/", "/settings/account/", "/admin/login/"):
+    for path in ("/connect/", "/models/", "/usage/", "/batches/", "/settings/account/", "/admin/login/"):
         page.goto(gatehouse.url + path)
     page.goto(gatehouse.url + "/")
     icons = page.eval_on_selector_all("link[rel=icon]", "links => links.map(l => l.href)")

@@ -83,7 +83,7 @@ def test_sign_up_when_open_creates_an_account_and_signs_it_in(world, settings):
 
 def test_the_home_page_of_a_signed_in_person_links_every_page(world):
     page = signed_in(world, "bob").get("/").content.decode()
-    for link in ('href="/settings/account/"', 'href="/connect/"', 'href="/models/"'):
+    for link in ('href="/settings/account/"', 'href="/connect/"', 'href="/models/"', 'href="/batches/"'):
         assert link in page
     assert "/v1" in page
     assert 'href="/admin/"' not in page, "the Admin link is for staff only"
