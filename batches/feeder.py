@@ -42,6 +42,11 @@ TICK_SECONDS = 1.0  # the longest the feeder sleeps with nothing finishing
 CALLER_REFRESH_SECONDS = 30.0  # how often a batch's key is checked again (revoked, expired)
 FETCH = 20  # lines read from the database at a time, per batch (a few more than usually start)
 OUTBOX_FLUSH_SECONDS = 30.0
+# A node that failed mid-answer (it died, or answered 5xx) may serve the line on a second try; after
+# TRANSIENT_ATTEMPTS tries its error is the line's result, as OpenAI's error file would have it.
+TRANSIENT_STATUSES = (502, 503, 504)
+TRANSIENT_ATTEMPTS = 3
+TRANSIENT_RETRY_SECONDS = 5.0
 
 
 def active_batches() -> list[Batch]:
@@ -85,6 +90,7 @@ class Feeder:
         self.cursor: dict[int, int] = {}  # batch pk -> the next line index to read
         self.retries: dict[int, list[tuple[float, BatchLine]]] = defaultdict(list)  # batch pk -> (ready at, line)
         self.paused: dict[int, float] = {}  # batch pk -> until (a limit of its key or person is closed)
+        self.attempts: Counter[int] = Counter()  # line pk -> times it ran and failed with a transient error
         # batch pk -> (checked at, key generation, caller or None, why None)
         self.callers: dict[int, tuple[float, int | None, object | None, str]] = {}
 
@@ -265,6 +271,9 @@ class Feeder:
     async def run_line(self, batch: Batch, caller, line: BatchLine) -> None:
         try:
             outcome = await lines.run_line(caller, batch.endpoint, line.body)
+            self.attempts[line.pk] += 1
+            if outcome.status_code in TRANSIENT_STATUSES and self.attempts[line.pk] < TRANSIENT_ATTEMPTS:
+                raise lines.Retry(TRANSIENT_RETRY_SECONDS, whole_batch=False)
         except lines.Retry as retry:
             ready_at = time.monotonic() + retry.seconds
             if retry.whole_batch:
@@ -278,6 +287,7 @@ class Feeder:
             outcome = lines.Outcome(500, {"error": {"message": "The server had an error while processing this request.",
                                                     "type": "server_error", "param": None, "code": None}})
         await sync_to_async(lines.record)(line, outcome)
+        self.attempts.pop(line.pk, None)
 
 
 async def feed() -> str:

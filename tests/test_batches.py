@@ -6,7 +6,8 @@ Checked here, as a user would see them: every line answered once, in OpenAI's ou
 request_counts and usage; the bound on lines in flight, at the node; cancel; the completion window (the
 one thing mocked: 24 hours cannot pass in a test, so the test moves the batch's deadline); a token quota
 that closes mid-batch; the cap on active batches; kill -9 of the feeder's worker and of the web process
-mid-batch, with a Redis restart; a revoked key; an input file gone before it was read.
+mid-batch, with a Redis restart; a node that dies mid-batch; a revoked key; an input file gone before it
+was read.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from tests.support.stack import Stack, sim_config, web_env
 
 FAST = "batch-fast:latest"  # 10 tokens in 0.05 s
 SLOW = "batch-slow:latest"  # 10 tokens in 0.5 s
-PEOPLE = ("runner", "canceller", "limited", "crowd", "killer", "other", "revoked")
+PAIR = "batch-pair:latest"  # on two nodes, one of which dies
+PEOPLE = ("runner", "canceller", "limited", "crowd", "killer", "other", "revoked", "survivor")
 MAX_ACTIVE = 3
 FEEDER_ENV = {"BATCH_FEED_SECONDS": "0.5", "BATCH_FEEDER_LEASE_SECONDS": "2", "BATCH_FEEDER_IDLE_SECONDS": "5",
               "USAGE_DRAIN_SECONDS": "0.3", "NODE_POLL_SECONDS": "3600"}
@@ -38,7 +40,9 @@ def world(django_db_setup, django_db_blocker):
     env = {"BATCH_FILES_DIR": str(files_dir), "BATCH_MAX_ACTIVE_PER_PERSON": str(MAX_ACTIVE), "SLOT_LEASE_SECONDS": "3"}
     with django_db_blocker.unblock():
         stack = Stack({"gpu": sim_config([FAST], tokens_per_second=200, reply_tokens=10),
-                       "slow": sim_config([SLOW], tokens_per_second=20, reply_tokens=10)},
+                       "slow": sim_config([SLOW], tokens_per_second=20, reply_tokens=10),
+                       "left": sim_config([PAIR], tokens_per_second=20, reply_tokens=10),
+                       "right": sim_config([PAIR], tokens_per_second=20, reply_tokens=10)},
                       users=PEOPLE, env=env)
     worker = CeleryWorker(web_env(stack.redis.url, **env, **FEEDER_ENV))
     feeder = BatchWorker(web_env(stack.redis.url, **env, **FEEDER_ENV))
@@ -320,3 +324,16 @@ def test_a_batch_whose_input_file_is_gone_fails_with_the_reason(world, django_db
     failed = wait_status(world.client("other"), row.public_id, {"failed"}, timeout=30)
     assert failed.errors.data[0].code == "invalid_input_file" and "file-gone" in failed.errors.data[0].message
     assert (failed.request_counts.completed, failed.request_counts.failed) == (0, 3)
+
+
+def test_a_batch_finishes_on_the_other_node_when_one_dies(world):
+    client = world.client("survivor")
+    batch = start(client, [chat_line(f"n-{i}", model=PAIR) for i in range(24)])
+    eventually(lambda: generations(world, "left", PAIR) >= 2 and client.batches.retrieve(batch.id).request_counts.completed >= 4,
+               timeout=30, what="lines running on both nodes")
+    world.sims["left"].kill()  # its lines in flight fail over or are tried again
+    done = wait_status(client, batch.id, {"completed"}, timeout=60)
+    assert (done.request_counts.completed, done.request_counts.failed) == (24, 0)
+    answers = file_lines(client, done.output_file_id)
+    assert sorted(a["custom_id"] for a in answers) == sorted(f"n-{i}" for i in range(24))
+    assert node_stats(world, "right", PAIR)["max_in_flight"] <= 4
