@@ -86,7 +86,8 @@ class Feeder:
         self.holding = True
         self.wake = asyncio.Event()
         self.tasks: dict[int, dict[int, asyncio.Task]] = defaultdict(dict)  # batch pk -> line pk -> its run
-        self.in_flight: Counter[str] = Counter()  # model id -> lines running or queued
+        self.in_flight: Counter[str] = Counter()  # model (its public id) -> lines running or queued
+        self.model_paused: dict[str, float] = {}  # model -> until (its queue was full)
         self.cursor: dict[int, int] = {}  # batch pk -> the next line index to read
         self.retries: dict[int, list[tuple[float, BatchLine]]] = defaultdict(list)  # batch pk -> (ready at, line)
         self.paused: dict[int, float] = {}  # batch pk -> until (a limit of its key or person is closed)
@@ -122,6 +123,7 @@ class Feeder:
         idle_since = time.monotonic()
         try:
             while self.holding:
+                self.wake.clear()  # before reading: a line that ends from here on wakes the wait below
                 batches = await sync_to_async(active_batches)()
                 if batches or self.running():
                     idle_since = time.monotonic()
@@ -132,9 +134,8 @@ class Feeder:
                         await self.advance(batch)
                     except Exception:  # noqa: BLE001 - one batch's trouble (a database blip) must not stop the others
                         log.exception("batch %s could not advance; trying again", batch.public_id)
-                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(TICK_SECONDS):
+                    async with asyncio.timeout(self.next_due()):
                         await self.wake.wait()
         finally:
             self.holding = False
@@ -146,6 +147,13 @@ class Feeder:
             with contextlib.suppress(*REDIS_ERRORS):
                 await scripts.get(redis_client(), "lease_release")(keys=[keys.BATCH_FEEDER], args=[self.owner])
         return "no batch left to feed"
+
+    def next_due(self) -> float:
+        """Seconds until a pause ends or a line's retry is due, or TICK_SECONDS if that is sooner."""
+        now = time.monotonic()
+        due = [*self.model_paused.values(), *self.paused.values(),
+               *(ready_at for waiting in self.retries.values() for ready_at, _ in waiting)]
+        return max(0.0, min([TICK_SECONDS, *(at - now for at in due if at > now)]))
 
     def running(self) -> int:
         return sum(len(tasks) for tasks in self.tasks.values())
@@ -210,11 +218,15 @@ class Feeder:
 
     # -- feeding ---------------------------------------------------------------------------------
 
-    async def cap(self, model: str) -> int:
+    async def room(self, model: str) -> tuple[str, int]:
+        """The model a line's name means (\"m\" and \"m:latest\" are one model, with one queue) and how
+        many of its batch lines may be in flight at once: BATCH_LINES_PER_SLOT per slot, but no more
+        waiting than the model's queue holds."""
         route = await registry.get_model(model)
         if route is None:
-            return 1  # it fails at once with the endpoint's own error; one at a time is enough
-        return settings.BATCH_LINES_PER_SLOT * route.concurrency * max(1, len(route.node_urls))
+            return model, 1  # it fails at once with the endpoint's own error; one at a time is enough
+        slot_count = route.concurrency * max(1, len(route.node_urls))
+        return route.public_id, slot_count + min(slot_count * (settings.BATCH_LINES_PER_SLOT - 1), route.max_queue)
 
     async def feed(self, batch: Batch) -> bool:
         """Start the batch's next lines while their models have room; True when every line has its result."""
@@ -255,31 +267,40 @@ class Feeder:
 
     async def start(self, batch: Batch, caller, line: BatchLine) -> bool:
         """Run the line if its model has room for one more; False if not."""
-        if self.in_flight[line.model] >= await self.cap(line.model):
+        model, cap = await self.room(line.model)
+        if self.in_flight[model] >= cap or self.model_paused.get(model, 0) > time.monotonic():
             return False
-        self.in_flight[line.model] += 1
-        task = asyncio.create_task(self.run_line(batch, caller, line))
+        self.in_flight[model] += 1
+        task = asyncio.create_task(self.run_line(batch, caller, line, model))
         self.tasks[batch.pk][line.pk] = task
-        task.add_done_callback(lambda _: self.line_done(batch.pk, line))
+        task.add_done_callback(lambda _: self.line_done(batch.pk, line, model, task))
         return True
 
-    def line_done(self, batch_pk: int, line: BatchLine) -> None:
-        self.in_flight[line.model] -= 1
+    def line_done(self, batch_pk: int, line: BatchLine, model: str, task: asyncio.Task) -> None:
+        self.in_flight[model] -= 1
+        if not task.cancelled() and task.exception() is None and task.result():  # it ran: its queue place is free
+            self.model_paused.pop(model, None)
         self.tasks.get(batch_pk, {}).pop(line.pk, None)
         self.wake.set()
 
-    async def run_line(self, batch: Batch, caller, line: BatchLine) -> None:
+    async def run_line(self, batch: Batch, caller, line: BatchLine, model: str) -> bool:
+        """Run the line and record its result; False if it did not run and waits for another try."""
         try:
             outcome = await lines.run_line(caller, batch.endpoint, line.body)
             self.attempts[line.pk] += 1
             if outcome.status_code in TRANSIENT_STATUSES and self.attempts[line.pk] < TRANSIENT_ATTEMPTS:
-                raise lines.Retry(TRANSIENT_RETRY_SECONDS, whole_batch=False)
+                raise lines.Retry(TRANSIENT_RETRY_SECONDS)
         except lines.Retry as retry:
             ready_at = time.monotonic() + retry.seconds
-            if retry.whole_batch:
+            if retry.scope == lines.Retry.BATCH:
                 self.paused[batch.pk] = ready_at
+            elif retry.scope == lines.Retry.MODEL:
+                # The queue is full: no line of the model asks again until a place should be free, which
+                # is when one of its lines ends (line_done) or when the refusal said; this one goes first.
+                self.model_paused[model] = max(ready_at, self.model_paused.get(model, 0))
+                ready_at = time.monotonic()
             self.retries[batch.pk].append((ready_at, line))
-            return
+            return False
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a bug must fail the line, not stop the feeder
@@ -288,6 +309,7 @@ class Feeder:
                                                     "type": "server_error", "param": None, "code": None}})
         await sync_to_async(lines.record)(line, outcome)
         self.attempts.pop(line.pk, None)
+        return True
 
 
 async def feed() -> str:

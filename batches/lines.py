@@ -41,16 +41,23 @@ INSERT_CHUNK = 1000
 # How long a line waits before it is tried again, by what kept it from running (seconds), when the
 # refusal does not say itself (a limit or a full queue says when to come back).
 RETRY_SECONDS = {QueueTimeout: 0.0, StoreUnavailable: 1.0, NodesUnreachable: 5.0, NoNodeServing: 15.0}
+# A line turned away because its model had no room yet is routine (it waits behind interactive work):
+# such an attempt writes no usage record, so a person's usage and the operators' 503 counts show what
+# people sent, not how often the feeder knocked.
+NO_ROOM = (QueueFull, QueueTimeout)
 
 
 class Retry(Exception):
-    """The line did not run (nothing of it reached a node): try it again after `seconds`. `whole_batch`
-    when what refused it holds for every line of the batch (a limit of its key or person)."""
+    """The line did not run (nothing of it reached a node): try it again after `seconds`. `scope` says
+    what else waits as long: only this line (LINE), every line of its batch (BATCH: a limit of its key
+    or person) or every batch line of its model (MODEL: the model's queue is full)."""
 
-    def __init__(self, seconds: float, whole_batch: bool) -> None:
+    LINE, BATCH, MODEL = "line", "batch", "model"
+
+    def __init__(self, seconds: float, scope: str = LINE) -> None:
         super().__init__(f"retry in {seconds:.1f} s")
         self.seconds = seconds
-        self.whole_batch = whole_batch
+        self.scope = scope
 
 
 @dataclass(frozen=True)
@@ -100,12 +107,12 @@ def load_lines(batch: Batch) -> int:
 
 def retry_for(error: SchedulingError) -> Retry | None:
     if isinstance(error, LimitExceeded):
-        return Retry(error.retry_after_ms / 1000, whole_batch=True)
+        return Retry(error.retry_after_ms / 1000, Retry.BATCH)
     if isinstance(error, QueueFull):
-        return Retry(max(error.retry_after_ms / 1000, 0.5), whole_batch=False)
+        return Retry(max(error.retry_after_ms / 1000, 0.05), Retry.MODEL)
     for kind, seconds in RETRY_SECONDS.items():
         if isinstance(error, kind):
-            return Retry(seconds, whole_batch=False)
+            return Retry(seconds)
     return None
 
 
@@ -116,7 +123,7 @@ async def run_line(caller: Caller, endpoint: str, body: str) -> Outcome:
 
     protocol = validation.PROTOCOLS[endpoint]
     try:
-        response = await pipeline.serve(caller, protocol, lambda: body.encode("utf-8"))
+        response = await pipeline.serve(caller, protocol, lambda: body.encode("utf-8"), unrecorded=NO_ROOM)
     except ApiError as error:
         return Outcome(error.status, error.as_dict())
     except SchedulingError as error:

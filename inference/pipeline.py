@@ -75,10 +75,13 @@ async def handle(http_request, protocol: FrontProtocol):
     return await serve(caller, protocol, lambda: read_body(http_request))
 
 
-async def serve(caller: Caller, protocol: FrontProtocol, read: Callable[[], bytes]):
+async def serve(caller: Caller, protocol: FrontProtocol, read: Callable[[], bytes], *,
+                unrecorded: tuple[type[BaseException], ...] = ()):
     """Steps 2-10 for a known caller and the body `read` returns: an API request, or a batch's line
-    (batches/lines.py), which runs exactly as the same request sent to its endpoint would."""
-    cleanup = Cleanup(caller)
+    (batches/lines.py), which runs exactly as the same request sent to its endpoint would. A request
+    that ends in one of the `unrecorded` errors writes no usage record (a batch line the queue had no
+    room for is tried again later: no one sent that attempt, and its 503 reached no one)."""
+    cleanup = Cleanup(caller, unrecorded)
     try:
         body = await parse_request(protocol.schema, read())
         cleanup.asked_for(body.model, streamed=bool(getattr(body, "stream", False)))
@@ -120,7 +123,8 @@ class Cleanup:
     limits with the tokens it used, and write its usage record. The last two go through the outbox, in
     the background, so the response never waits for them and a Redis outage delays them without loss."""
 
-    def __init__(self, caller: Caller) -> None:
+    def __init__(self, caller: Caller, unrecorded: tuple[type[BaseException], ...] = ()) -> None:
+        self.unrecorded = unrecorded
         self.meter = RequestMeter([])  # nothing measured until the request's calls are known
         self.usage = UsageLog(caller, "", streamed=False, meter=self.meter)
         self.grant: ratelimit.Grant | None = None
@@ -155,7 +159,8 @@ class Cleanup:
                 error.limit_headers.update(self.grant.headers)
         if disconnected is None:
             disconnected = isinstance(error, asyncio.CancelledError)
-        self.usage.finish(error, disconnected=disconnected)
+        if not isinstance(error, self.unrecorded):
+            self.usage.finish(error, disconnected=disconnected)
 
     def stream_ended(self, merged: MergedStream) -> None:
         self.finish(merged.error, disconnected=merged.error is None and not merged.complete)

@@ -27,7 +27,8 @@ from tests.support.stack import Stack, sim_config, web_env
 FAST = "batch-fast:latest"  # 10 tokens in 0.05 s
 SLOW = "batch-slow:latest"  # 10 tokens in 0.5 s
 PAIR = "batch-pair:latest"  # on two nodes, one of which dies
-PEOPLE = ("runner", "canceller", "limited", "crowd", "killer", "other", "revoked", "survivor")
+BUSY = "batch-busy:latest"  # 10 tokens in 0.2 s, a queue of 2: interactive callers share it with a batch
+PEOPLE = ("runner", "canceller", "limited", "crowd", "killer", "other", "revoked", "survivor", "typist", "bulk")
 MAX_ACTIVE = 3
 FEEDER_ENV = {"BATCH_FEED_SECONDS": "0.5", "BATCH_FEEDER_LEASE_SECONDS": "2", "BATCH_FEEDER_IDLE_SECONDS": "5",
               "USAGE_DRAIN_SECONDS": "0.3", "NODE_POLL_SECONDS": "3600"}
@@ -42,8 +43,9 @@ def world(django_db_setup, django_db_blocker):
         stack = Stack({"gpu": sim_config([FAST], tokens_per_second=200, reply_tokens=10),
                        "slow": sim_config([SLOW], tokens_per_second=20, reply_tokens=10),
                        "left": sim_config([PAIR], tokens_per_second=20, reply_tokens=10),
-                       "right": sim_config([PAIR], tokens_per_second=20, reply_tokens=10)},
-                      users=PEOPLE, env=env)
+                       "right": sim_config([PAIR], tokens_per_second=20, reply_tokens=10),
+                       "busy": sim_config([BUSY], tokens_per_second=50, reply_tokens=10)},
+                      models={BUSY: {"max_queue": 2}}, users=PEOPLE, env=env)
     worker = CeleryWorker(web_env(stack.redis.url, **env, **FEEDER_ENV))
     feeder = BatchWorker(web_env(stack.redis.url, **env, **FEEDER_ENV))
     stack.feeder = feeder
@@ -102,7 +104,9 @@ def usage_of(stack: Stack, person: str, django_db_blocker) -> list:
 def test_a_batch_answers_every_line_once_in_openai_shaped_files(world, django_db_blocker):
     client = world.client("runner")
     long_prompt = " ".join(["word"] * 3000)  # past the model's 2048-token context: fails when it runs
-    lines = [chat_line(f"q-{i}", content=f"Question {i}") for i in range(24)] + [chat_line("too-long", content=long_prompt)]
+    # Half the lines name the model without its tag: the same model and queue, so the same bound in flight.
+    lines = [chat_line(f"q-{i}", model=FAST if i % 2 else FAST.removesuffix(":latest"), content=f"Question {i}")
+             for i in range(24)] + [chat_line("too-long", content=long_prompt)]
     batch = start(client, lines)
     assert (batch.status, batch.endpoint, batch.completion_window) == ("validating", "/v1/chat/completions", "24h")
     assert batch.request_counts.total == 25 and batch.expires_at - batch.created_at == 24 * 3600
@@ -337,3 +341,41 @@ def test_a_batch_finishes_on_the_other_node_when_one_dies(world):
     answers = file_lines(client, done.output_file_id)
     assert sorted(a["custom_id"] for a in answers) == sorted(f"n-{i}" for i in range(24))
     assert node_stats(world, "right", PAIR)["max_in_flight"] <= 4
+
+
+def test_interactive_callers_keep_their_queue_places_while_a_batch_runs(world, django_db_blocker):
+    """The model's queue holds 2. Batch lines wait behind interactive calls, so they never take those two
+    places: two people calling in a loop next to a 60-line batch are never refused. The feeder, refused
+    itself when the queue is full, tries again when a place opens; those attempts are not usage."""
+    bulk = world.client("bulk")
+    batch = start(bulk, [chat_line(f"b-{i}", model=BUSY) for i in range(60)])
+    eventually(lambda: node_stats(world, "busy", BUSY)["in_flight"] >= 1, what="the batch to start", timeout=30)
+    typist = world.client("typist", max_retries=0)
+    answers, refusals = [], []
+
+    def call_in_a_loop():
+        while client_should_go_on.is_set():
+            try:
+                typist.chat.completions.create(model=BUSY, messages=[{"role": "user", "content": "Hi"}], max_tokens=10)
+                answers.append(1)
+            except openai.APIStatusError as refused:
+                refusals.append(refused.status_code)
+
+    client_should_go_on = threading.Event()
+    client_should_go_on.set()
+    callers = [threading.Thread(target=call_in_a_loop) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    try:
+        done = wait_status(bulk, batch.id, {"completed"}, timeout=90)
+    finally:
+        client_should_go_on.clear()
+        for caller in callers:
+            caller.join()
+    assert refusals == [] and len(answers) >= 10
+    assert (done.request_counts.completed, done.request_counts.failed) == (60, 0)
+    assert node_stats(world, "busy", BUSY)["max_in_flight"] <= 4
+    # A line the full queue turned away is tried again, unseen: the person's usage shows the 60 lines.
+    records = eventually(lambda: (found := usage_of(world, "bulk", django_db_blocker)) and len(found) >= 60 and found,
+                         what="the lines' usage records")  # written in the background
+    assert [(r["status"], r["priority"]) for r in records] == [(200, "batch")] * 60

@@ -2,13 +2,14 @@
 -- admit(policy..., owner, user, class, retry, k, ticket_1..ticket_k)
 -- All k tickets (one per upstream call of a request) are admitted, or none. A request is admitted
 -- while the requests in the model's system (running and waiting) exceed the slots it has or will have
--- (ready, loading, or about to be loaded) by at most max_queue. A retry (its node failed under it, or
+-- (ready, loading, or about to be loaded) by at most max_queue; an interactive request does not count
+-- the batch tickets waiting behind it. A retry (its node failed under it, or
 -- Redis lost its ticket) was admitted once already and goes to the front.
 -- Admitting tickets that exist already (a call retried after its reply was lost) changes nothing.
 -- Returns {1, waiting, position, eta_ms, granted ticket/node pairs...}: the position and expected wait
 -- of the request's first waiting ticket (0, 0 if all were granted); or {0, waiting, retry_after_ms}
 -- for a refusal: the moment a place should be free for it, reserved so that refused requests come
--- back one after another rather than all at once.
+-- back one after another rather than all at once (not for a batch ticket).
 local p, i = policy()
 local owner, user, class = ARGV[i], ARGV[i + 1], ARGV[i + 2]
 local retry, k = ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
@@ -45,8 +46,14 @@ reap(p.now)
 local granted = dispatch(p)
 local waiting = redis.call('ZCARD', P .. 'enq')
 local f = slots_forecast(p)
+-- Batch tickets wait behind every interactive one (bar those aged past the batch bound), so an interactive
+-- request does not count them: a batch never takes the queue place of someone at a keyboard. A batch
+-- ticket counts everything, so batch lines alone never fill more than the queue (and the batch feeder
+-- keeps only a few per slot in flight: batches/feeder.py).
+local counted = waiting
+if class == '' then counted = waiting - redis.call('ZCARD', P .. 'qb') end
 -- Beyond the slots it has or will have, how many requests would wait with this one in.
-local beyond = waiting + f.running + k - f.capacity
+local beyond = counted + f.running + k - f.capacity
 
 -- Reservations: a refused request was told when to come back. A place that opens at that moment is
 -- kept for it for a while (`window`): others arriving meanwhile count it as taken. The person who
@@ -59,7 +66,8 @@ end
 local due = redis.call('ZRANGEBYSCORE', P .. 'resv', '-inf', p.now)
 local mine, held_for_others = nil, 0
 for _, r in ipairs(due) do
-  if redis.call('HGET', P .. 'resvuser', r) ~= user then
+  -- A batch line never claims its person's reservation: that place was promised to an interactive call.
+  if class == 'b' or redis.call('HGET', P .. 'resvuser', r) ~= user then
     held_for_others = held_for_others + 1
   elseif not mine then
     mine = r
@@ -89,6 +97,9 @@ if not retry and beyond + held_for_others > p.max_queue then
     -- that returns on the dot of an early forecast is refused once more).
     retry_ms = math.min(MAX_RETRY_AFTER_MS, math.floor(math.max(1, at - p.now) + math.min(1000, f.call_ms / 4)))
   end
+  -- A refused batch line reserves nothing: the feeder holds back the model's lines until then anyway,
+  -- and a reservation would keep a place from interactive callers.
+  if class == 'b' then return {0, waiting, retry_ms} end
   redis.call('ZADD', P .. 'resv', p.now + retry_ms, tickets[1])
   redis.call('HSET', P .. 'resvuser', tickets[1], user)
   redis.call('PEXPIRE', P .. 'resv', retry_ms + window + 1000)
