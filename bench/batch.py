@@ -32,9 +32,9 @@ samples of generating / concurrency. Reported: interactive p50/p95/p99 per phase
 <= 1.10, with a 90 % bootstrap interval: what sampling noise alone would move it by) and
 p95(A)/p95(direct); the latency less the queue wait; utilisation in A, in B's interactive window, with
 the batch alone, and over the batch's whole run (target: near 100 %); batch lines/s and wall time;
-how many lines Gatehouse held at once (the feeder's bound: BATCH_LINES_PER_SLOT x slots); request_counts; the
-output file checked (every custom_id once); the node's max_in_flight (must be <= concurrency); the usage
-records Gatehouse wrote, by priority and status (refused attempts included).
+how many lines Gatehouse held at once (the feeder's bound: BATCH_LINES_PER_SLOT x slots, no more waiting
+than max_queue); request_counts; the output file checked (every custom_id once); the node's max_in_flight
+(must be <= concurrency); the usage records Gatehouse wrote, by priority and status.
 
 Each run is stored under its --label in bench/results/batch.json (other labels are kept, so several
 settings can be compared), and batch.md is written from all of them (what follows its notes marker is
@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import random
 import shutil
@@ -69,7 +68,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.overhead import manage  # noqa: E402
 from bench.scheduling import World  # noqa: E402
-from bench.storms import code_version, own_redis  # noqa: E402
+from bench.storms import code_version, own_redis, quantile  # noqa: E402
 from common.store import keys  # noqa: E402
 from tests.support.processes import BatchWorker, CeleryWorker  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
@@ -84,15 +83,6 @@ BOOTSTRAP = 2000  # resamples for the confidence interval of a p95 ratio
 WAITED_MS = 10  # a queue wait this long or longer was a wait for a slot (admission itself takes 0-5 ms)
 CLIENTS = ("ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal")
 BATCHER = "batcher"
-
-
-def quantile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def latency_summary(records: list[dict]) -> dict:
@@ -491,6 +481,11 @@ def lat(s: dict) -> str:
         (f", {s['errors']} errors: {s['error_kinds']})" if s["errors"] else ")")
 
 
+def feeder_bound(s: dict) -> int:
+    """The most lines the feeder keeps in flight on one model (batches/feeder.py `room`)."""
+    return CONCURRENCY + min(CONCURRENCY * (s["batch_lines_per_slot"] - 1), s.get("max_queue", 64))
+
+
 def lines(label: str, r: dict) -> list[str]:
     s, b = r["settings"], r["B"]
     w = b["util_whole_batch"]
@@ -535,7 +530,7 @@ def lines(label: str, r: dict) -> list[str]:
             f"{w['held_not_generating']:.1%}, the hand-over from one call to the next); batch lines waiting: mean "
             f"{w['batch_waiting_mean']}, max {w.get('max_batch_waiting', '?')}; with the batch alone, most lines in Gatehouse at "
             f"once (running + waiting) {b['util_batch_alone'].get('max_admitted', '?')} (the feeder's bound: "
-            f"{s['batch_lines_per_slot'] * CONCURRENCY})",
+            f"{feeder_bound(s)})",
             f"  node: max_in_flight {r['node']['max_in_flight']} (concurrency {CONCURRENCY}), max_generating "
             f"{r['node']['max_generating']}, loads {r['node']['loads']}, reloads {r['node']['reloads']}"]
     if "usage_records" in r:
