@@ -28,7 +28,9 @@ FAST = "batch-fast:latest"  # 10 tokens in 0.05 s
 SLOW = "batch-slow:latest"  # 10 tokens in 0.5 s
 PAIR = "batch-pair:latest"  # on two nodes, one of which dies
 BUSY = "batch-busy:latest"  # 10 tokens in 0.2 s, a queue of 2: interactive callers share it with a batch
-PEOPLE = ("runner", "canceller", "limited", "crowd", "killer", "other", "revoked", "survivor", "typist", "bulk")
+EMBED = "batch-embed:latest"  # an embedding model, beside FAST
+PEOPLE = ("runner", "canceller", "limited", "crowd", "killer", "other", "revoked", "survivor", "typist", "bulk",
+          "mixer")
 MAX_ACTIVE = 3
 FEEDER_ENV = {"BATCH_FEED_SECONDS": "0.5", "BATCH_FEEDER_LEASE_SECONDS": "2", "BATCH_FEEDER_IDLE_SECONDS": "5",
               "USAGE_DRAIN_SECONDS": "0.3", "NODE_POLL_SECONDS": "3600"}
@@ -40,7 +42,10 @@ def world(django_db_setup, django_db_blocker):
     # Short slot leases: the kill -9 test waits for the killed feeder's slots to lapse.
     env = {"BATCH_FILES_DIR": str(files_dir), "BATCH_MAX_ACTIVE_PER_PERSON": str(MAX_ACTIVE), "SLOT_LEASE_SECONDS": "3"}
     with django_db_blocker.unblock():
-        stack = Stack({"gpu": sim_config([FAST], tokens_per_second=200, reply_tokens=10),
+        gpu = sim_config([FAST], tokens_per_second=200, reply_tokens=10)
+        gpu["models"].append({"name": EMBED, "size": 100_000_000, "capabilities": ["embedding"], "context_length": 512,
+                              "embedding_length": 384})
+        stack = Stack({"gpu": gpu,
                        "slow": sim_config([SLOW], tokens_per_second=20, reply_tokens=10),
                        "left": sim_config([PAIR], tokens_per_second=20, reply_tokens=10),
                        "right": sim_config([PAIR], tokens_per_second=20, reply_tokens=10),
@@ -163,6 +168,30 @@ def test_a_batch_answers_every_line_once_in_openai_shaped_files(world, django_db
         staff = world.staff_session(permissions=("batches.view_batch", "batches.view_batchline"))
     assert batch.id in staff.get(f"/admin/batches/batch/?q={batch.id}").text
     assert "too-long" in staff.get(f"/admin/batches/batchline/?q={batch.id}").text
+
+
+def test_lines_may_call_completions_embeddings_and_responses(world):
+    client = world.client("mixer")
+    requests = {
+        "/v1/completions": ({"model": FAST, "prompt": "Once upon a time", "max_tokens": 5}, "text_completion"),
+        "/v1/embeddings": ({"model": EMBED, "input": ["first text", "second text"]}, "list"),
+        "/v1/responses": ({"model": FAST, "input": "Say hello.", "max_output_tokens": 100}, "response"),
+    }
+    batches = {endpoint: start(client, [{"custom_id": f"{endpoint}-{i}", "method": "POST", "url": endpoint, "body": body}
+                                        for i in range(2)], endpoint=endpoint)
+               for endpoint, (body, _) in requests.items()}
+    for endpoint, batch in batches.items():
+        done = wait_status(client, batch.id, {"completed", "failed", "expired", "cancelled"})
+        assert (done.status, done.request_counts.completed) == ("completed", 2), (endpoint, done)
+        bodies = [a["response"]["body"] for a in file_lines(client, done.output_file_id)]
+        assert [b["object"] for b in bodies] == [requests[endpoint][1]] * 2, (endpoint, bodies)
+        assert done.usage.input_tokens > 0
+    vectors = [a["response"]["body"]["data"] for a in file_lines(client, client.batches.retrieve(
+        batches["/v1/embeddings"].id).output_file_id)]
+    assert [len(data) for data in vectors] == [2, 2] and len(vectors[0][0]["embedding"]) == 384
+    response = file_lines(client, client.batches.retrieve(batches["/v1/responses"].id).output_file_id)[0]["response"]
+    texts = [part["text"] for item in response["body"]["output"] if item["type"] == "message" for part in item["content"]]
+    assert response["body"]["status"] == "completed" and any(texts)
 
 
 def test_cancel_stops_feeding_and_lets_running_lines_finish(world):
@@ -345,10 +374,10 @@ def test_a_batch_finishes_on_the_other_node_when_one_dies(world):
 
 def test_interactive_callers_keep_their_queue_places_while_a_batch_runs(world, django_db_blocker):
     """The model's queue holds 2. Batch lines wait behind interactive calls, so they never take those two
-    places: two people calling in a loop next to a 60-line batch are never refused. The feeder, refused
+    places: two people calling in a loop next to a 40-line batch are never refused. The feeder, refused
     itself when the queue is full, tries again when a place opens; those attempts are not usage."""
     bulk = world.client("bulk")
-    batch = start(bulk, [chat_line(f"b-{i}", model=BUSY) for i in range(60)])
+    batch = start(bulk, [chat_line(f"b-{i}", model=BUSY) for i in range(40)])
     eventually(lambda: node_stats(world, "busy", BUSY)["in_flight"] >= 1, what="the batch to start", timeout=30)
     typist = world.client("typist", max_retries=0)
     answers, refusals = [], []
@@ -373,9 +402,9 @@ def test_interactive_callers_keep_their_queue_places_while_a_batch_runs(world, d
         for caller in callers:
             caller.join()
     assert refusals == [] and len(answers) >= 10
-    assert (done.request_counts.completed, done.request_counts.failed) == (60, 0)
+    assert (done.request_counts.completed, done.request_counts.failed) == (40, 0)
     assert node_stats(world, "busy", BUSY)["max_in_flight"] <= 4
-    # A line the full queue turned away is tried again, unseen: the person's usage shows the 60 lines.
-    records = eventually(lambda: (found := usage_of(world, "bulk", django_db_blocker)) and len(found) >= 60 and found,
+    # A line the full queue turned away is tried again, unseen: the person's usage shows the 40 lines.
+    records = eventually(lambda: (found := usage_of(world, "bulk", django_db_blocker)) and len(found) >= 40 and found,
                          what="the lines' usage records")  # written in the background
-    assert [(r["status"], r["priority"]) for r in records] == [(200, "batch")] * 60
+    assert [(r["status"], r["priority"]) for r in records] == [(200, "batch")] * 40

@@ -16,7 +16,7 @@ MODEL = "slow-load:latest"
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker):
-    config = sim_config([MODEL], tokens_per_second=20, reply_tokens=10, load_seconds_per_gib=6.0)
+    config = sim_config([MODEL], tokens_per_second=20, reply_tokens=10, load_seconds_per_gib=4.0)
     with django_db_blocker.unblock():
         world = Stack({"gpu": config}, models={MODEL: {"concurrency": 2, "max_queue": 8}})
     yield world
@@ -41,7 +41,7 @@ def test_a_model_being_loaded_shows_its_load_and_a_wait_that_counts_it(stack, dj
         row = _row(staff.get("/models/").text)
         assert 'data-label="Loaded now">loading now, on 1 server' in row
         wait = re.search(r'data-label="Typical wait">about (\d+) s<', row)
-        assert wait and int(wait.group(1)) >= 2, row  # a six-second load, not "under 1 s"
+        assert wait and int(wait.group(1)) >= 2, row  # a four-second load, not "under 1 s"
         status = staff.get("/portal/api/status").json()["models"][MODEL]
         assert status["loading_on"] == 1
         assert status["queue_depth"] == 4
