@@ -312,5 +312,22 @@ class Feeder:
         return True
 
 
+_running: Feeder | None = None  # the feeder of this process, while it runs
+
+
+def stop_feeding() -> None:
+    """Stop the feeder running in this process (its worker is shutting down) instead of letting it run
+    until no batch is left: its lines in flight are cancelled and stay pending, its slots and its lease
+    are released, so the next feeder, wherever it starts, carries on at once."""
+    if _running is not None:
+        _running.holding = False
+        _running.wake.set()
+
+
 async def feed() -> str:
-    return await Feeder().run()
+    global _running
+    _running = Feeder()
+    try:
+        return await _running.run()
+    finally:
+        _running = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from celery import shared_task
+from celery.signals import worker_shutting_down
 from django.db import close_old_connections
 
 from batches import feeder
@@ -29,3 +30,12 @@ def feed_batches() -> str:
         return _feeder_loop().run_until_complete(feeder.feed())
     finally:
         close_old_connections()
+
+
+@worker_shutting_down.connect
+def stop_feeding_on_shutdown(**_) -> None:
+    # A warm shutdown (SIGTERM, a first Ctrl-C) waits for the running task, and the feeder would go on
+    # until no batch is left (then the worker is killed, its lease held until it lapses). Celery sends
+    # this signal from its signal handler, in the thread that runs the loop: hand the stop to the loop.
+    if _loop is not None and not _loop.is_closed():
+        _loop.call_soon_threadsafe(feeder.stop_feeding)

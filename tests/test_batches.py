@@ -21,6 +21,7 @@ import httpx
 import openai
 import pytest
 
+from common.store import keys
 from tests.support.processes import BatchWorker, CeleryWorker, eventually, session_tmp
 from tests.support.stack import Stack, sim_config, web_env
 
@@ -30,7 +31,7 @@ PAIR = "batch-pair:latest"  # on two nodes, one of which dies
 BUSY = "batch-busy:latest"  # 10 tokens in 0.2 s, a queue of 2: interactive callers share it with a batch
 EMBED = "batch-embed:latest"  # an embedding model, beside FAST
 PEOPLE = ("runner", "canceller", "limited", "crowd", "killer", "other", "revoked", "survivor", "typist", "bulk",
-          "mixer")
+          "mixer", "stopper")
 MAX_ACTIVE = 3
 FEEDER_ENV = {"BATCH_FEED_SECONDS": "0.5", "BATCH_FEEDER_LEASE_SECONDS": "2", "BATCH_FEEDER_IDLE_SECONDS": "5",
               "USAGE_DRAIN_SECONDS": "0.3", "NODE_POLL_SECONDS": "3600"}
@@ -315,6 +316,31 @@ def test_a_batch_survives_kill_9_of_its_feeder_and_web_process_and_a_redis_resta
     ran = generations(world, "slow", SLOW) - before
     assert 24 <= ran <= 24 + 8, ran
     assert node_stats(world, "slow", SLOW)["max_in_flight"] <= 4
+
+
+def test_a_batch_worker_told_to_stop_hands_its_batch_on_at_once(world):
+    """SIGTERM mid-batch (compose stop, a Kubernetes rollout, Ctrl-C): the worker stops within seconds rather
+    than running the batch to its end, it releases the feeder's lease, and the next worker finishes the
+    batch with each line once."""
+    client = world.client("stopper")
+    before = generations(world, "slow", SLOW)
+    batch = start(client, [chat_line(f"t-{i}", model=SLOW) for i in range(40)])
+    eventually(lambda: client.batches.retrieve(batch.id).request_counts.completed >= 4, timeout=30,
+               what="some lines done")
+    stopping = world.feeder
+    asked_at = time.monotonic()
+    stopping.proc.terminate()
+    stopping.proc.wait(timeout=60)
+    # The rest of the batch alone would keep it about 4 s, then its idle time (5 s here) before it exits.
+    assert time.monotonic() - asked_at < 4
+    assert not world.kv.exists(keys.BATCH_FEEDER)  # released, not left to lapse
+    stopping.stop()
+    world.feeder = BatchWorker(world.worker_env)
+    done = wait_status(client, batch.id, {"completed"}, timeout=60)
+    assert (done.request_counts.completed, done.request_counts.failed) == (40, 0)
+    answers = file_lines(client, done.output_file_id)
+    assert sorted(a["custom_id"] for a in answers) == sorted(f"t-{i}" for i in range(40))
+    assert 40 <= generations(world, "slow", SLOW) - before <= 40 + 8  # the lines cut off at the stop ran again
 
 
 def test_a_batch_whose_key_is_revoked_fails_and_keeps_what_ran(world, django_db_blocker, settings):
