@@ -324,23 +324,23 @@ def test_a_batch_worker_told_to_stop_hands_its_batch_on_at_once(world):
     batch with each line once."""
     client = world.client("stopper")
     before = generations(world, "slow", SLOW)
-    batch = start(client, [chat_line(f"t-{i}", model=SLOW) for i in range(40)])
+    batch = start(client, [chat_line(f"t-{i}", model=SLOW) for i in range(24)])
     eventually(lambda: client.batches.retrieve(batch.id).request_counts.completed >= 4, timeout=30,
                what="some lines done")
     stopping = world.feeder
     asked_at = time.monotonic()
     stopping.proc.terminate()
     stopping.proc.wait(timeout=60)
-    # The rest of the batch alone would keep it about 4 s, then its idle time (5 s here) before it exits.
+    # The rest of the batch alone would keep it about 2.5 s, then its idle time (5 s here) before it exits.
     assert time.monotonic() - asked_at < 4
     assert not world.kv.exists(keys.BATCH_FEEDER)  # released, not left to lapse
     stopping.stop()
     world.feeder = BatchWorker(world.worker_env)
     done = wait_status(client, batch.id, {"completed"}, timeout=60)
-    assert (done.request_counts.completed, done.request_counts.failed) == (40, 0)
+    assert (done.request_counts.completed, done.request_counts.failed) == (24, 0)
     answers = file_lines(client, done.output_file_id)
-    assert sorted(a["custom_id"] for a in answers) == sorted(f"t-{i}" for i in range(40))
-    assert 40 <= generations(world, "slow", SLOW) - before <= 40 + 8  # the lines cut off at the stop ran again
+    assert sorted(a["custom_id"] for a in answers) == sorted(f"t-{i}" for i in range(24))
+    assert 24 <= generations(world, "slow", SLOW) - before <= 24 + 8  # the lines cut off at the stop ran again
 
 
 def test_a_batch_whose_key_is_revoked_fails_and_keeps_what_ran(world, django_db_blocker, settings):
