@@ -98,8 +98,9 @@ def missing_cpu_flags() -> list[str]:
 def sigill_message() -> str:
     missing = missing_cpu_flags()
     lacking = f"it lacks {', '.join(missing)}" if missing else "it lacks an instruction the build uses"
-    return (f"llama-server (llama.cpp {BUILD}) died with SIGILL: its CPU backend needs AVX-512 (VNNI, BF16) and AVX-VNNI "
-            f"and this CPU cannot run it ({lacking}). The tests that use a real llama-server need a newer x86-64 CPU.")
+    return (f"llama-server (llama.cpp {BUILD}) died with SIGILL: its CPU backend needs AVX-512 (VNNI, BF16) and "
+            f"AVX-VNNI, and this CPU cannot run it ({lacking}). The tests that use a real llama-server need a newer "
+            "x86-64 CPU.")
 
 
 def ensure(root: Path | None = None, *, log=sys.stderr) -> Path:

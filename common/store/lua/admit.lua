@@ -3,8 +3,8 @@
 -- All k tickets (one per upstream call of a request) are admitted, or none. A request is admitted
 -- while the requests in the model's system (running and waiting) exceed the slots it has or will have
 -- (ready, loading, or about to be loaded) by at most max_queue; an interactive request does not count
--- the batch tickets waiting behind it. A retry (its node failed under it, or
--- Redis lost its ticket) was admitted once already and goes to the front.
+-- the batch tickets waiting behind it. A retry (its node failed under it, or Redis lost its ticket) was
+-- admitted once already and goes to the front.
 -- Admitting tickets that exist already (a call retried after its reply was lost) changes nothing.
 -- Returns {1, waiting, position, eta_ms, granted ticket/node pairs...}: the position and expected wait
 -- of the request's first waiting ticket (0, 0 if all were granted); or {0, waiting, retry_after_ms}
