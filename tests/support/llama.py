@@ -4,7 +4,7 @@
         openai.OpenAI(base_url=llama.url + "/v1", api_key="none").chat.completions.create(...)
     with LlamaServer(embeddings=True) as embedder:     # the same model serving /v1/embeddings
 
-The binary (llama.cpp b10434, CPU backend) and the model come from scripts/fetch-llama.py, which the
+The binary (llama.cpp b10068, CPU backend) and the model come from scripts/fetch-llama.py, which the
 helper runs itself when they are not cached yet, so one test file runs alone too. The server runs in a
 process group of its own (processes.spawn), logs to the session's temporary directory, and stops on
 exit from the `with` block, or at the end of the session if a test forgot to.
