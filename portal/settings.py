@@ -210,7 +210,17 @@ REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                               "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX}}}
 
+# Celery's broker is a setting of its own: a standalone Redis (the default is REDIS_URL's), Redis
+# Sentinel (sentinel://host:26379;sentinel://host2:26379, with CELERY_BROKER_SENTINEL_MASTER) or RabbitMQ
+# (amqp://user:password@host:5672/vhost). Never a Redis Cluster: Celery cannot use one as its broker
+# (https://github.com/celery/celery/issues/2852), so a deployment whose REDIS_URL is a cluster sets this.
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_SENTINEL_MASTER = envstr("CELERY_BROKER_SENTINEL_MASTER", "")
+if CELERY_BROKER_URL.startswith("sentinel://"):
+    if not CELERY_BROKER_SENTINEL_MASTER:
+        raise ImproperlyConfigured("CELERY_BROKER_URL names Redis Sentinels: set CELERY_BROKER_SENTINEL_MASTER to "
+                                   "the name of the master they watch.")
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"master_name": CELERY_BROKER_SENTINEL_MASTER}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

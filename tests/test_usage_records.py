@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import redis
 
 from common.store.keys import USAGE_STREAM
-from tests.support.processes import CeleryWorker, eventually
+from tests.support.processes import CeleryWorker, RedisSentinel, RedisServer, eventually
 from tests.support.stack import Stack, sim_config, web_env
 
 MODEL = "usage-fast:latest"  # 10 tokens in 0.1 s
 SLOW = "usage-slow:latest"  # 10 tokens a second
-PEOPLE = ("fields", "streamer", "leaver", "limited", "batch", "offline", "early")
+PEOPLE = ("fields", "streamer", "leaver", "limited", "batch", "offline", "early", "brokered")
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +170,25 @@ def test_requests_refused_before_generation_are_recorded_once_each(stack, worker
     assert sorted((r.status, r.reason, r.model, r.streamed) for r in found) == expected
     assert all(r.total_tokens == 0 and r.node == "" for r in found if r.status != 200)
     assert sum(r.key.name == "slow only" for r in found) == 1
+
+
+def test_a_worker_whose_broker_is_a_redis_behind_sentinel_drains_the_records(stack, records):
+    """Celery's broker is a setting of its own (Celery cannot use a Redis Cluster): here a Redis found
+    through Sentinel, apart from the Redis holding the queues, which gets none of Celery's keys."""
+    state = stack.kv
+    for leftover in state.keys("_kombu*") + state.keys("celery*"):  # the other tests' workers used it
+        state.delete(leftover)
+    broker = RedisServer()
+    sentinel = RedisSentinel(broker, "gatehouse-broker")
+    worker = CeleryWorker(web_env(stack.redis.url, USAGE_DRAIN_SECONDS="0.3", NODE_POLL_SECONDS="3600",
+                                  CELERY_BROKER_URL=sentinel.url, CELERY_BROKER_SENTINEL_MASTER="gatehouse-broker"))
+    try:
+        assert stack.chat(MODEL, user="brokered", max_tokens=2).status_code == 200
+        wait_records(records, "brokered", 1)
+        with redis.Redis.from_url(broker.url) as broker_kv:
+            assert broker_kv.keys("_kombu.binding.*"), "the worker's queues are not on the broker"
+        assert not state.keys("_kombu*") and not state.keys("celery*")
+    finally:
+        worker.stop()
+        sentinel.stop()
+        broker.stop()

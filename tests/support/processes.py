@@ -282,6 +282,25 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class RedisSentinel:
+    """A Redis Sentinel (`redis-server sentinel.conf --sentinel`) watching one RedisServer as the master
+    named `master_name`: what a client given sentinel:// URLs asks for the master's address."""
+
+    def __init__(self, master: RedisServer, master_name: str) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="sentinel-", dir=session_tmp())
+        self.url = f"sentinel://127.0.0.1:{self.port}"
+        config = Path(self.dir) / "sentinel.conf"  # Sentinel rewrites its configuration: a file of its own
+        config.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                          f"sentinel monitor {master_name} 127.0.0.1 {master.port} 1\n")
+        self.proc = spawn([master.binary, str(config), "--sentinel"], what=f"redis-sentinel :{self.port}")
+        eventually(lambda: port_open(self.port), timeout=10, what="redis-sentinel", proc=self.proc, ignore=STARTING)
+
+    def stop(self) -> None:
+        stop_group(self.proc, timeout=5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class ChildProcess:
     """A process the suite started, with its output in a log file in the session's temporary directory
     (kept until the session ends, so a failure can still print it). kill() is kill -9 of its whole
