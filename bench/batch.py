@@ -455,7 +455,7 @@ def usage_records(world: World) -> dict:
     every request that reached the pipeline, refused ones included."""
     kv = redis_sync.Redis.from_url(world.env["REDIS_URL"])
     deadline = time.monotonic() + 60
-    while kv.xlen(keys.USAGE_STREAM) and time.monotonic() < deadline:
+    while sum(kv.xlen(stream) for stream in keys.usage_streams()) and time.monotonic() < deadline:
         time.sleep(0.5)
     kv.close()
     return json.loads(manage(world.env, "shell", "-c", USAGE_QUERY).strip().splitlines()[-1])

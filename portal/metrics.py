@@ -7,6 +7,7 @@ answers a scrape with the same, whole-site numbers, however many of them run.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections import defaultdict
 
@@ -69,14 +70,9 @@ class RedisCollector:
                 loaded.add_metric([name, url], size)
         yield from (depth, running, up, memory, loaded)
 
-        client = sync_client()
-        with client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.METRICS_REQUESTS)
-            pipe.hgetall(keys.METRICS_TOKENS)
-            pipe.hgetall(keys.METRICS_SWAPS)
-            for key in telemetry.HISTOGRAMS.values():
-                pipe.hgetall(key)
-            requests, tokens, swaps, queue_wait, ttft, load = pipe.execute()
+        requests, tokens, swaps, queue_wait, ttft, load = telemetry.read_summed(
+            sync_client(), keys.metrics_requests, keys.metrics_tokens, keys.metrics_swaps,
+            *(functools.partial(keys.metrics_histogram, name=name) for name in ("queue_wait", "ttft", "load")))
 
         family = CounterMetricFamily("gatehouse_requests", "API requests by outcome",
                                      labels=["model", "status", "reason"])

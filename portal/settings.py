@@ -205,10 +205,15 @@ if TRUST_PROXY_HEADERS:
 
 # --- Redis, Celery ---------------------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
+# REDIS_URL names one node of a Redis Cluster: the queues, limits and usage records spread over its
+# shards by hash tag. Celery's broker and the channel layer cannot use a cluster: see below.
+REDIS_CLUSTER = envbool("REDIS_CLUSTER", False)
+# The live dashboard's channel layer (channels_redis has no cluster support): a plain Redis.
+CHANNEL_LAYER_REDIS_URL = envstr("CHANNEL_LAYER_REDIS_URL", REDIS_URL)
 
 # The live dashboard's websockets (portal/dashboard.py) reach every web process through Redis.
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                              "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX}}}
+                              "CONFIG": {"hosts": [CHANNEL_LAYER_REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX}}}
 
 # Celery's broker is a setting of its own: a standalone Redis (the default is REDIS_URL's), Redis
 # Sentinel (sentinel://host:26379;sentinel://host2:26379, with CELERY_BROKER_SENTINEL_MASTER) or RabbitMQ
@@ -216,6 +221,9 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"
 # (https://github.com/celery/celery/issues/2852), so a deployment whose REDIS_URL is a cluster sets this.
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
 CELERY_BROKER_SENTINEL_MASTER = envstr("CELERY_BROKER_SENTINEL_MASTER", "")
+if REDIS_CLUSTER and (CELERY_BROKER_URL == REDIS_URL or CHANNEL_LAYER_REDIS_URL == REDIS_URL):
+    raise ImproperlyConfigured("REDIS_CLUSTER is on: set CELERY_BROKER_URL and CHANNEL_LAYER_REDIS_URL to a Redis "
+                               "that is not the cluster (Celery and the channel layer cannot use a Redis Cluster).")
 if CELERY_BROKER_URL.startswith("sentinel://"):
     if not CELERY_BROKER_SENTINEL_MASTER:
         raise ImproperlyConfigured("CELERY_BROKER_URL names Redis Sentinels: set CELERY_BROKER_SENTINEL_MASTER to "

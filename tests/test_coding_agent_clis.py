@@ -27,11 +27,11 @@ import redis
 from apiaccess import connect
 from apiaccess.access import usable_models
 from apiaccess.verification import REVOKED
-from common.store.keys import USAGE_STREAM
 from ollamasim.generation import count_tokens
 from tests.conftest import CHAT_MODEL
 from tests.support.node import NODE_DIR, node_with_packages
 from tests.support.processes import eventually, group_members, kill_group
+from tests.support.usage import usage_entries
 
 BIN = NODE_DIR / "node_modules" / ".bin"
 # Appended to the Connect page's config.toml, for the test only: these Codex features reach the internet
@@ -176,7 +176,7 @@ def usage_records(redis_server, person: Person, count: int) -> list[dict[str, st
     """The person's usage records in the order written, once there are `count` of them."""
     with redis.Redis.from_url(redis_server.url, decode_responses=True) as store:
         def mine() -> list[dict[str, str]]:
-            return [fields for _, fields in store.xrange(USAGE_STREAM) if fields["user"] == str(person.user.pk)]
+            return [fields for fields in usage_entries(store) if fields["user"] == str(person.user.pk)]
 
         eventually(lambda: len(mine()) >= count, what=f"{count} usage records")
         return mine()

@@ -11,19 +11,19 @@ import openai
 import pytest
 
 from tests.support.processes import eventually
-from tests.support.stack import Stack, sim_config
+from tests.support.stack import CLUSTER, REDIS_KINDS, Stack, sim_config
 
 MODEL = "sched-bounds:latest"  # 4 slots, 8 waiting
 ROOMY = "sched-roomy:latest"  # 4 slots, 64 waiting
 FAULTY = "sched-faulty:latest"  # fails after a few tokens
 
 
-@pytest.fixture(scope="module")
-def stack(django_db_setup, django_db_blocker):
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def stack(request, django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         config = sim_config([MODEL, ROOMY, FAULTY], tokens_per_second=10, reply_tokens=10)
         config["models"][2]["fail_after_tokens"] = 3
-        world = Stack({"gpu": config}, webs=2,
+        world = Stack({"gpu": config}, webs=2, cluster=request.param == CLUSTER,
                       models={MODEL: {"concurrency": 4, "max_queue": 8}, ROOMY: {"concurrency": 4, "max_queue": 64}})
     yield world
     with django_db_blocker.unblock():

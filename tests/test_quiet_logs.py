@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.test import RequestFactory
 
-from common.store.keys import USAGE_STREAM
+from common.store.keys import usage_streams
 from portal.logfilters import QuietRefusals
 from tests.support.processes import CeleryWorker, RedisServer, eventually
 from tests.support.stack import Stack, sim_config
@@ -98,7 +98,7 @@ def test_an_idle_worker_logs_its_periodic_tasks_only_at_debug(workers):
                what="the DEBUG worker's task lines", proc=chatty.proc)
     # The INFO worker runs the same tasks (the usage drain made its Redis stream), and says nothing of them.
     client = redis.Redis.from_url(quiet_redis.url)
-    eventually(lambda: client.exists(USAGE_STREAM), what="the INFO worker's drain task ran", proc=quiet.proc)
+    eventually(lambda: client.exists(*usage_streams()), what="the INFO worker's drain task ran", proc=quiet.proc)
     client.close()
     assert "ready." in quiet.output(), "the INFO worker logs at INFO"
     for line in ROUTINE:

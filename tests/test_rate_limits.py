@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.support.processes import eventually
-from tests.support.stack import Stack, sim_config
+from tests.support.stack import CLUSTER, REDIS_KINDS, Stack, sim_config
 
 MODEL = "limits-fast:latest"  # 10 tokens in 0.1 s
 SLOW = "limits-slow:latest"  # 10 tokens a second
@@ -21,12 +21,12 @@ KILL = "limits-kill:latest"  # a stack of its own, whose web process is killed
 PEOPLE = ("rpm", "conc", "hdr", "sdk", "stream", "gone", "plain")
 
 
-@pytest.fixture(scope="module")
-def stack(django_db_setup, django_db_blocker):
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def stack(request, django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         world = Stack({"gpu": sim_config([MODEL], tokens_per_second=100, reply_tokens=10),
                        "slow": sim_config([SLOW], tokens_per_second=10, reply_tokens=300)},
-                      webs=2, users=PEOPLE,
+                      webs=2, users=PEOPLE, cluster=request.param == CLUSTER,
                       models={MODEL: {"concurrency": 8, "max_queue": 64}, SLOW: {"concurrency": 8, "max_queue": 64}})
     yield world
     with django_db_blocker.unblock():

@@ -145,7 +145,12 @@ def test_keys_of_one_model_share_its_hash_tag():
     limit = keys.limit_keys(7, 3, day="20260101", month="202601")
     assert len(limit) == 10 and all(key.startswith("gh:u{7}:") for key in limit)
     assert keys.limit_settled(7, "r1").startswith("gh:u{7}:")
-    assert keys.usage_written("x").startswith("gh:{usage}:") and keys.metrics_recent(5).startswith("gh:{usage}:")
+    shard = keys.usage_shard("0123abcd")
+    tag = f"gh:{{usage:{shard}}}:"
+    assert all(key.startswith(tag) for key in (keys.usage_written(shard, "x"), keys.metrics_recent(shard, 5),
+                                                keys.usage_stream(shard), keys.metrics_histogram(shard, "ttft")))
+    # Records spread over the shards' tags, so a Redis Cluster spreads their writes over its shards.
+    assert len({keys.usage_shard(f"{n:032x}") for n in range(64)}) == keys.USAGE_SHARDS
 
 
 # -- REDIS_SOCKET_TIMEOUT ----------------------------------------------------------------------------

@@ -13,11 +13,11 @@ import redis
 from openai.types.responses import Response
 from pydantic import BaseModel
 
-from common.store.keys import USAGE_STREAM
 from inference.engines.parts import Part, ToolCall
 from inference.openai_api.responses_format import ResponseEvents, whole_response
 from tests.conftest import BROKEN_MODEL, CHAT_MODEL, EMBED_MODEL
 from tests.support.processes import eventually
+from tests.support.usage import usage_entries
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city", "strict": True,
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
@@ -208,7 +208,7 @@ def test_a_response_is_recorded_like_a_chat_completion(base_url, world, redis_se
     store = redis.Redis.from_url(redis_server.url, decode_responses=True)
 
     def record():
-        return next((fields for _, fields in store.xrange(USAGE_STREAM) if fields["user"] == str(person.pk)), None)
+        return next((fields for fields in usage_entries(store) if fields["user"] == str(person.pk)), None)
 
     fields = eventually(record, what="the usage record of the response")
     assert (fields["model"], fields["status"]) == (CHAT_MODEL, "200")

@@ -35,6 +35,7 @@ from tests.support.openai_errors import openai_error_problem
 from tests.support.processes import DaphneServer, eventually
 from tests.support.simulator import SimulatorProcess
 from tests.support.stack import Stack, sim_config
+from tests.support.usage import usage_entries
 
 MODEL = "storm:latest"
 CONCURRENCY = 4
@@ -356,7 +357,7 @@ def _all_free(leftovers: dict[str, Any]) -> bool:
 
 
 def _usage_records(stack: Stack, user_ids: set[str]) -> list[dict[str, str]]:
-    return [fields for _, fields in stack.kv.xrange(keys.USAGE_STREAM) if fields.get("user") in user_ids]
+    return [fields for fields in usage_entries(stack.kv) if fields.get("user") in user_ids]
 
 
 # -- the storm -----------------------------------------------------------------------------------------------

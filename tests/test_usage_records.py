@@ -8,21 +8,21 @@ import httpx
 import pytest
 import redis
 
-from common.store.keys import USAGE_STREAM
 from tests.support.processes import CeleryWorker, RedisSentinel, RedisServer, eventually
-from tests.support.stack import Stack, sim_config, web_env
+from tests.support.stack import CLUSTER, REDIS_KINDS, Stack, sim_config
+from tests.support.usage import usage_waiting
 
 MODEL = "usage-fast:latest"  # 10 tokens in 0.1 s
 SLOW = "usage-slow:latest"  # 10 tokens a second
 PEOPLE = ("fields", "streamer", "leaver", "limited", "batch", "offline", "early", "brokered")
 
 
-@pytest.fixture(scope="module")
-def stack(django_db_setup, django_db_blocker):
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def stack(request, django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         world = Stack({"gpu": sim_config([MODEL], tokens_per_second=100, reply_tokens=10),
                        "slow": sim_config([SLOW], tokens_per_second=10, reply_tokens=300)},
-                      users=PEOPLE, models={MODEL: {"concurrency": 8}, SLOW: {"concurrency": 8}})
+                      users=PEOPLE, cluster=request.param == CLUSTER, models={MODEL: {"concurrency": 8}, SLOW: {"concurrency": 8}})
     yield world
     with django_db_blocker.unblock():
         world.stop()
@@ -30,7 +30,7 @@ def stack(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def worker(stack):
-    worker = CeleryWorker(web_env(stack.redis.url, USAGE_DRAIN_SECONDS="0.3", NODE_POLL_SECONDS="3600"))
+    worker = CeleryWorker(stack.process_env(USAGE_DRAIN_SECONDS="0.3", NODE_POLL_SECONDS="3600"))
     yield worker
     worker.stop()
 
@@ -121,12 +121,12 @@ def test_no_record_is_lost_while_the_worker_is_down(stack, worker, records):
     for i in range(12):
         body = {"max_tokens": 2, "stream": i % 3 == 0}
         assert stack.chat(MODEL, user="offline", web=0, **body).status_code == 200
-    eventually(lambda: stack.kv.xlen(USAGE_STREAM) >= 12, what="the records waiting in Redis")
+    eventually(lambda: usage_waiting(stack.kv) >= 12, what="the records waiting in Redis")
     assert len(records("offline")) == 1  # nobody drains them meanwhile
-    restarted = CeleryWorker(web_env(stack.redis.url, USAGE_DRAIN_SECONDS="0.3", NODE_POLL_SECONDS="3600"))
+    restarted = CeleryWorker(stack.process_env(USAGE_DRAIN_SECONDS="0.3", NODE_POLL_SECONDS="3600"))
     try:
         found = wait_records(records, "offline", 13)
-        eventually(lambda: stack.kv.xlen(USAGE_STREAM) == 0, what="the stream emptied")
+        eventually(lambda: usage_waiting(stack.kv) == 0, what="the stream emptied")
         assert len(records("offline")) == 13  # every one, none twice
         assert sum(r.streamed for r in found) == 4
     finally:
@@ -180,7 +180,7 @@ def test_a_worker_whose_broker_is_a_redis_behind_sentinel_drains_the_records(sta
         state.delete(leftover)
     broker = RedisServer()
     sentinel = RedisSentinel(broker, "gatehouse-broker")
-    worker = CeleryWorker(web_env(stack.redis.url, USAGE_DRAIN_SECONDS="0.3", NODE_POLL_SECONDS="3600",
+    worker = CeleryWorker(stack.process_env(USAGE_DRAIN_SECONDS="0.3", NODE_POLL_SECONDS="3600",
                                   CELERY_BROKER_URL=sentinel.url, CELERY_BROKER_SENTINEL_MASTER="gatehouse-broker"))
     try:
         assert stack.chat(MODEL, user="brokered", max_tokens=2).status_code == 200

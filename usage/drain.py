@@ -57,10 +57,10 @@ def to_record(entry_id: str, fields: dict[str, str]) -> UsageRecord:
     )
 
 
-def _ensure_group(client: redis.Redis) -> None:
+def _ensure_group(client: redis.Redis, stream: str) -> None:
     try:
         # From the stream's start ("0"), so entries written before the first drain are not skipped.
-        client.xgroup_create(keys.USAGE_STREAM, keys.USAGE_DRAIN_GROUP, id="0", mkstream=True)
+        client.xgroup_create(stream, keys.USAGE_DRAIN_GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
@@ -80,24 +80,33 @@ def _drop_orphans(records: list[UsageRecord]) -> None:
 
 
 def drain(batch: int = BATCH) -> int:
-    """Drain everything the stream holds now; return how many records were written."""
+    """Drain everything the usage streams hold now; return how many records were written."""
     client = sync_client()
-    _ensure_group(client)
+    # Entry ids are unique within a stream only: a record's id names its shard too. The stream of the
+    # releases before the shards (one `{usage}` tag) is drained as well, with its plain ids.
+    written = _drain_stream(client, keys.USAGE_STREAM_BEFORE_SHARDS, "", batch)
+    written += sum(_drain_stream(client, keys.usage_stream(shard), f"{shard}:", batch)
+                   for shard in range(keys.USAGE_SHARDS))
+    if written:
+        log.info("drained %d usage records", written)
+    return written
+
+
+def _drain_stream(client: redis.Redis, stream: str, id_prefix: str, batch: int) -> int:
+    _ensure_group(client, stream)
     written = 0
     for start in ("0", ">"):  # our pending entries first (a drain that died), then new ones
         while True:
-            reply = client.xreadgroup(keys.USAGE_DRAIN_GROUP, CONSUMER, {keys.USAGE_STREAM: start}, count=batch)
+            reply = client.xreadgroup(keys.USAGE_DRAIN_GROUP, CONSUMER, {stream: start}, count=batch)
             entries = reply[0][1] if reply else []
             if not entries:
                 break
             # A pending entry trimmed from the stream meanwhile comes back without fields.
-            records = [to_record(entry_id, fields) for entry_id, fields in entries if fields]
+            records = [to_record(id_prefix + entry_id, fields) for entry_id, fields in entries if fields]
             _drop_orphans(records)
             UsageRecord.objects.bulk_create(records, ignore_conflicts=True)
             ids = [entry_id for entry_id, _ in entries]
-            client.xack(keys.USAGE_STREAM, keys.USAGE_DRAIN_GROUP, *ids)
-            client.xdel(keys.USAGE_STREAM, *ids)
+            client.xack(stream, keys.USAGE_DRAIN_GROUP, *ids)
+            client.xdel(stream, *ids)
             written += len(records)
-    if written:
-        log.info("drained %d usage records", written)
     return written

@@ -7,7 +7,7 @@ agree).
 
 Keys that one script touches together share a hash tag (`{...}`), so each script runs in one Redis
 Cluster slot: `{<model>}` for a model's scheduler state, `{<user id>}` for a person's limits, and
-`{usage}` for the usage stream and the /metrics counters.
+`{usage:<shard>}` for one of the usage streams and its /metrics counters.
 """
 
 from __future__ import annotations
@@ -91,30 +91,57 @@ def limit_settled(user_id: int, request_id: str) -> str:
     return f"{person_prefix(user_id)}settled:{request_id}"
 
 
-# -- Usage records and /metrics: the tag {usage} ---------------------------------------------------
-USAGE_STREAM = "gh:{usage}:stream"  # STREAM one entry per finished request
-USAGE_DRAIN_GROUP = "usage-drain"  # the consumer group of USAGE_STREAM (usage/drain.py)
-USAGE_ROLLUP_LOCK = "gh:{usage}:rollup-lock"  # STRING held while a worker rolls records up
+# -- Usage records and /metrics: spread over USAGE_SHARDS tags {usage:0} ... {usage:7} ----------------
+# One tag would put every finished request's write on one Redis Cluster shard. A record goes to the
+# shard its id picks, with its /metrics counters (one script writes both); readers add the shards up.
+# Changing the number strands what the dropped shards hold: drain them first.
+USAGE_SHARDS = 8
+USAGE_DRAIN_GROUP = "usage-drain"  # the consumer group of every usage stream (usage/drain.py)
+USAGE_ROLLUP_LOCK = "gh:usage:rollup-lock"  # STRING held while a worker rolls records up
+USAGE_STREAM_BEFORE_SHARDS = "gh:{usage}:stream"  # STREAM written before the shards; drained until empty
 
 
-def usage_written(record_id: str) -> str:
+def usage_shard(record_id: str) -> int:
+    """The shard of a record, from its id (hex digits: a uuid4's)."""
+    return int(record_id[-8:], 16) % USAGE_SHARDS
+
+
+def _usage(shard: int) -> str:
+    return "gh:{usage:" + str(shard) + "}:"
+
+
+def usage_stream(shard: int) -> str:
+    return _usage(shard) + "stream"  # STREAM one entry per finished request
+
+
+def usage_streams() -> list[str]:
+    return [usage_stream(shard) for shard in range(USAGE_SHARDS)]
+
+
+def usage_written(shard: int, record_id: str) -> str:
     """The marker that makes a usage record's write (lua/usage_write.lua) land once."""
-    return "gh:{usage}:w:" + record_id
+    return _usage(shard) + "w:" + record_id
 
 
-_METRICS = "gh:{usage}:m:"
-METRICS_REQUESTS = _METRICS + "requests"  # HASH "<model>\t<status>\t<reason>" -> count
-METRICS_TOKENS = _METRICS + "tokens"  # HASH "<model>\t<prompt|completion>" -> count
-METRICS_SWAPS = _METRICS + "swaps"  # HASH "<load|unload>\t<model>\t<node>" -> count
+def metrics_requests(shard: int) -> str:
+    return _usage(shard) + "m:requests"  # HASH "<model>\t<status>\t<reason>" -> count
 
 
-def metrics_histogram(name: str) -> str:
-    return _METRICS + "h:" + name  # HASH "<model>\t<bucket|sum|count>" -> value
+def metrics_tokens(shard: int) -> str:
+    return _usage(shard) + "m:tokens"  # HASH "<model>\t<prompt|completion>" -> count
 
 
-def metrics_recent(bucket: int) -> str:
+def metrics_swaps(shard: int) -> str:
+    return _usage(shard) + "m:swaps"  # HASH "<load|unload>\t<model>\t<node>" -> count
+
+
+def metrics_histogram(shard: int, name: str) -> str:
+    return _usage(shard) + "m:h:" + name  # HASH "<model>\t<bucket|sum|count>" -> value
+
+
+def metrics_recent(shard: int, bucket: int) -> str:
     """Refusals in one 10-second bucket (unix time // 10): HASH "<model>\t<status>" -> count."""
-    return _METRICS + "recent:" + str(bucket)
+    return _usage(shard) + "m:recent:" + str(bucket)
 
 
 # -- API keys --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import weakref
 from pathlib import Path
 
 import redis.asyncio
+import redis.asyncio.cluster
 from redis.commands.core import AsyncScript, Script
 
 LUA_DIR = Path(__file__).with_name("lua")
@@ -26,6 +27,8 @@ _INCLUDE = re.compile(r"--\s*include:\s*([\w-]+)\.lua\s*")
 # client -> name -> script. The scripts hold their client through a weak proxy, so a client (and its
 # pool) that nothing else uses any more, such as the one of an event loop that closed, is not kept.
 _registered: weakref.WeakKeyDictionary[object, dict[str, Script | AsyncScript]] = weakref.WeakKeyDictionary()
+# The asyncio clients: one Redis (or its pipeline), a Redis Cluster, a cluster's pipeline.
+_ASYNC = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster, redis.asyncio.cluster.ClusterPipeline)
 
 
 def names() -> list[str]:
@@ -60,6 +63,6 @@ def get(client, name: str) -> Script | AsyncScript:
         per_client = _registered[client] = {}
     script = per_client.get(name)
     if script is None:
-        kind = AsyncScript if isinstance(client, redis.asyncio.Redis) else Script
+        kind = AsyncScript if isinstance(client, _ASYNC) else Script
         script = per_client[name] = kind(weakref.proxy(client), source(name))
     return script

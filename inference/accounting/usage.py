@@ -1,7 +1,7 @@
 """One usage record per API request, written off the hot path to a Redis stream.
 
 When a request ends (answered, refused, failed, or abandoned by its client) the outbox
-(inference/accounting/outbox.py) adds one entry to the stream `gh:{usage}:stream`, retrying until Redis takes it,
+(inference/accounting/outbox.py) adds one entry to a usage stream (`gh:{usage:<shard>}:stream`), retrying until Redis takes it,
 so a busy pool or a Redis restart delays records but loses none. The same script adds to the counters
 behind /metrics (inference/accounting/telemetry.py), once: a retry whose first attempt did land adds nothing. A Celery task (usage/drain.py) moves entries into the database
 in batches through a consumer group, so nothing is lost while no worker runs: entries wait in the
@@ -138,10 +138,11 @@ MARKER_TTL_MS = 3_600_000
 async def _write(record_id: str, fields: dict[str, str]) -> None:
     """The record and the /metrics counters, in one script: both land, or neither, and only once."""
     script = scripts.get(redis_client(), "usage_write")
+    shard = keys.usage_shard(record_id)
     commands = _Commands()
-    telemetry.add_request(commands, fields)
+    telemetry.add_request(commands, shard, fields)
     flat = [value for pair in fields.items() for value in pair]
     # Trimmed only far beyond what a stopped worker leaves behind in a day or two, so a worker
     # that never comes back cannot fill Redis's memory.
     args = [MARKER_TTL_MS, settings.USAGE_STREAM_MAX_LENGTH, len(flat), *flat, json.dumps(commands.commands)]
-    await script(keys=[keys.usage_written(record_id), keys.USAGE_STREAM, *commands.keys], args=args)
+    await script(keys=[keys.usage_written(shard, record_id), keys.usage_stream(shard), *commands.keys], args=args)

@@ -48,10 +48,10 @@ async def mark_down(url: str, reason: str) -> None:
         log.warning("taking node %s out: %s", url, reason)
     _down.add(url)
     client = redis_client()
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.NODES_DOWN, url, reason[:500])
-        pipe.publish(keys.NODES_CHANNEL, f"down {url}")
-        await pipe.execute()
+    # The write, then the news: no transaction, which a Redis Cluster cannot give a keyless PUBLISH. A
+    # process that misses the message (or dies between the two) still sees the node down at refresh().
+    await client.hset(keys.NODES_DOWN, url, reason[:500])
+    await client.publish(keys.NODES_CHANNEL, f"down {url}")
 
 
 async def mark_up(url: str) -> None:

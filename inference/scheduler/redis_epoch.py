@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from redis.asyncio.cluster import RedisCluster
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,22 @@ async def observe(client) -> bool:
     """Read the Redis server's run id and uptime; True when it is a different Redis than last seen
     (a restart), False the first time and while it stays the same."""
     global _current
-    info = await client.info("server")
-    started = int(time.time() * 1000) - int(info["uptime_in_seconds"]) * 1000
-    seen = Epoch(info["run_id"], started)
+    servers = await _servers(client)
+    # On a cluster, any shard that restarted lost the leases of its models: the run ids of all of them
+    # make the epoch, and the youngest shard says when grants may start again.
+    uptime = min(int(info["uptime_in_seconds"]) for info in servers)
+    seen = Epoch(",".join(sorted(info["run_id"] for info in servers)), int(time.time() * 1000) - uptime * 1000)
     restarted = _current is not None and _current.run_id != seen.run_id
     if _current is None or restarted:
         _current = seen
     return restarted
+
+
+async def _servers(client) -> list[dict]:
+    if isinstance(client, RedisCluster):
+        replies = await client.info("server", target_nodes=RedisCluster.PRIMARIES)
+        return list(replies.values()) if "run_id" not in replies else [replies]
+    return [await client.info("server")]
 
 
 def grants_hold_until_ms() -> int:

@@ -3,6 +3,9 @@ Model/Node rows in the test database, so each scheduling test module starts from
 
     with Stack({"a": sim_config}, webs=2, models={"m:latest": {"concurrency": 4, "max_queue": 8}}) as stack:
         stack.client(web=1).chat.completions.create(...)
+
+With `cluster=True` the queues, limits and usage records live on a real three-master Redis Cluster
+(REDIS_CLUSTER), and Celery's broker and the channel layer on a plain Redis beside it, as in production.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import redis
 
 from common.store import keys
 from tests.support.processes import DaphneServer, RedisServer, eventually
+from tests.support.redis_cluster import RedisCluster
 from tests.support.simulator import SimulatorProcess
 
 
@@ -37,19 +41,26 @@ def web_env(redis_url: str, **extra: str) -> dict[str, str]:
         **extra,
     }
 
+# The queue, limit, revocation and usage tests run their module once on each (a module fixture's params).
+CLUSTER = "redis-cluster"
+REDIS_KINDS = ["one-redis", CLUSTER]
+
 
 class Stack:
     def __init__(self, sims: dict[str, dict[str, Any]], *, models: dict[str, dict[str, Any]] | None = None,
                  webs: int = 1, env: dict[str, str] | None = None, budgets: dict[str, int] | None = None,
                  users: tuple[str, ...] = ("ann", "ben"), batch_users: tuple[str, ...] = (),
-                 openai_nodes: dict[str, str | dict[str, Any]] | None = None) -> None:
+                 openai_nodes: dict[str, str | dict[str, Any]] | None = None, cluster: bool = False) -> None:
         from django.contrib.auth import get_user_model
 
         from apiaccess.models import ApiKey, Priority
         from inference.catalogue import sync_node
         from inference.models import Model, Node
 
-        self.redis = RedisServer()
+        self.cluster = cluster
+        self.redis = RedisCluster() if cluster else RedisServer()
+        # What cannot live on a cluster: Celery's broker and the channel layer.
+        self.plain_redis = RedisServer() if cluster else None
         self.sims = {name: SimulatorProcess(config) for name, config in sims.items()}
         self.nodes = []
         for name, sim in self.sims.items():
@@ -76,11 +87,18 @@ class Stack:
             user, _ = get_user_model().objects.get_or_create(username=f"{username}-{self.redis.port}")
             priority = Priority.BATCH if username in batch_users else Priority.INTERACTIVE
             _, self.keys[username] = ApiKey.issue(user, name="sched", priority=priority)
-        self.env = env or {}
-        self.webs = [DaphneServer(web_env(self.redis.url, **self.env)) for _ in range(webs)]
+        self.env = dict(env or {})
+        if cluster:
+            self.env.update(REDIS_CLUSTER="true", CELERY_BROKER_URL=self.plain_redis.url,
+                            CHANNEL_LAYER_REDIS_URL=self.plain_redis.url)
+        self.webs = [DaphneServer(self.process_env()) for _ in range(webs)]
         for web in self.webs:  # as a load balancer's health check would: starts each scheduler at once
             httpx.get(web.url + "/healthz", timeout=10)
-        self.kv = redis.Redis.from_url(self.redis.url, decode_responses=True)
+        self.kv = self.redis.client() if cluster else redis.Redis.from_url(self.redis.url, decode_responses=True)
+
+    def process_env(self, **extra: str) -> dict[str, str]:
+        """The environment of a process of this world (a web process, a Celery worker)."""
+        return web_env(self.redis.url, **{**self.env, **extra})
 
     def __enter__(self) -> Stack:
         return self
@@ -91,7 +109,7 @@ class Stack:
     def start_web(self) -> int:
         """One more web process with the same environment as the others (say, replacing one that was
         killed), started as a load balancer's health check would start it; returns its index."""
-        web = DaphneServer(web_env(self.redis.url, **self.env))
+        web = DaphneServer(self.process_env())
         self.webs.append(web)
         httpx.get(web.url + "/healthz", timeout=10)
         return len(self.webs) - 1
@@ -172,6 +190,8 @@ class Stack:
         Model.objects.filter(ollama_name__in=self.model_names).delete()
         self.kv.close()
         self.redis.stop()
+        if self.plain_redis is not None:
+            self.plain_redis.stop()
 
 
 def sim_config(models: list[str], *, num_parallel: int = 4, tokens_per_second: float = 10, reply_tokens: int = 10,

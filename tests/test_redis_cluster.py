@@ -1,0 +1,101 @@
+"""Gatehouse on a real Redis Cluster of three masters (REDIS_CLUSTER): the state spreads over the shards,
+and what every web process must hear still reaches each of them.
+
+The queue bounds, rate limits and usage records run whole on a cluster too (tests/test_queue_bounds.py,
+test_rate_limits.py and test_usage_records.py, once per kind of Redis); this module holds what only a
+cluster shows.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import redis
+
+from common.store import keys
+from tests.support.processes import eventually
+from tests.support.stack import Stack, sim_config
+
+MODELS = [f"cluster-m{n}:latest" for n in range(6)]  # six hash tags: spread over the three masters
+TOKEN = "cluster-metrics-token"
+
+
+@pytest.fixture(scope="module")
+def stack(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        world = Stack({"gpu": sim_config(MODELS, tokens_per_second=200, reply_tokens=4)}, webs=2, cluster=True,
+                      users=("ann", "ben"), env={"METRICS_TOKEN": TOKEN, "API_KEY_CACHE_SECONDS": "600"},
+                      models={name: {"concurrency": 4} for name in MODELS})
+    yield world
+    with django_db_blocker.unblock():
+        world.stop()
+
+
+def _owner_of(stack: Stack, key: str) -> int:
+    """The port of the master that holds `key`'s slot."""
+    node = stack.kv.get_node_from_key(key)
+    return int(node.port)
+
+
+def test_models_people_and_usage_records_spread_over_the_shards(stack):
+    for n, model in enumerate(MODELS):
+        assert stack.chat(model, user="ann", web=n % 2, max_tokens=2).status_code == 200
+    # Each model's scheduler state is on the master of its tag, and the six tags are not all on one.
+    owners = {_owner_of(stack, keys.model_prefix(model)) for model in MODELS}
+    assert len(owners) >= 2
+    for model in MODELS:
+        assert stack.kv.exists(keys.service(model))  # measured call times: the model's own slot
+    # The usage records went to several shards' streams, on more than one master.
+    eventually(lambda: sum(stack.kv.xlen(stream) for stream in keys.usage_streams()) >= len(MODELS),
+               what="the usage records in Redis")
+    streams = [stream for stream in keys.usage_streams() if stack.kv.xlen(stream)]
+    assert len({_owner_of(stack, stream) for stream in streams}) >= 2, streams
+    assert all(count > 0 for count in stack.redis.shard_key_counts())
+
+
+def test_metrics_add_the_shards_up(stack):
+    before = _answered(stack)
+    for n in range(10):
+        assert stack.chat(MODELS[n % 3], user="ben", web=n % 2, max_tokens=2).status_code == 200
+    eventually(lambda: _answered(stack) - before == 10, what="ten more answered requests on /metrics")
+
+
+def _answered(stack: Stack) -> int:
+    text = httpx.get(stack.webs[0].url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("gatehouse_requests_total{") and 'status="200"' in line
+               and any(f'model="{model}"' in line for model in MODELS))
+
+
+def test_a_revoked_key_is_refused_at_once_by_every_web_process(stack, django_db_blocker, settings):
+    """The change is announced on the cluster (a counter on one shard); both processes, whose key caches
+    would otherwise keep it for 600 s, refuse it on their next request."""
+    from apiaccess import lifecycle
+    from apiaccess.models import ApiKey
+
+    for web in (0, 1):
+        assert stack.chat(MODELS[0], user="ben", web=web, max_tokens=1).status_code == 200
+    settings.REDIS_URL, settings.REDIS_CLUSTER = stack.redis.url, True  # announce where the webs listen
+    with django_db_blocker.unblock():
+        key = ApiKey.objects.get(user__username=f"ben-{stack.redis.port}", revoked_at__isnull=True)
+        assert lifecycle.revoke_key(key, actor=key.user, via="portal")
+    for web in (0, 1):
+        eventually(lambda web=web: stack.chat(MODELS[0], user="ben", web=web, max_tokens=1).status_code == 401,
+                   what=f"web process {web} refusing the revoked key", timeout=5)
+    assert stack.chat(MODELS[0], user="ann", max_tokens=1).status_code == 200  # others' keys still work
+
+
+def test_a_script_never_touches_two_slots(stack):
+    """A Redis Cluster refuses a script whose keys hash to different slots: a burst through both web
+    processes to every model would fail with CROSSSLOT if one did. None did, and nothing is left queued."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(24) as pool:
+        codes = list(pool.map(lambda n: stack.chat(MODELS[n % len(MODELS)], user="ann", web=n % 2,
+                                                   max_tokens=2).status_code, range(48)))
+    assert codes == [200] * 48
+    eventually(lambda: all(stack.waiting(model) == 0 and stack.running(model) == 0 for model in MODELS),
+               what="every queue empty")
+    with pytest.raises(redis.ResponseError, match="same slot"):  # CROSSSLOT: what a cross-slot call gets
+        stack.kv.execute_command("MSET", keys.service(MODELS[0]) + ":x", "1", keys.service(MODELS[1]) + ":x", "1",
+                                 target_nodes=stack.kv.get_node_from_key(keys.service(MODELS[0])))
