@@ -2,6 +2,8 @@
 # `make run BACKEND=llama` serves a real small model (llama.cpp's llama-server) instead of the simulator.
 PYTHON ?= python3
 BACKEND ?=
+# The suite's pytest-xdist workers: each runs whole test modules (their live servers are per module).
+TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -31,7 +33,7 @@ test:
 	@bash scripts/ensure-test-deps.sh
 	@$(MAKE) --no-print-directory $(VENV)/.installed-dev
 	@$(BIN)/python scripts/fetch-llama.py
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -112,12 +112,13 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_test_environment, django_db_blocker):
+def django_db_setup(django_test_environment, django_db_modify_db_settings, django_db_blocker):
     """Always create the test database.
 
     pytest-django creates it only when some collected test is marked django_db; the live-server
     tests are not (their rows must be committed so the daphne process sees them), so running them
-    alone would otherwise write the test world into the developer's own database.
+    alone would otherwise write the test world into the developer's own database. Under pytest-xdist
+    (`make test` runs two workers) django_db_modify_db_settings names each worker's database apart.
     """
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
