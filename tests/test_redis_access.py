@@ -115,10 +115,12 @@ def test_the_channels_the_scripts_publish_to_are_the_ones_keys_py_names():
     admit = (scripts.LUA_DIR / "admit.lua").read_text()
     common = (scripts.LUA_DIR / "common.lua").read_text()
     assert f"'{keys.ACTOR_WAKE_CHANNEL}'" in admit
-    assert f"'{keys.GRANT_CHANNEL_PREFIX}' .. owner" in common
-    published = set(re.findall(r"'PUBLISH', '([^']+)'", "\n".join(
-        (scripts.LUA_DIR / f"{name}.lua").read_text() for name in scripts.names())))
-    assert published == {keys.ACTOR_WAKE_CHANNEL, keys.GRANT_CHANNEL_PREFIX}
+    # Grants go on the model's sharded channel, spelled from the model's prefix P as keys.py spells it.
+    assert "redis.call('SPUBLISH', P .. 'g:' .. owner," in common
+    assert keys.grant_channel("m", "web-1") == keys.model_prefix("m") + "g:" + "web-1"
+    sources = "\n".join((scripts.LUA_DIR / f"{name}.lua").read_text() for name in scripts.names())
+    assert set(re.findall(r"'PUBLISH', '([^']+)'", sources)) == {keys.ACTOR_WAKE_CHANNEL}
+    assert len(re.findall(r"'SPUBLISH'", sources)) == 1
 
 
 def test_a_script_is_registered_once_per_client():

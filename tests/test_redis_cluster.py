@@ -53,6 +53,23 @@ def test_models_people_and_usage_records_spread_over_the_shards(stack):
     assert all(count > 0 for count in stack.redis.shard_key_counts())
 
 
+def test_grants_travel_on_sharded_channels_of_each_models_own_shard(stack):
+    """Each web process listens for a model's grants on the master that holds the model's queue, so a
+    grant never crosses the cluster bus."""
+    for web in (0, 1):
+        for model in MODELS[:3]:
+            assert stack.chat(model, user="ann", web=web, max_tokens=2).status_code == 200
+    for model in MODELS[:3]:
+        port = _owner_of(stack, keys.model_prefix(model))
+        with redis.Redis(port=port, decode_responses=True) as shard:
+            channels = shard.execute_command("PUBSUB", "SHARDCHANNELS", keys.model_prefix(model) + "g:*")
+            assert len(channels) == 2, channels  # one per web process, on this shard only
+            elsewhere = [p for p in stack.redis.ports if p != port]
+        for other in elsewhere:
+            with redis.Redis(port=other, decode_responses=True) as node:
+                assert not node.execute_command("PUBSUB", "SHARDCHANNELS", keys.model_prefix(model) + "g:*")
+
+
 def test_metrics_add_the_shards_up(stack):
     before = _answered(stack)
     for n in range(10):

@@ -33,6 +33,7 @@ import redis.exceptions
 from django.conf import settings
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
 
 # What a Redis call fails with when Redis is down or too slow.
@@ -105,6 +106,18 @@ def pubsub_client() -> aioredis.Redis:
         settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT, decode_responses=True,
         health_check_interval=10,
     )
+
+
+def node_pubsub_client(host: str, port: int) -> aioredis.Redis:
+    """Like pubsub_client, but for one given node (of a cluster): REDIS_URL's credentials and TLS, this
+    address. For sharded subscriptions, which live on the node that owns the channel's slot."""
+    options = {**parse_url(settings.REDIS_URL), "host": host, "port": port}
+    options.pop("db", None)  # a cluster has only database 0, and pub/sub ignores it
+    connection_class = options.pop("connection_class", None)
+    if connection_class is not None and issubclass(connection_class, redis.SSLConnection):
+        options["ssl"] = True
+    return aioredis.Redis(**options, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT, decode_responses=True,
+                          health_check_interval=10)
 
 
 def sync_client() -> redis.Redis:

@@ -19,15 +19,16 @@ NODES_PS = "gh:nodes:ps"  # HASH node url -> JSON {"at": unix s, "models": [/api
 MODEL_SIZES = "gh:models:size"  # HASH ollama name -> measured size_vram in bytes
 
 # -- Channels --------------------------------------------------------------------------------------
-GRANT_CHANNEL_PREFIX = "gh:grants:"  # + owner: "<ticket> <node>" per slot granted (lua/common.lua too)
 NODES_CHANNEL = "gh:nodes"  # "down <url>" / "up <url>"
 ACTOR_WAKE_CHANNEL = "gh:actor:wake"  # a model has waiting requests (lua/admit.lua too)
 LOAD_FAILED_CHANNEL = "gh:models:load-failed"  # JSON {"model", "status", "error"} from the swap actor
 
 
-def grant_channel(owner: str) -> str:
-    """Where the scheduler scripts tell a web process that one of its tickets got a slot."""
-    return GRANT_CHANNEL_PREFIX + owner
+def grant_channel(model: str, owner: str) -> str:
+    """Where the scheduler scripts tell a web process that one of its tickets for `model` got a slot:
+    "<ticket> <node>", published with SPUBLISH on this sharded channel in the model's own slot (so on a
+    Redis Cluster it goes to the model's shard only). lua/common.lua spells it too."""
+    return model_prefix(model) + "g:" + owner
 
 
 # -- One model's scheduler state (the keys under the prefix are listed in lua/common.lua) ----------

@@ -41,6 +41,7 @@ from inference.engines import node_errors as errors
 from inference.engines.node_errors import from_node
 from inference.registry import ModelRoute
 from inference.scheduler import background, nodehealth, queue, redis_epoch
+from inference.scheduler.grants import GrantListener
 from inference.scheduler.queue import policy_for
 from inference.scheduler.scheduling_errors import (
     NodesUnreachable,
@@ -204,6 +205,8 @@ class Broker:
         self.redis_down = False  # the subscription failed and has not come back yet
         self.actor_wake = asyncio.Event()
         self._checking = asyncio.Lock()
+        self.grants = GrantListener(self.owner, lambda ticket_id, node: self.resolve_granted({ticket_id: node}),
+                                    self._check_all)
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._renew_forever())]
         self.actor = SwapActor(self.owner, self.actor_wake, self.subscribed)
         self._tasks.append(asyncio.create_task(self.actor.run_forever()))
@@ -240,6 +243,12 @@ class Broker:
                     await self.subscribed.wait()
             if not self.subscribed.is_set():
                 raise StoreUnavailable("queue")
+        try:
+            listening = await self.grants.listen_for(queue_name(route), SUBSCRIBE_WAIT_SECONDS)
+        except REDIS_ERRORS:
+            listening = False
+        if not listening:
+            raise StoreUnavailable("queue")
         tickets = [Ticket(self, route, user, batch) for _ in range(calls)]
         for ticket in tickets:
             self.track(ticket)  # before the script runs: another process may grant it at once
@@ -267,12 +276,13 @@ class Broker:
         return Admission(tickets, result.waiting)
 
     async def _listen(self) -> None:
-        channel = keys.grant_channel(self.owner)
+        """The broadcast channels: node health, the swap actor's wake-up, failed loads. (Grants come on
+        sharded channels, per model: inference/scheduler/grants.py.)"""
         while True:
             client = pubsub_client()
             pubsub = client.pubsub()
             try:
-                await pubsub.subscribe(channel, keys.NODES_CHANNEL, keys.ACTOR_WAKE_CHANNEL, keys.LOAD_FAILED_CHANNEL)
+                await pubsub.subscribe(keys.NODES_CHANNEL, keys.ACTOR_WAKE_CHANNEL, keys.LOAD_FAILED_CHANNEL)
                 await self._notice_restart(client)
                 await nodehealth.refresh()
                 self.subscribed.set()
@@ -281,10 +291,7 @@ class Broker:
                 async for message in pubsub.listen():
                     if message["type"] != "message":
                         continue
-                    if message["channel"] == channel:
-                        ticket_id, _, node = message["data"].partition(" ")
-                        self.resolve_granted({ticket_id: node})
-                    elif message["channel"] == keys.ACTOR_WAKE_CHANNEL:
+                    if message["channel"] == keys.ACTOR_WAKE_CHANNEL:
                         self.actor_wake.set()
                     elif message["channel"] == keys.LOAD_FAILED_CHANNEL:
                         self._fail_waiting(json.loads(message["data"]))

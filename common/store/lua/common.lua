@@ -115,7 +115,8 @@ local function grant(t, n, class, score, now, lease_ms)
     redis.call('HDEL', P .. 'last' .. class, u)
   end
   local owner = redis.call('HGET', P .. 'owner', t)
-  if owner and owner ~= QUIET then redis.call('PUBLISH', 'gh:grants:' .. owner, t .. ' ' .. n) end
+  -- A sharded channel in this model's slot (keys.grant_channel): on a cluster, only this shard carries it.
+  if owner and owner ~= QUIET then redis.call('SPUBLISH', P .. 'g:' .. owner, t .. ' ' .. n) end
 end
 
 -- Grant free slots on ready nodes to waiting tickets, fairest first, each on the node with the most
