@@ -11,14 +11,23 @@ import openai
 import pytest
 
 from tests.support.processes import eventually
-from tests.support.stack import CLUSTER, REDIS_KINDS, Stack, sim_config
+from tests.support.stack import CLUSTER, Stack, on_each_redis, sim_config
 
 MODEL = "sched-bounds:latest"  # 4 slots, 8 waiting
 ROOMY = "sched-roomy:latest"  # 4 slots, 64 waiting
 FAULTY = "sched-faulty:latest"  # fails after a few tokens
 
 
-@pytest.fixture(scope="module", params=REDIS_KINDS)
+# The bounds, limits and records that must hold on a Redis Cluster too.
+pytest_generate_tests = on_each_redis(
+    "test_it_never_runs_more_than_the_concurrency_on_a_node",
+    "test_it_admits_concurrency_plus_max_queue_and_answers_the_rest_503",
+    "test_a_queued_request_leaves_the_queue_when_its_client_leaves",
+    "test_every_slot_of_a_request_is_released_when_its_choices_fail",
+)
+
+
+@pytest.fixture(scope="module")
 def stack(request, django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         config = sim_config([MODEL, ROOMY, FAULTY], tokens_per_second=10, reply_tokens=10)

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.support.processes import eventually
-from tests.support.stack import CLUSTER, REDIS_KINDS, Stack, sim_config
+from tests.support.stack import CLUSTER, Stack, on_each_redis, sim_config
 
 MODEL = "limits-fast:latest"  # 10 tokens in 0.1 s
 SLOW = "limits-slow:latest"  # 10 tokens a second
@@ -21,7 +21,15 @@ KILL = "limits-kill:latest"  # a stack of its own, whose web process is killed
 PEOPLE = ("rpm", "conc", "hdr", "sdk", "stream", "gone", "plain")
 
 
-@pytest.fixture(scope="module", params=REDIS_KINDS)
+# The bounds, limits and records that must hold on a Redis Cluster too.
+pytest_generate_tests = on_each_redis(
+    "test_n_requests_per_minute_pass_across_two_processes_never_n_plus_one",
+    "test_concurrent_requests_are_bounded_across_two_processes",
+    "test_streamed_tokens_count_against_the_daily_quota",
+)
+
+
+@pytest.fixture(scope="module")
 def stack(request, django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         world = Stack({"gpu": sim_config([MODEL], tokens_per_second=100, reply_tokens=10),

@@ -1,9 +1,9 @@
 """Gatehouse on a real Redis Cluster of three masters (REDIS_CLUSTER): the state spreads over the shards,
 and what every web process must hear still reaches each of them.
 
-The queue bounds, rate limits and usage records run whole on a cluster too (tests/test_queue_bounds.py,
-test_rate_limits.py and test_usage_records.py, once per kind of Redis); this module holds what only a
-cluster shows.
+The core tests of the queue bounds, rate limits and usage records run on a cluster too
+(tests/test_queue_bounds.py, test_rate_limits.py and test_usage_records.py name them with
+`on_each_redis`); this module holds what only a cluster shows.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.support.processes import CeleryWorker, RedisSentinel, RedisServer, eventually
-from tests.support.stack import CLUSTER, REDIS_KINDS, Stack, sim_config
+from tests.support.stack import CLUSTER, Stack, on_each_redis, sim_config
 from tests.support.usage import usage_waiting
 
 MODEL = "usage-fast:latest"  # 10 tokens in 0.1 s
@@ -17,7 +17,15 @@ SLOW = "usage-slow:latest"  # 10 tokens a second
 PEOPLE = ("fields", "streamer", "leaver", "limited", "batch", "offline", "early", "brokered")
 
 
-@pytest.fixture(scope="module", params=REDIS_KINDS)
+# The bounds, limits and records that must hold on a Redis Cluster too.
+pytest_generate_tests = on_each_redis(
+    "test_an_answered_request_is_recorded_with_its_tokens_node_and_timings",
+    "test_a_refused_request_is_recorded_with_its_reason",
+    "test_no_record_is_lost_while_the_worker_is_down",
+)
+
+
+@pytest.fixture(scope="module")
 def stack(request, django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         world = Stack({"gpu": sim_config([MODEL], tokens_per_second=100, reply_tokens=10),

@@ -41,9 +41,20 @@ def web_env(redis_url: str, **extra: str) -> dict[str, str]:
         **extra,
     }
 
-# The queue, limit, revocation and usage tests run their module once on each (a module fixture's params).
+# The queue, limit and usage modules run their core tests on each kind of Redis: their `stack` fixture
+# gets the kind as request.param (see on_each_redis).
+ONE_REDIS = "one-redis"
 CLUSTER = "redis-cluster"
-REDIS_KINDS = ["one-redis", CLUSTER]
+
+
+def on_each_redis(*cluster_too: str):
+    """A module's pytest_generate_tests hook: every test of the module gets its `stack` on one Redis, and
+    the tests named also on a Redis Cluster (one module-scoped stack of each kind)."""
+    def hook(metafunc) -> None:
+        if "stack" in metafunc.fixturenames:
+            kinds = [ONE_REDIS, CLUSTER] if metafunc.function.__name__ in cluster_too else [ONE_REDIS]
+            metafunc.parametrize("stack", kinds, indirect=True, scope="module")
+    return hook
 
 
 class Stack:
