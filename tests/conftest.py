@@ -77,6 +77,20 @@ def pytest_configure(config):
     processes.session_tmp()
 
 
+# The longest modules (their setup and tests together, a minute or more each), longest first. `make test`
+# hands whole modules to two xdist workers in collection order; starting with these, the short ones fill
+# in at the end and both workers finish together, instead of one running a long module alone at the end.
+LONGEST_MODULES = ("test_queue_bounds", "test_real_llama", "test_batches", "test_usage_records", "test_queue_fairness",
+                   "test_site_url", "test_queue_under_load", "test_nodes_failover", "test_rate_limits", "test_make_run",
+                   "test_storms", "test_portal_browser", "test_make_run_llama", "test_redis_outage")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: index for index, name in enumerate(LONGEST_MODULES)}
+    # A stable sort: every module keeps its own tests' order (their module-scoped worlds rely on it).
+    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2], len(rank)))
+
+
 @pytest.hookimpl(trylast=True)  # after pytest's own sessionfinish has torn the session's fixtures down
 def pytest_sessionfinish(session):
     config = session.config
