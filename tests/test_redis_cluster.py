@@ -8,6 +8,8 @@ The core tests of the queue bounds, rate limits and usage records run on a clust
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import pytest
 import redis
@@ -17,15 +19,18 @@ from tests.support.processes import eventually
 from tests.support.stack import Stack, sim_config
 
 MODELS = [f"cluster-m{n}:latest" for n in range(6)]  # six hash tags: spread over the three masters
+TIGHT = "cluster-tight:latest"  # 2 slots, 2 waiting, replies of 3 s: a burst meets a full queue
 TOKEN = "cluster-metrics-token"
 
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        world = Stack({"gpu": sim_config(MODELS, tokens_per_second=200, reply_tokens=4)}, webs=2, cluster=True,
+        world = Stack({"gpu": sim_config(MODELS, tokens_per_second=200, reply_tokens=4),
+                       "slow": sim_config([TIGHT], tokens_per_second=10, reply_tokens=30)}, webs=2, cluster=True,
                       users=("ann", "ben"), env={"METRICS_TOKEN": TOKEN, "API_KEY_CACHE_SECONDS": "600"},
-                      models={name: {"concurrency": 4} for name in MODELS})
+                      models={**{name: {"concurrency": 4} for name in MODELS},
+                              TIGHT: {"concurrency": 2, "max_queue": 2}})
     yield world
     with django_db_blocker.unblock():
         world.stop()
@@ -116,3 +121,26 @@ def test_a_script_never_touches_two_slots(stack):
     with pytest.raises(redis.ResponseError, match="same slot"):  # CROSSSLOT: what a cross-slot call gets
         stack.kv.execute_command("MSET", keys.service(MODELS[0]) + ":x", "1", keys.service(MODELS[1]) + ":x", "1",
                                  target_nodes=stack.kv.get_node_from_key(keys.service(MODELS[0])))
+
+
+def test_a_burst_past_the_queue_gets_503s_with_retry_after_and_the_node_never_runs_more(stack):
+    """The bound on a cluster: 2 running and 2 waiting are admitted, through either web process; the
+    rest get queue_full at once. (Replies last 3 s, so the whole burst meets a full queue.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sim = stack.sims["slow"]
+    assert stack.chat(TIGHT, max_tokens=1).status_code == 200  # loaded first
+    sim.reset()
+    start = threading.Barrier(10)
+
+    def one(n: int) -> httpx.Response:
+        start.wait()
+        return stack.chat(TIGHT, web=n % 2)
+
+    with ThreadPoolExecutor(10) as pool:
+        responses = list(pool.map(one, range(10)))
+    assert sorted(r.status_code for r in responses) == [200] * 4 + [503] * 6
+    for refused in (r for r in responses if r.status_code == 503):
+        assert refused.json()["error"]["code"] == "queue_full"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert sim.model_stats(TIGHT)["max_in_flight"] == 2
