@@ -21,7 +21,6 @@ FAULTY = "sched-faulty:latest"  # fails after a few tokens
 # The bounds, limits and records that must hold on a Redis Cluster too.
 pytest_generate_tests = on_each_redis(
     "test_it_never_runs_more_than_the_concurrency_on_a_node",
-    "test_a_queued_request_leaves_the_queue_when_its_client_leaves",
     "test_every_slot_of_a_request_is_released_when_its_choices_fail",
 )
 
