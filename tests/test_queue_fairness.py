@@ -70,7 +70,9 @@ def test_a_person_sending_a_few_requests_is_not_starved_by_a_flood(idle):
             future.result()
     assert len(order) == flood + 4
     last_ben = max(i for i, who in enumerate(order) if who == "ben")
-    assert last_ben < 14, order  # served in turn with ann (about every other turn), not after her flood
+    # Served in turn with ann (about every other turn: last near 11), not after her flood (19); a starved
+    # machine (two test workers on two cores) delays some turns, so the bound leaves room.
+    assert last_ben < 16, order
 
 
 def test_batch_requests_wait_while_interactive_ones_are_queued(idle):
