@@ -152,6 +152,13 @@ async def all_models() -> list[ModelRoute]:
     return sorted((await _snapshot.get()).values(), key=lambda r: r.public_id)
 
 
+async def served_models() -> list[ModelRoute]:
+    """The models some enabled node has: what a client is shown. A model with no node yet (a variant
+    whose row is saved while it is still being created on the nodes, or one whose nodes are all drained)
+    would only answer "no GPU server is serving it"."""
+    return [route for route in await all_models() if route.node_urls]
+
+
 async def all_nodes() -> list[NodeInfo]:
     await _snapshot.get()
     return _snapshot.nodes

@@ -21,7 +21,7 @@ def model_object(route: registry.ModelRoute) -> dict:
 @api_endpoint("GET")
 async def list_models(request):
     principal = await authenticate(request)
-    routes = [r for r in await registry.all_models() if principal.may_use(r.public_id)]
+    routes = [r for r in await registry.served_models() if principal.may_use(r.public_id)]
     if anthropic_models.wants_anthropic_shape(request):
         return json_response(anthropic_models.model_page(routes))
     return json_response({"object": "list", "data": [model_object(r) for r in routes]})

@@ -95,3 +95,24 @@ def test_suggestions_name_only_models_the_key_may_use(base_url, world):
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="qwen2.5-coder", messages=[{"role": "user", "content": "hi"}])
     assert CODE_MODEL not in caught.value.message
+
+
+def test_a_model_no_enabled_node_has_is_not_listed_until_one_has_it(base_url, world, django_db_blocker):
+    """A listed model must be usable: a model whose row exists before any node has it (a variant being
+    created on the nodes) or whose nodes are all drained would only answer "no GPU server is serving"."""
+    from inference.models import Model, Node, NodeModel
+
+    client = openai.OpenAI(base_url=base_url, api_key=world.alice_key)
+    with django_db_blocker.unblock():
+        orphan = Model.objects.create(public_id="orphan:1b", ollama_name="orphan:1b")
+    try:
+        headers = {"Authorization": f"Bearer {world.alice_key}"}
+        eventually(lambda: httpx.get(f"{base_url}/models/orphan:1b", headers=headers).status_code == 200,
+                   what="the live server's snapshot to hold the new model", interval=0.2)
+        assert "orphan:1b" not in [m.id for m in client.models.list()]
+        with django_db_blocker.unblock():
+            NodeModel.objects.create(node=Node.objects.filter(enabled=True).first(), model=orphan)
+        eventually(lambda: "orphan:1b" in [m.id for m in client.models.list()], what="the model listed once a node has it")
+    finally:
+        with django_db_blocker.unblock():
+            orphan.delete()

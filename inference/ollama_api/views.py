@@ -125,7 +125,7 @@ async def embeddings(request):
 @ollama_endpoint("GET")
 async def tags(request):
     caller = await authenticate(request)
-    routes = [route for route in await registry.all_models() if caller.may_use(route.public_id)]
+    routes = [route for route in await registry.served_models() if caller.may_use(route.public_id)]
     return json_response({"models": await catalogue.tags(routes)})
 
 
