@@ -213,11 +213,17 @@ class SwapActor:
             if free > 0 or state.waiting <= route.concurrency:
                 return
             # The queue builds up on busy nodes: add a node that has room without evicting anything.
-            for url in route.node_urls:
-                if url in usable and url not in placed and url not in claimed \
-                        and self._free_memory(url, states, routes) >= self._size(route):
+            spare = [url for url in route.node_urls if url in usable and url not in placed and url not in claimed]
+            for url in spare:
+                if self._free_memory(url, states, routes) >= self._size(route):
                     self._place(route, url, states, routes, usable, claimed, force=False)
                     return
+            # Half its queue full (a class sending at once, say): idle models make room for it too,
+            # before the queue overflows into 503s.
+            if state.waiting * 2 >= route.max_queue:
+                for url in spare:
+                    if self._place(route, url, states, routes, usable, claimed, force=False):
+                        return
             return
         if placed:  # draining or unloading here: wait for that to finish
             return
