@@ -43,6 +43,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/scheduling.py
 	$(BIN)/python bench/ratelimit.py
 	$(BIN)/python bench/storms.py
+	$(BIN)/python -m pip install -q -e '.[bench]' && $(BIN)/python bench/scale_sim.py
 	$(BIN)/python scripts/fetch-llama.py
 	$(BIN)/python bench/engines.py
 
