@@ -37,7 +37,9 @@ def test_a_model_being_loaded_shows_its_load_and_a_wait_that_counts_it(stack, dj
     for thread in threads:
         thread.start()
     try:
-        eventually(lambda: "loading" in stack.placement(MODEL).values(), what="loading", timeout=30)
+        # All four queued (their threads may start slowly on a busy machine), and the load under way.
+        eventually(lambda: "loading" in stack.placement(MODEL).values() and stack.waiting(MODEL) == 4,
+                   what="loading with four waiting", timeout=30)
         row = _row(staff.get("/models/").text)
         assert 'data-label="Loaded now">loading now, on 1 server' in row
         wait = re.search(r'data-label="Typical wait">about (\d+) s<', row)
