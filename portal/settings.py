@@ -316,6 +316,9 @@ CATALOGUE_SYNC_WAIT_SECONDS = envint("CATALOGUE_SYNC_WAIT_SECONDS", 60, minimum=
 # resets clients under a burst of a few hundred), and how long a connection may send nothing at all.
 WEB_LISTEN_BACKLOG = envint("WEB_LISTEN_BACKLOG", 1024, minimum=1)
 WEB_IDLE_TIMEOUT_SECONDS = envint("WEB_IDLE_TIMEOUT_SECONDS", 60, minimum=1)
+# On SIGTERM or Ctrl-C the web process stops listening and lets the requests it is answering finish,
+# for up to this long, before it cancels what still runs (portal/web.py DrainingServer).
+WEB_DRAIN_SECONDS = envfloat("WEB_DRAIN_SECONDS", 30.0)
 # Django's own cap on non-file bodies must not cut our API bodies short before we can answer 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # Files for the Batch API (batches/files.py): JSONL of requests, each checked before it is accepted.

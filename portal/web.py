@@ -16,6 +16,12 @@ where the headers are complete and the body has not been read yet:
 
 The listen backlog (WEB_LISTEN_BACKLOG) and the idle timeout for connections that send nothing
 (WEB_IDLE_TIMEOUT_SECONDS) are set here too; daphne's own defaults are 50 and 12 hours.
+
+On SIGTERM (a deploy, `docker compose stop`, a Kubernetes rollout) or Ctrl-C, daphne cancels every
+request it is answering at once, cutting streams mid-answer. DrainingServer first stops listening, so
+new connections go to the other web processes, and lets the HTTP requests in flight finish, for up to
+WEB_DRAIN_SECONDS, before daphne cancels what is left; the Redis writes of those (their slots, limits
+and usage records) are made before the process exits.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import json
 import logging
 import os
 import sys
+import time
 
 from daphne import server as daphne_server
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
+from twisted.internet import defer
 from twisted.web import http
 
 log = logging.getLogger(__name__)
@@ -220,6 +228,49 @@ class GuardedHTTPFactory(HTTPFactory):
         return protocol
 
 
+FLUSH_SECONDS = 5.0  # for the Redis writes of the requests cancelled at the end of a drain
+
+
+class DrainingServer(daphne_server.Server):
+    """daphne's server, which drains before it stops (module docstring)."""
+
+    DRAIN_POLL_SECONDS = 0.2
+
+    def listen_success(self, port):
+        self.__dict__.setdefault("ports", []).append(port)
+        super().listen_success(port)
+
+    def requests_in_flight(self) -> int:
+        """HTTP requests whose application has not finished; websockets (the live dashboard) do not count."""
+        return sum(1 for protocol, details in self.connections.items()
+                   if isinstance(protocol, WebRequest) and details.get("application_instance") is not None
+                   and not details["application_instance"].done())
+
+    def kill_all_applications(self):
+        from django.conf import settings
+
+        from inference.accounting import outbox
+
+        for port in self.__dict__.get("ports", []):
+            port.stopListening()
+        deadline = time.monotonic() + settings.WEB_DRAIN_SECONDS
+        stopped = defer.Deferred()
+        log.warning("stopping: no new connections; %d request(s) in flight may finish within %g s",
+                    self.requests_in_flight(), settings.WEB_DRAIN_SECONDS)
+
+        def check() -> None:
+            if self.requests_in_flight() and time.monotonic() < deadline:
+                daphne_server.reactor.callLater(self.DRAIN_POLL_SECONDS, check)  # daphne's asyncio reactor
+                return
+            killed = super(DrainingServer, self).kill_all_applications()
+            # The cancelled requests' slot releases, settlements and usage records, made before exiting.
+            killed.addBoth(lambda _: defer.Deferred.fromFuture(asyncio.ensure_future(outbox.flush(FLUSH_SECONDS))))
+            killed.chainDeferred(stopped)
+
+        check()
+        return stopped
+
+
 def endpoint(host: str, port: int, backlog: int) -> str:
     """A Twisted endpoint string; it is the only way to give daphne a listen backlog."""
     interface = host.strip("[]").replace(":", r"\:")
@@ -239,6 +290,7 @@ def main(argv: list[str]) -> None:
     if not any(arg.endswith(":application") or ":" in arg and not arg.startswith("-") for arg in rest):
         rest.append("portal.asgi:application")
     daphne_server.HTTPFactory = GuardedHTTPFactory
+    CommandLineInterface.server_class = DrainingServer
     endpoints = [arg for host in ours.bind or ["127.0.0.1"]
                  for arg in ("-e", endpoint(host, ours.port, settings.WEB_LISTEN_BACKLOG))]
     CommandLineInterface().run([*endpoints, *rest])

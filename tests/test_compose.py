@@ -80,6 +80,13 @@ def test_the_web_process_runs_with_a_listen_backlog_behind_the_proxy():
     assert "127.0.0.1" in env["ALLOWED_HOSTS"], "the health check calls 127.0.0.1"
 
 
+def test_stopping_the_web_container_lets_its_streams_finish():
+    web = SERVICES["web"]
+    assert "exec python -m portal.web" in command("web"), "the shell would swallow SIGTERM, and Docker kill daphne"
+    drain = float(web["environment"]["WEB_DRAIN_SECONDS"].removeprefix("${WEB_DRAIN_SECONDS:-").removesuffix("}"))
+    assert float(web["stop_grace_period"].removesuffix("s")) >= drain + 10
+
+
 def test_the_proxy_terminates_tls_in_front_of_web():
     proxy = SERVICES["proxy"]
     assert proxy["image"].startswith("caddy:")

@@ -290,8 +290,9 @@ def test_stopping_web_pods_leave_the_service_then_let_their_streams_finish(rende
         hook = spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
         settle, budget = float(hook[hook.index("--settle") + 1]), float(hook[hook.index("--budget") + 1])
         assert settle == web["preStopSleepSeconds"] > 0 and budget == web["streamDrainSeconds"]
-        # daphne cancels running streams on SIGTERM: the grace period must cover the hook and daphne's exit.
-        assert spec["terminationGracePeriodSeconds"] >= settle + budget + 10
+        # After SIGTERM the web process drains for WEB_DRAIN_SECONDS: the grace period covers the hook and that.
+        drain = float(values_of(name)["config"]["WEB_DRAIN_SECONDS"])
+        assert spec["terminationGracePeriodSeconds"] >= settle + budget + drain + 2
     assert pod_spec(one(rendered["ingress"], "Deployment", "web"))["terminationGracePeriodSeconds"] >= 300
 
 

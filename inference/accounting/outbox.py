@@ -82,3 +82,17 @@ def outbox() -> Outbox:
 
 def put(what: str, write: Write) -> None:
     outbox().put(what, write)
+
+
+async def flush(seconds: float) -> int:
+    """Wait, up to `seconds`, until this loop's pending writes have reached Redis: a process that
+    stops runs it last, so the slots of the requests it cancelled come back at once and their usage
+    records are kept. Returns how many writes were still pending when it gave up."""
+    box = _outboxes.get(id(asyncio.get_running_loop()))
+    if box is None:
+        return 0
+    try:
+        await asyncio.wait_for(box.queue.join(), seconds)
+    except TimeoutError:
+        log.warning("stopping with %d Redis write(s) not made", box.pending)
+    return box.pending

@@ -1,7 +1,9 @@
 """preStop hook of Gatehouse's web pods: let the requests the pod is answering end before it is stopped.
 
-daphne does not drain: on SIGTERM it stops its reactor and cancels every request still running, streams
-included. So the kubelet must not send SIGTERM while the pod still answers. This hook runs first:
+On SIGTERM the web process (portal/web.py) stops listening and gives the requests still running only
+WEB_DRAIN_SECONDS before it cancels them, streams included; and a pod must leave the Service's endpoints
+before it stops taking connections. So the kubelet must not send SIGTERM while the pod still answers
+a long stream. This hook runs first:
 
 1. it sleeps --settle seconds, while the pod (Terminating) leaves the Service's endpoints and the
    ingress controller and kube-proxy stop sending it new connections;
@@ -9,7 +11,7 @@ included. So the kubelet must not send SIGTERM while the pod still answers. This
    /proc/net/tcp and tcp6, in the pod's network namespace), or --budget seconds have passed.
 
 Idle keep-alive connections end on their own after WEB_IDLE_TIMEOUT_SECONDS. The kubelet sends SIGTERM
-when this hook returns; terminationGracePeriodSeconds leaves room for both steps and daphne's exit.
+when this hook returns; terminationGracePeriodSeconds leaves room for both steps, the drain and the exit.
 """
 
 from __future__ import annotations
