@@ -104,9 +104,7 @@ def test_it_admits_concurrency_plus_max_queue_and_answers_the_rest_503(stack, si
     stack.chat(MODEL, max_tokens=1)  # load it first: 4 run at once, 8 wait
     sim.reset()
     eventually(lambda: stack.placement(MODEL), what="loaded")
-    # 3 s replies: on a starved machine the 30 threads take a while to all send, and no request may
-    # finish (freeing a place for one more) before the last has arrived.
-    responses = _burst(stack, MODEL, 30, webs=webs, max_tokens=30)
+    responses = _burst(stack, MODEL, 30, webs=webs)
     ok = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code != 200]
     assert len(ok) == 12
@@ -152,9 +150,7 @@ def test_every_generation_response_says_how_long_it_queued(stack, sim):
 
 def test_a_queued_request_leaves_the_queue_when_its_client_leaves(stack, sim):
     stack.chat(MODEL, max_tokens=1)
-    # 8 s each: they must all still run after the fifth request's client has given up, however slowly
-    # a starved machine gets them started.
-    hold = [threading.Thread(target=stack.chat, args=(MODEL,), kwargs={"max_tokens": 80}) for _ in range(4)]
+    hold = [threading.Thread(target=stack.chat, args=(MODEL,), kwargs={"max_tokens": 40}) for _ in range(4)]
     for thread in hold:
         thread.start()
     eventually(lambda: stack.running(MODEL) == 4, what="4 running")
