@@ -338,8 +338,11 @@ class DaphneServer(ChildProcess):
     def __init__(self, env: dict[str, str], port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # WEB_DRAIN_SECONDS: a test that ends with a stream still open must not wait out a production
+        # drain when the process is stopped (tests/test_web_drain.py sets its own).
         self._start([sys.executable, "-m", "portal.web", "-b", "127.0.0.1", "-p", str(self.port)],
-                    {"DJANGO_SETTINGS_MODULE": "portal.settings", "SITE_URL": self.url, **env}, "daphne")
+                    {"DJANGO_SETTINGS_MODULE": "portal.settings", "SITE_URL": self.url, "WEB_DRAIN_SECONDS": "2",
+                     **env}, "daphne")
         try:
             eventually(lambda: port_open(self.port), timeout=30, what="daphne", proc=self.proc, ignore=STARTING)
         except Exception:
