@@ -236,8 +236,12 @@ class DrainingServer(daphne_server.Server):
 
     DRAIN_POLL_SECONDS = 0.2
 
+    def run(self):
+        self.ports = []  # what it listens on, to stop listening when told to stop
+        super().run()
+
     def listen_success(self, port):
-        self.__dict__.setdefault("ports", []).append(port)
+        self.ports.append(port)
         super().listen_success(port)
 
     def requests_in_flight(self) -> int:
@@ -251,7 +255,7 @@ class DrainingServer(daphne_server.Server):
 
         from inference.accounting import outbox
 
-        for port in self.__dict__.get("ports", []):
+        for port in self.ports:
             port.stopListening()
         deadline = time.monotonic() + settings.WEB_DRAIN_SECONDS
         stopped = defer.Deferred()

@@ -24,11 +24,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import os
 import random
-import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections import Counter, deque
@@ -39,7 +35,8 @@ from redis.crc import key_slot
 from bench.scale.accounting import RedisCounters
 from bench.scale.harness import InlineRedis, SimRedis
 from common.store import keys
-from tests.support.processes import free_port, port_open, session_tmp, spawn, stop_group
+from tests.support.processes import eventually
+from tests.support.redis_cluster import RedisCluster
 
 CLIENT_PROCESSES = 2
 MODELS = 24
@@ -203,50 +200,15 @@ def _run(server: SimRedis, plan: dict, parts: tuple[str, ...], seconds: float, p
 
 # -- pub/sub on a cluster -------------------------------------------------------------------------------
 
-def cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free and below 65536 too."""
-    while True:
-        port = free_port()
-        if port + 10000 < 65536 and not port_open(port + 10000):
-            return port
-
-
-class LocalCluster:
-    """Three redis-server processes in cluster mode on free ports, slots dealt by redis-cli."""
-
-    def __init__(self, shards: int = 3) -> None:
-        self.dir = tempfile.mkdtemp(prefix="cluster-", dir=session_tmp())
-        self.ports = [cluster_port() for _ in range(shards)]
-        self.procs = []
-        for port in self.ports:
-            folder = os.path.join(self.dir, str(port))
-            os.makedirs(folder)
-            self.procs.append(spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled",
-                                     "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
-                                     "--dir", folder], what=f"redis-server cluster :{port}"))
-        deadline = time.monotonic() + 30
-        while not all(port_open(p) for p in self.ports):
-            if time.monotonic() > deadline or any(proc.poll() is not None for proc in self.procs):
-                self.stop()
-                raise RuntimeError("the cluster's redis-servers did not start")
-            time.sleep(0.05)
-        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-yes"],
-                       check=True, capture_output=True, timeout=60)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            stop_group(proc, timeout=5)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def measure_forwarded_publish(messages: int = 100_000) -> dict:
     """CPU a shard spends on a PUBLISH made on another shard: without a subscriber, and delivering it to one."""
-    cluster = LocalCluster()
+    cluster = RedisCluster()  # the suite's: three masters on free ports (tests/support/redis_cluster.py)
     try:
         origin, quiet, listening = (redis.Redis(port=p) for p in cluster.ports)
         subscriber = redis.Redis(port=cluster.ports[2]).pubsub()
         subscriber.subscribe("gh:grants:bench")
-        time.sleep(0.2)
+        eventually(lambda: (m := subscriber.get_message(timeout=0.1)) and m["type"] == "subscribe",
+                   what="the subscription confirmed")
         cpu = [RedisCounters(f"redis://127.0.0.1:{p}/0") for p in cluster.ports]
         before = [c.cpu_seconds() for c in cpu]
         for start in range(0, messages, 1000):
