@@ -76,7 +76,7 @@ class NodeAdmin(admin.ModelAdmin):
     # A node URL typed without a scheme ("gpu1.lan") is a LAN address: GPU servers speak plain http.
     formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
     fieldsets = [
-        (None, {"fields": ["url", "name", "kind", "gpu_memory_bytes", "enabled"]}),
+        (None, {"fields": ["url", "name", "kind", "gpu_memory_bytes", "max_loaded_models", "enabled"]}),
         ("API key (OpenAI-compatible servers that want one)", {
             "description": "The key itself is never stored in the database or shown here: name the environment "
                            "variable or the file the web and worker processes read it from.",

@@ -62,6 +62,11 @@ class Node(models.Model):
         default=0,
         help_text="GPU memory budget in bytes. Gatehouse swaps models to stay within it; 0 = unknown (no swapping)",
     )
+    max_loaded_models = models.PositiveSmallIntegerField(
+        default=3,
+        help_text="The most models the server holds at once: its OLLAMA_MAX_LOADED_MODELS (Ollama's default is 3 "
+                  "per GPU). Gatehouse keeps to it, so the server never evicts a model on its own; 0 = no limit",
+    )
     enabled = models.BooleanField(
         default=True, help_text="Untick to drain the node: it gets no new requests, and running ones finish"
     )

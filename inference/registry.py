@@ -95,10 +95,12 @@ class NodeInfo:
     api_key: str = field(default="", repr=False)
     name: str = ""  # the admin's name for it, if any: /v1/providers calls the node by it
     pk: int = 0  # Node.pk: the provider's id when it has no name
+    max_loaded_models: int = 0  # the server's own limit on models held at once (0 = none)
 
 
 def _build_nodes() -> list[NodeInfo]:
-    return [NodeInfo(n.url, n.gpu_memory_bytes, n.enabled, n.kind, node_api_key(n), name=n.name, pk=n.pk)
+    return [NodeInfo(n.url, n.gpu_memory_bytes, n.enabled, n.kind, node_api_key(n), name=n.name, pk=n.pk,
+                     max_loaded_models=n.max_loaded_models)
             for n in Node.objects.order_by("url")]
 
 

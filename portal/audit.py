@@ -21,7 +21,7 @@ from inference.models import Model, Node
 from portal.models import AuditEntry
 
 TRACKED = {
-    Node: ["url", "name", "gpu_memory_bytes", "enabled"],
+    Node: ["url", "name", "gpu_memory_bytes", "max_loaded_models", "enabled"],
     Model: ["public_id", "kind", "context_length", "concurrency", "max_queue", "context_overflow", "enabled",
             "pinned"],
     Account: ["priority", *LIMIT_FIELDS],

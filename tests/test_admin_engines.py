@@ -23,6 +23,7 @@ def key_in_environment(monkeypatch):
 
 def node_form(**fields) -> dict[str, str]:
     form = {"url": "http://gpu9.example:8080", "name": "gpu9", "kind": "openai", "gpu_memory_bytes": "0",
+            "max_loaded_models": "3",
             "enabled": "on", "api_key_env": "", "api_key_file": "",
             # the models-on-this-node inline (read-only, but its management form is still posted)
             "nodemodel_set-TOTAL_FORMS": "0", "nodemodel_set-INITIAL_FORMS": "0"}

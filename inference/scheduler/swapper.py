@@ -202,6 +202,25 @@ class SwapActor:
         used = sum(self._size(r) for r in routes if url in states[r.ollama_name].placement)
         return budget - used
 
+    def _models_on(self, url: str, states, routes: list[ModelRoute]) -> int:
+        """How many models are on `url` or on their way on or off it: all count against its limit."""
+        return sum(1 for r in routes if url in states[r.ollama_name].placement)
+
+    def _over_count(self, url: str, states, routes: list[ModelRoute], leaving: int) -> int:
+        """How many more models must leave `url`, beyond `leaving`, before one more may load there: the
+        server's own limit (OLLAMA_MAX_LOADED_MODELS) is never reached by Gatehouse's loads, so the
+        server never picks a victim itself (one it picks while busy and we keep busy is never unloaded,
+        and every load there hangs behind it: ollama/ollama#17408)."""
+        limit = self.views[url].info.max_loaded_models
+        if limit <= 0:
+            return 0
+        return max(0, self._models_on(url, states, routes) - leaving + 1 - limit)
+
+    def _fits(self, route: ModelRoute, url: str, states, routes: list[ModelRoute]) -> bool:
+        """Whether `route` loads on `url` as things are: its memory is free and the server holds fewer
+        models than its limit."""
+        return self._free_memory(url, states, routes) >= self._size(route) and not self._over_count(url, states, routes, 0)
+
     def _serve_demand(self, route: ModelRoute, states, routes, usable: set[str], claimed: set[str]) -> None:
         state = states[route.ollama_name]
         placed = {url: p for url, p in state.placement.items() if url in usable}
@@ -215,7 +234,7 @@ class SwapActor:
             # The queue builds up on busy nodes: add a node that has room without evicting anything.
             spare = [url for url in route.node_urls if url in usable and url not in placed and url not in claimed]
             for url in spare:
-                if self._free_memory(url, states, routes) >= self._size(route):
+                if self._fits(route, url, states, routes):
                     self._place(route, url, states, routes, usable, claimed, force=False)
                     return
             # Half its queue full (a class sending at once, say): idle models make room for it too,
@@ -230,7 +249,7 @@ class SwapActor:
         forced = state.oldest_wait_ms >= settings.SWAP_MAX_WAIT_SECONDS * 1000
         candidates = [url for url in route.node_urls if url in usable and url not in claimed]
         for url in candidates:  # a node where it fits as things are
-            if self._free_memory(url, states, routes) >= self._size(route) \
+            if self._fits(route, url, states, routes) \
                     and self._place(route, url, states, routes, usable, claimed, force=False):
                 return
         for url in candidates:  # a node where unloading idle models makes room
@@ -249,7 +268,8 @@ class SwapActor:
         if victims is None:
             return False
         need = self._size(route) - self._free_memory(url, states, routes) - sum(self._size(v) for v in victims)
-        if need > 0:
+        over = self._over_count(url, states, routes, len(victims))
+        if need > 0 or over > 0:
             others = [r for r in routes if r is not route and states[r.ollama_name].placement.get(url) == "ready"
                       and not r.pinned and r not in victims]
             idle = [r for r in others if not states[r.ollama_name].running.get(url)
@@ -259,11 +279,12 @@ class SwapActor:
             order = sorted(idle, key=lambda r: -self._size(r)) + sorted(
                 busy, key=lambda r: (states[r.ollama_name].waiting, -self._size(r)))
             for victim in order:
-                if need <= 0:
+                if need <= 0 and over <= 0:
                     break
                 victims.append(victim)
                 need -= self._size(victim)
-            if need > 0 and not self._alone_after(route, url, states, routes, victims):
+                over -= 1
+            if over > 0 or (need > 0 and not self._alone_after(route, url, states, routes, victims)):
                 return False
         claimed.add(url)
         if victims:

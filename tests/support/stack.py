@@ -61,7 +61,8 @@ class Stack:
     def __init__(self, sims: dict[str, dict[str, Any]], *, models: dict[str, dict[str, Any]] | None = None,
                  webs: int = 1, env: dict[str, str] | None = None, budgets: dict[str, int] | None = None,
                  users: tuple[str, ...] = ("ann", "ben"), batch_users: tuple[str, ...] = (),
-                 openai_nodes: dict[str, str | dict[str, Any]] | None = None, cluster: bool = False) -> None:
+                 openai_nodes: dict[str, str | dict[str, Any]] | None = None, cluster: bool = False,
+                 node_fields: dict[str, dict[str, Any]] | None = None) -> None:
         from django.contrib.auth import get_user_model
 
         from apiaccess.models import ApiKey, Priority
@@ -75,7 +76,8 @@ class Stack:
         self.sims = {name: SimulatorProcess(config) for name, config in sims.items()}
         self.nodes = []
         for name, sim in self.sims.items():
-            node = Node.objects.create(url=sim.url, name=name, gpu_memory_bytes=(budgets or {}).get(name, 0))
+            node = Node.objects.create(url=sim.url, name=name, gpu_memory_bytes=(budgets or {}).get(name, 0),
+                                       **(node_fields or {}).get(name, {}))
             assert sync_node(node).healthy
             self.nodes.append(node)
         served: set[str] = set()
