@@ -174,7 +174,7 @@ end
 -- A forecast of the model's slots: the moments each slot the model has or will have becomes free,
 -- the expected ends of the calls running now (sorted), the total capacity, and the average call.
 -- Ready nodes: a running call ends about one average call after its grant (one already past the
--- average is assumed to end a moment from now); an idle slot is free now, or when the hold ends. A
+-- average, as late again as it is now); an idle slot is free now, or when the hold ends. A
 -- node where the model is loading brings its slots when the load is expected to end (measured load
 -- time). A cold model (nowhere ready or loading) will be loaded by the swap actor on one node: it
 -- counts that node's slots, free after one load.
@@ -190,7 +190,12 @@ local function slots_forecast(p)
     if place == 'ready' then
       local runs = redis.call('ZRANGE', P .. 'run:' .. n, 0, -1, 'WITHSCORES')
       for i = 2, #runs, 2 do
-        local done = math.max(start, tonumber(runs[i]) + call_ms)
+        local done = tonumber(runs[i]) + call_ms
+        -- A call past its forecast end is a long one: expect it to run late by as much again (at least
+        -- a quarter call), not to end this instant, or every client told to come back then finds the
+        -- queue as full as before and spends its retries a quarter call apart.
+        if done < p.now then done = p.now + math.max(p.now - done, call_ms / 4) end
+        done = math.max(start, done)
         free_at[#free_at + 1] = done
         ends[#ends + 1] = done
       end
