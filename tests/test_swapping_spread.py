@@ -55,3 +55,40 @@ def test_a_model_with_half_its_queue_waiting_takes_a_node_an_idle_model_held(sta
     assert second["requests"] > 0, "the second node served none of the queue"
     assert second["max_in_flight"] <= 4 and stack.sims["first"].model_stats(HOT)["max_in_flight"] <= 4
     assert stack.sims["second"].model_stats(IDLE)["evictions"] == 0  # unloaded by Gatehouse, not by Ollama
+
+
+SLOW = "spread-slow:latest"  # a long stream on the third node keeps it there while it drains
+NEEDY = "spread-needy:latest"  # only on the third node: it waits for SLOW to make room
+SPARE = "spread-spare:latest"  # idle on the fourth node, where SLOW can go
+
+
+@pytest.fixture(scope="module")
+def drain_stack(django_db_setup, django_db_blocker):
+    third = sim_config([SLOW, NEEDY], tokens_per_second=40, reply_tokens=10, gpu_memory="3GiB")
+    third["models"][0]["tokens_per_second"] = 2  # 10 tokens: 5 s a call here
+    fourth = sim_config([SLOW, SPARE], tokens_per_second=40, reply_tokens=10, gpu_memory="3GiB")
+    with django_db_blocker.unblock():
+        world = Stack({"third": third, "fourth": fourth}, budgets={"third": 3 * GIB, "fourth": 3 * GIB},
+                      env={"SWAP_MAX_WAIT_SECONDS": "1"})
+    yield world
+    with django_db_blocker.unblock():
+        world.stop()
+
+
+def test_a_model_being_drained_serves_its_new_requests_on_another_node(drain_stack):
+    stack = drain_stack
+    third = stack.sims["third"].url
+    stack.chat(SPARE, max_tokens=1)
+    stack.wait_loaded(SPARE, "fourth")
+    stack.chat(SLOW, max_tokens=1)  # fits as things are only on the third node
+    stack.wait_loaded(SLOW, "third")
+    with ThreadPoolExecutor(2) as pool:
+        long_call = pool.submit(stack.chat, SLOW)  # 5 s
+        eventually(lambda: stack.running(SLOW) == 1, what=f"{SLOW} running")
+        needy = pool.submit(stack.chat, NEEDY, max_tokens=1)  # forces SLOW out of the third node
+        eventually(lambda: stack.placement(SLOW).get(third) == "draining", what=f"{SLOW} draining", timeout=10)
+        # Before, SLOW's next request waited for its own drain: for its longest call still running.
+        assert stack.chat(SLOW, max_tokens=1).status_code == 200
+        assert not long_call.done(), "answered only once the drain was over"
+        assert stack.placement(SLOW).get(stack.sims["fourth"].url) == "ready"  # it went where SPARE idled
+        assert long_call.result().status_code == 200 and needy.result().status_code == 200

@@ -244,10 +244,11 @@ class SwapActor:
                     if self._place(route, url, states, routes, usable, claimed, force=False):
                         return
             return
-        if placed:  # draining or unloading here: wait for that to finish
-            return
+        # Draining or unloading where it is: its waiting requests look for another node meanwhile. A drain
+        # lasts as long as the longest call running there, a stream of many minutes, say, and waiting it
+        # out would hold them past SWAP_MAX_WAIT_SECONDS and into their queue timeout.
         forced = state.oldest_wait_ms >= settings.SWAP_MAX_WAIT_SECONDS * 1000
-        candidates = [url for url in route.node_urls if url in usable and url not in claimed]
+        candidates = [url for url in route.node_urls if url in usable and url not in claimed and url not in placed]
         for url in candidates:  # a node where it fits as things are
             if self._fits(route, url, states, routes) \
                     and self._place(route, url, states, routes, usable, claimed, force=False):
