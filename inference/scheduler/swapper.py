@@ -9,9 +9,10 @@ an admission finds its model not loaded) it:
    answers again comes back, and the loaded models and their memory are recorded;
 2. reconciles the placements with what the nodes report (a model Ollama unloaded on its own);
 3. unloads drained models whose last running request finished;
-4. loads models that have waiting requests: on a node where the model fits the memory budget,
-   else by unloading idle models (a model larger than a whole budget loads alone on a node), else (once the oldest request has waited SWAP_MAX_WAIT_SECONDS)
-   by draining a busy model: it gets no new requests, and is unloaded when its running ones end.
+4. loads models that have waiting requests: on a node where the model fits the memory budget and
+   the node's model-count limit, else by unloading idle models (a model larger than a whole budget loads alone on a node), else (once the oldest request has waited SWAP_MAX_WAIT_SECONDS)
+   by draining a busy model: it gets no new requests there, and is unloaded when its running ones
+   end (its own waiting requests look for another node meanwhile).
    A model's larger-context variant and the model itself share weights, and Ollama runs one of them
    per node, so loading one first unloads the other (idle, or drained once forced).
    A model that is ready but busy gets a second node when its queue builds up and one has room;
