@@ -39,7 +39,7 @@ class Call:
 
     __slots__ = ("id", "person", "model", "kind", "batch", "job", "prompt", "completion", "arrival_ms",
                  "attempts", "ticket", "owner", "admitted_ms", "granted_ms", "node", "ended_ms", "outcome",
-                 "refusals", "watch", "transient")
+                 "refusals", "watch", "transient", "admissions")
 
     def __init__(self, id: int, person: int, model: str, kind: str, prompt: int, completion: int,
                  arrival_ms: int, job: BatchRun | None = None) -> None:
@@ -53,7 +53,8 @@ class Call:
         self.outcome: str | None = None  # served | refused (gave up) | timed_out | unfinished
         self.refusals: list[tuple[int, int]] = []  # (when, retry_after_ms)
         self.watch: Refusal | None = None
-        self.transient = 0
+        self.transient = 0  # a batch line's queue timeouts: the feeder sends it again
+        self.admissions = 0  # one, or for a batch line sent again, one per time it was in the queue
 
 
 class Simulation(BatchFeeding, Sampling):
@@ -188,6 +189,7 @@ class Simulation(BatchFeeding, Sampling):
         result = await queue.admit(call.model, self.scheduler.policy(call.model), owner=owner, user=str(call.person),
                                    batch=call.batch, tickets=[ticket])
         if result.admitted:
+            call.admissions += 1
             call.ticket, call.owner, call.admitted_ms = ticket, owner, self.now
             self.live[ticket] = call
             book = self.scheduler.mirror[call.model]
