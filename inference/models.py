@@ -64,8 +64,9 @@ class Node(models.Model):
     )
     max_loaded_models = models.PositiveSmallIntegerField(
         default=3,
-        help_text="The most models the server holds at once: its OLLAMA_MAX_LOADED_MODELS (Ollama's default is 3 "
-                  "per GPU). Gatehouse keeps to it, so the server never evicts a model on its own; 0 = no limit",
+        help_text="The most models the server holds at once: Ollama's OLLAMA_MAX_LOADED_MODELS (3 per GPU unless "
+                  "set), llama-server's --models-max (4 unless set). Gatehouse keeps to it, so the server never "
+                  "evicts a model on its own; 0 = no limit",
     )
     enabled = models.BooleanField(
         default=True, help_text="Untick to drain the node: it gets no new requests, and running ones finish"

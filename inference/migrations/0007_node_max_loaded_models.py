@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='node',
             name='max_loaded_models',
-            field=models.PositiveSmallIntegerField(default=3, help_text="The most models the server holds at once: its OLLAMA_MAX_LOADED_MODELS (Ollama's default is 3 per GPU). Gatehouse keeps to it, so the server never evicts a model on its own; 0 = no limit"),
+            field=models.PositiveSmallIntegerField(default=3, help_text="The most models the server holds at once: Ollama's OLLAMA_MAX_LOADED_MODELS (3 per GPU unless set), llama-server's --models-max (4 unless set). Gatehouse keeps to it, so the server never evicts a model on its own; 0 = no limit"),
         ),
     ]
