@@ -203,19 +203,17 @@ class SwapActor:
         used = sum(self._size(r) for r in routes if url in states[r.ollama_name].placement)
         return budget - used
 
-    def _models_on(self, url: str, states, routes: list[ModelRoute]) -> int:
-        """How many models are on `url` or on their way on or off it: all count against its limit."""
-        return sum(1 for r in routes if url in states[r.ollama_name].placement)
-
     def _over_count(self, url: str, states, routes: list[ModelRoute], leaving: int) -> int:
-        """How many more models must leave `url`, beyond `leaving`, before one more may load there: the
-        server's own limit (OLLAMA_MAX_LOADED_MODELS) is never reached by Gatehouse's loads, so the
+        """How many more models must leave `url`, beyond `leaving`, before one more may load there. The
+        server's own limit (OLLAMA_MAX_LOADED_MODELS) is never exceeded by Gatehouse's loads, so the
         server never picks a victim itself (one it picks while busy and we keep busy is never unloaded,
-        and every load there hangs behind it: ollama/ollama#17408)."""
+        and every load there hangs behind it: ollama/ollama#17408). Models on their way on or off the
+        node count too."""
         limit = self.views[url].info.max_loaded_models
         if limit <= 0:
             return 0
-        return max(0, self._models_on(url, states, routes) - leaving + 1 - limit)
+        on_node = sum(1 for r in routes if url in states[r.ollama_name].placement)
+        return max(0, on_node - leaving + 1 - limit)
 
     def _fits(self, route: ModelRoute, url: str, states, routes: list[ModelRoute]) -> bool:
         """Whether `route` loads on `url` as things are: its memory is free and the server holds fewer
