@@ -2,7 +2,7 @@
 
 Reading goes through a consumer group, so an entry leaves the stream only after its row is
 committed: a worker that dies mid-batch leaves its entries pending, and the next drain reads its
-pending entries first. Rows are keyed by the entry id, so an entry written twice is kept once.
+pending entries first, wherever the last one died (tests/test_usage_drain.py). Rows are keyed by the entry id, so an entry written twice is kept once.
 While no worker runs, entries wait in the stream.
 """
 
@@ -106,7 +106,11 @@ def _drain_stream(client: redis.Redis, stream: str, id_prefix: str, batch: int) 
             _drop_orphans(records)
             UsageRecord.objects.bulk_create(records, ignore_conflicts=True)
             ids = [entry_id for entry_id, _ in entries]
-            client.xack(stream, keys.USAGE_DRAIN_GROUP, *ids)
+            # Delete, then acknowledge. A drain that dies between the two leaves the entries pending
+            # and gone, which the next drain's read of pending entries clears (they come back without
+            # fields). The other order would leave them acknowledged in the stream, where no read of
+            # a consumer group finds them again, and the stream would never empty.
             client.xdel(stream, *ids)
+            client.xack(stream, keys.USAGE_DRAIN_GROUP, *ids)
             written += len(records)
     return written
