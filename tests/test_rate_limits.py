@@ -74,7 +74,8 @@ def burst(stack, person: str, count: int, model: str = MODEL, **body) -> list[ht
 def test_n_requests_per_minute_pass_across_two_processes_never_n_plus_one(stack, set_limits):
     set_limits("rpm", requests_per_minute=6)
     responses = burst(stack, "rpm", 14, max_tokens=2)
-    assert sorted(r.status_code for r in responses) == [200] * 6 + [429] * 8
+    assert sorted(r.status_code for r in responses) == [200] * 6 + [429] * 8, [
+        r.text[:300] for r in responses if r.status_code != 200]
     for response in responses:
         if response.status_code == 429:
             error = response.json()["error"]

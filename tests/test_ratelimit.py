@@ -92,6 +92,20 @@ async def test_it_names_the_key_when_the_keys_own_limit_is_reached(person):
 
 
 @pytest.mark.asyncio
+async def test_requests_that_reach_redis_out_of_order_each_get_their_place(person, monkeypatch):
+    """Each web process stamps a request with its own clock before sending it; under load a request
+    stamped earlier can reach Redis after one stamped later. A burst of N still gets N places."""
+    limits = Limits(requests_per_minute=6)
+    start = time.time() * 1000
+    stamps = iter([start + 50 - 10 * i for i in range(6)] + [start + 60])
+    monkeypatch.setattr(ratelimit, "_now_ms", lambda: int(next(stamps)))
+    grants = [await admit(person, person_limits=limits) for _ in range(6)]
+    assert grants[-1].headers["x-ratelimit-remaining-requests"] == "0"
+    error = await refused(person, person_limits=limits)
+    assert "requests per minute (RPM): limit 6" in error.message
+
+
+@pytest.mark.asyncio
 async def test_a_refused_request_costs_nothing(person):
     # The key's limit refuses; the person's single request per minute must still be there.
     key_limits = Limits(concurrent_requests=1)

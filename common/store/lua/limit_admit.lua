@@ -14,10 +14,16 @@ local SCOPES = {'key', 'person'}
 local WINDOW = 60000
 
 -- A per-minute token bucket: holds at most `limit`, refills limit/60 s. Missing = full.
+-- `now` is the calling web process's clock, read before its request reached Redis: requests of
+-- several processes arrive out of order, so time before the bucket's last change refills nothing
+-- rather than taking back (a burst would lose places), and the bucket's time never goes back.
+local stamps = {}
 local function level(key, limit)
   local state = redis.call('HMGET', key, 'level', 'at')
-  if not state[1] then return limit end
-  local refilled = tonumber(state[1]) + (now - tonumber(state[2])) * limit / WINDOW
+  if not state[1] then stamps[key] = now; return limit end
+  local at = tonumber(state[2])
+  stamps[key] = math.max(now, at)
+  local refilled = tonumber(state[1]) + math.max(0, now - at) * limit / WINDOW
   if refilled > limit then return limit end
   return refilled
 end
@@ -89,7 +95,7 @@ if refused then
 end
 
 local function store(key, value, limit)
-  redis.call('HSET', key, 'level', tostring(value), 'at', now)
+  redis.call('HSET', key, 'level', tostring(value), 'at', stamps[key])
   -- Once full again the state is the same as missing, so let it go then.
   redis.call('PEXPIRE', key, ms_until(limit, value, limit) + 1000)
 end

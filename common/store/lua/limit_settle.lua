@@ -13,14 +13,17 @@ for s = 1, 2 do
   if conc > 0 then redis.call('ZREM', KEYS[k + 3], id) end
   if tpm > 0 and delta ~= 0 then
     local state = redis.call('HMGET', KEYS[k + 2], 'level', 'at')
-    local have = tpm
+    local have, at = tpm, now
     if state[1] then
-      have = math.min(tpm, tonumber(state[1]) + (now - tonumber(state[2])) * tpm / WINDOW)
+      -- A settlement can land long after it was stamped (the outbox retries through an outage):
+      -- time before the bucket's last change refills nothing, and the bucket's time never goes back.
+      at = math.max(now, tonumber(state[2]))
+      have = math.min(tpm, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * tpm / WINDOW)
     end
     -- May go below zero: a request that used more than was left puts the bucket in debt, and
     -- nothing more is admitted until it has refilled.
     local left = math.min(tpm, have - delta)
-    redis.call('HSET', KEYS[k + 2], 'level', tostring(left), 'at', now)
+    redis.call('HSET', KEYS[k + 2], 'level', tostring(left), 'at', at)
     redis.call('PEXPIRE', KEYS[k + 2], math.ceil((tpm - left) * WINDOW / tpm) + 1000)
   end
   if delta ~= 0 then
