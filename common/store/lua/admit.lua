@@ -88,14 +88,28 @@ if not retry and beyond + held_for_others > p.max_queue then
   else
     ahead = redis.call('ZCARD', P .. 'resv')
   end
+  -- When to come back: a little after the c-th call from now ends, so the retry finds its place
+  -- already free: a quarter of a call's time, since calls run late by that much when the node or the
+  -- web processes are busy (a client that returns on the dot of an early forecast is refused once more).
+  local function retry_after(c)
+    local at = completion_at(f, c)
+    if not at then return MAX_RETRY_AFTER_MS end
+    return math.min(MAX_RETRY_AFTER_MS, math.floor(math.max(1, at - p.now) + math.min(1000, f.call_ms / 4)))
+  end
   local c = math.max(1, beyond - p.max_queue + ahead)
-  local at = completion_at(f, c)
-  local retry_ms = MAX_RETRY_AFTER_MS
-  if at then
-    -- A little after the call ends, so the retry finds its place already free: a quarter of a call's
-    -- time, since calls run late by that much when the node or the web processes are busy (a client
-    -- that returns on the dot of an early forecast is refused once more).
-    retry_ms = math.min(MAX_RETRY_AFTER_MS, math.floor(math.max(1, at - p.now) + math.min(1000, f.call_ms / 4)))
+  local retry_ms = retry_after(c)
+  -- A place is promised once. One who keeps their turn goes before the reservations handed out after
+  -- theirs, but not before others already due back by the new moment: others of the person refused
+  -- again just now, or later turns that fall before it. Without this, all of one person's requests
+  -- refused again at one moment are told the same next place, and all but one lose it again.
+  if mine then
+    for _ = 1, 64 do
+      local taken = redis.call('ZCOUNT', P .. 'resv', '(' .. p.now, p.now + retry_ms)
+      local wanted = math.max(1, beyond - p.max_queue + ahead + taken)
+      if wanted <= c or retry_ms >= MAX_RETRY_AFTER_MS then break end
+      c = wanted
+      retry_ms = retry_after(c)
+    end
   end
   -- A refused batch line reserves nothing: the feeder holds back the model's lines until then anyway,
   -- and a reservation would keep a place from interactive callers.
