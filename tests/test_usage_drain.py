@@ -21,8 +21,9 @@ from tests.support.processes import RedisServer
 from usage import drain
 from usage.models import UsageRecord
 
-# Entries in two shards and in the stream of the releases before the shards.
-SEEDED = {keys.usage_stream(2): 3, keys.usage_stream(5): 2, keys.USAGE_STREAM_BEFORE_SHARDS: 1}
+# (stream, the prefix the drain gives its ids, entries): two shards, and the stream of the releases
+# before the shards.
+SEEDED = [(keys.usage_stream(2), "2:", 3), (keys.usage_stream(5), "5:", 2), (keys.USAGE_STREAM_BEFORE_SHARDS, "", 1)]
 STEPS = ("xgroup_create", "xreadgroup", "xack", "xdel")
 
 
@@ -66,8 +67,7 @@ def redis_url():
 def seed(client) -> set[str]:
     """Add the entries of SEEDED; return the stream ids their records get."""
     ids = set()
-    for stream, count in SEEDED.items():
-        prefix = "" if stream == keys.USAGE_STREAM_BEFORE_SHARDS else stream.split(":")[2].rstrip("}") + ":"
+    for stream, prefix, count in SEEDED:
         for _ in range(count):
             entry = client.xadd(stream, {"at": str(time.time()), "model": "drained:latest", "status": "200",
                                          "reason": "ok", "completion_tokens": "3"})
@@ -78,7 +78,7 @@ def seed(client) -> set[str]:
 def left_behind(client) -> dict[str, tuple[int, int]]:
     """(entries, pending entries) of each stream that still holds either."""
     found = {}
-    for stream in SEEDED:
+    for stream, _, _ in SEEDED:
         pending = client.xpending(stream, keys.USAGE_DRAIN_GROUP)["pending"] if client.exists(stream) else 0
         if client.xlen(stream) or pending:
             found[stream] = (client.xlen(stream), pending)

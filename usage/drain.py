@@ -2,7 +2,8 @@
 
 Reading goes through a consumer group, so an entry leaves the stream only after its row is
 committed: a worker that dies mid-batch leaves its entries pending, and the next drain reads its
-pending entries first, wherever the last one died (tests/test_usage_drain.py). Rows are keyed by the entry id, so an entry written twice is kept once.
+pending entries first, wherever the last one died (tests/test_usage_drain.py). Rows are keyed by the
+entry id, so an entry written twice is kept once.
 While no worker runs, entries wait in the stream.
 """
 

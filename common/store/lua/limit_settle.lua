@@ -17,8 +17,9 @@ for s = 1, 2 do
     if state[1] then
       -- A settlement can land long after it was stamped (the outbox retries through an outage):
       -- time before the bucket's last change refills nothing, and the bucket's time never goes back.
-      at = math.max(now, tonumber(state[2]))
-      have = math.min(tpm, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * tpm / WINDOW)
+      local last = tonumber(state[2])
+      at = math.max(now, last)
+      have = math.min(tpm, tonumber(state[1]) + math.max(0, now - last) * tpm / WINDOW)
     end
     -- May go below zero: a request that used more than was left puts the bucket in debt, and
     -- nothing more is admitted until it has refilled.
